@@ -1,0 +1,170 @@
+//! Checkpoints as one JSON file per org, replaced atomically (write, fsync, rename), with
+//! the lease held as an OS file lock: the kernel releases it when the process dies, so a
+//! crashed run never holds the org.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+
+use super::Checkpoint;
+use crate::ports::{Checkpoints, StoreError};
+use crate::types::{Org, RunId};
+
+/// Checkpoints under one folder: `<dir>/<org>.json`, lease `<dir>/<org>.lock`.
+#[derive(Debug, Clone)]
+pub struct FileCheckpoints {
+    dir: PathBuf,
+}
+
+/// The held lock; the lock goes with the file handle.
+#[derive(Debug)]
+pub struct FileLease {
+    org: Org,
+    _lock: File,
+}
+
+impl FileCheckpoints {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        FileCheckpoints { dir: dir.into() }
+    }
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    fn path(&self, org: &Org) -> PathBuf {
+        self.dir.join(format!("{org}.json"))
+    }
+
+    fn read(&self, org: &Org) -> Result<Option<Checkpoint>, StoreError> {
+        let path = self.path(org);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io(format!("cannot read checkpoint {}: {e}", path.display()))),
+        };
+        let cp: Checkpoint = serde_json::from_slice(&bytes).map_err(|e| {
+            io(format!(
+                "checkpoint {} is not valid ({e}); restore it from a backup, or move it aside to start again from --lookback",
+                path.display()
+            ))
+        })?;
+        if &cp.org != org {
+            return Err(io(format!("checkpoint {} belongs to org {}, not {org}", path.display(), cp.org)));
+        }
+        Ok(Some(cp))
+    }
+}
+
+fn io(msg: String) -> StoreError {
+    StoreError::Io(msg)
+}
+
+#[async_trait]
+impl Checkpoints for FileCheckpoints {
+    type Lease = FileLease;
+
+    async fn acquire(&self, org: &Org, _owner: &RunId) -> Result<Option<(FileLease, Checkpoint)>, StoreError> {
+        fs::create_dir_all(&self.dir)
+            .map_err(|e| io(format!("cannot create checkpoint folder {}: {e}", self.dir.display())))?;
+        let lock_path = self.dir.join(format!("{org}.lock"));
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| io(format!("cannot open lock file {}: {e}", lock_path.display())))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Ok(None),
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(io(format!("cannot lock {}: {e}", lock_path.display())))
+            }
+        }
+        let cp = self.read(org)?.unwrap_or_else(|| Checkpoint::new(org.clone()));
+        Ok(Some((FileLease { org: org.clone(), _lock: lock }, cp)))
+    }
+
+    async fn save(&self, lease: &FileLease, cp: &mut Checkpoint) -> Result<(), StoreError> {
+        if lease.org != cp.org {
+            return Err(StoreError::Conflict(format!("lease is for {}, checkpoint for {}", lease.org, cp.org)));
+        }
+        let current = self.read(&cp.org)?.map_or(0, |c| c.version);
+        if current != cp.version {
+            return Err(StoreError::Conflict(format!(
+                "checkpoint for {} changed under this run (version {current}, expected {})",
+                cp.org, cp.version
+            )));
+        }
+        let mut next = cp.clone();
+        next.version += 1;
+        let body = serde_json::to_vec_pretty(&next).map_err(|e| io(e.to_string()))?;
+        let path = self.path(&cp.org);
+        atomic_write(&path, &body).map_err(|e| io(format!("cannot write checkpoint {}: {e}", path.display())))?;
+        cp.version = next.version;
+        Ok(())
+    }
+
+    async fn release(&self, lease: FileLease) -> Result<(), StoreError> {
+        drop(lease);
+        Ok(())
+    }
+
+    async fn peek(&self, org: &Org) -> Result<Option<Checkpoint>, StoreError> {
+        self.read(org)
+    }
+}
+
+/// Writes `body` to a temporary file beside `path`, fsyncs it, renames it over `path` and
+/// fsyncs the folder: a reader sees the old file or the new one, never a torn one.
+pub(crate) fn atomic_write(path: &Path, body: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    {
+        let mut f = File::create(&tmp)?;
+        f.write_all(body)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)?;
+    File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn lease_excludes_and_saves_are_versioned() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileCheckpoints::new(dir.path());
+        let org = Org::new("acme").unwrap();
+        let run = RunId("a".into());
+        let (lease, mut cp) = store.acquire(&org, &run).await.unwrap().unwrap();
+        assert_eq!(cp.version, 0);
+        // A second holder is refused while the first holds it.
+        assert!(store.acquire(&org, &run).await.unwrap().is_none());
+        cp.watermark = Some(chrono::Utc::now());
+        store.save(&lease, &mut cp).await.unwrap();
+        assert_eq!(cp.version, 1);
+        // A stale copy cannot overwrite.
+        let mut stale = cp.clone();
+        stale.version = 0;
+        assert!(matches!(store.save(&lease, &mut stale).await, Err(StoreError::Conflict(_))));
+        store.release(lease).await.unwrap();
+        let (_l, again) = store.acquire(&org, &run).await.unwrap().unwrap();
+        assert_eq!(again, cp);
+        assert_eq!(store.peek(&org).await.unwrap().unwrap().watermark, cp.watermark);
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_checkpoint_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileCheckpoints::new(dir.path());
+        let org = Org::new("acme").unwrap();
+        fs::write(dir.path().join("acme.json"), b"{not json").unwrap();
+        let err = store.acquire(&org, &RunId("a".into())).await.unwrap_err().to_string();
+        assert!(err.contains("not valid") && err.contains("--lookback"), "{err}");
+    }
+}

@@ -1,0 +1,6 @@
+//! The checkpoint (what the poller has durably stored, per org) and its stores.
+
+pub mod file;
+mod model;
+
+pub use model::{Checkpoint, Intent, LastRun, PendingObject};

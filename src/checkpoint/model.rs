@@ -1,0 +1,136 @@
+//! What the poller keeps per org between runs.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::event::key::ObjectKey;
+use crate::types::{EventId, Org, RunId};
+
+/// The durable state of one org.
+///
+/// Invariants:
+/// - every event with a timestamp before `watermark` that the API served when it was read
+///   is stored;
+/// - `seen` holds the id of every stored event with a timestamp at or after `seen_from`
+///   (and `seen_from <= watermark`), so a re-read of `[seen_from, …)` can drop what is
+///   already stored;
+/// - `pending`, when set, names objects that may or may not have been written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub org: Org,
+    /// Bumped by every save; saves are conditional on it.
+    pub version: u64,
+    pub watermark: Option<DateTime<Utc>>,
+    pub seen_from: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub seen: BTreeMap<EventId, DateTime<Utc>>,
+    #[serde(default)]
+    pub pending: Option<Intent>,
+    #[serde(default)]
+    pub last_run: Option<LastRun>,
+}
+
+/// A commit in flight: the objects about to be written and the watermark they complete.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Intent {
+    pub run_id: RunId,
+    pub watermark: DateTime<Utc>,
+    pub objects: Vec<PendingObject>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingObject {
+    pub key: ObjectKey,
+    /// The ids (with timestamps) the object holds.
+    pub events: Vec<(EventId, DateTime<Utc>)>,
+}
+
+/// What the last run that got the lease did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastRun {
+    pub run_id: RunId,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub events_written: u64,
+    pub caught_up: bool,
+    pub error: Option<String>,
+}
+
+impl Checkpoint {
+    pub fn new(org: Org) -> Self {
+        Checkpoint {
+            org,
+            version: 0,
+            watermark: None,
+            seen_from: None,
+            seen: BTreeMap::new(),
+            pending: None,
+            last_run: None,
+        }
+    }
+
+    /// Records that these objects are stored: their ids join `seen`.
+    pub fn record_stored(&mut self, objects: &[PendingObject]) {
+        for o in objects {
+            for (id, ts) in &o.events {
+                if self.seen_from.is_none_or(|f| *ts >= f) {
+                    self.seen.insert(id.clone(), *ts);
+                }
+            }
+        }
+    }
+
+    /// Completes `intent` (all its objects are stored): ids join `seen`, the watermark
+    /// moves forward (never back), and ids older than `watermark - overlap` are let go.
+    pub fn complete(&mut self, intent: &Intent, overlap: Duration) {
+        self.record_stored(&intent.objects);
+        self.advance(intent.watermark, overlap);
+        self.pending = None;
+    }
+
+    /// Moves the watermark forward to `to` (never back) and prunes `seen`.
+    pub fn advance(&mut self, to: DateTime<Utc>, overlap: Duration) {
+        let w = self.watermark.map_or(to, |w| w.max(to));
+        self.watermark = Some(w);
+        let keep_from = w - overlap;
+        let from = self.seen_from.map_or(keep_from, |f| f.max(keep_from));
+        self.seen_from = Some(from);
+        self.seen.retain(|_, ts| *ts >= from);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(s, 0).unwrap()
+    }
+
+    #[test]
+    fn complete_advances_and_prunes() {
+        let mut cp = Checkpoint::new(Org::new("acme").unwrap());
+        cp.seen_from = Some(t(0));
+        let intent = Intent {
+            run_id: RunId("r".into()),
+            watermark: t(1000),
+            objects: vec![PendingObject {
+                key: ObjectKey("k".into()),
+                events: vec![(EventId("old".into()), t(100)), (EventId("new".into()), t(950))],
+            }],
+        };
+        cp.pending = Some(intent.clone());
+        cp.complete(&intent, Duration::seconds(100));
+        assert_eq!(cp.watermark, Some(t(1000)));
+        assert_eq!(cp.seen_from, Some(t(900)));
+        assert!(cp.seen.contains_key(&EventId("new".into())));
+        assert!(!cp.seen.contains_key(&EventId("old".into())));
+        assert!(cp.pending.is_none());
+        // Never backwards.
+        cp.advance(t(500), Duration::seconds(100));
+        assert_eq!(cp.watermark, Some(t(1000)));
+        assert_eq!(cp.seen_from, Some(t(900)));
+    }
+}

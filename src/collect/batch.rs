@@ -1,0 +1,84 @@
+//! A batch: the new events of consecutive complete windows, ready to become objects.
+
+use std::collections::{BTreeMap, HashSet};
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+use crate::checkpoint::{Checkpoint, PendingObject};
+use crate::event::id::assign_ids;
+use crate::event::key::object_key;
+use crate::event::{encode, record, HubEvent};
+use crate::types::{EventId, Org, Window};
+
+/// Events of the windows `[from, covered_to)`, minus those already stored.
+///
+/// Invariant: every event the API served for those windows is either in `events` or has
+/// its id in the checkpoint's `seen` (a duplicate).
+pub struct Batch {
+    pub from: DateTime<Utc>,
+    pub covered_to: DateTime<Utc>,
+    events: Vec<(EventId, HubEvent)>,
+    ids: HashSet<EventId>,
+    pub duplicates: u64,
+}
+
+/// One object to write: where, what it holds, its bytes.
+pub struct Object {
+    pub meta: PendingObject,
+    pub body: Vec<u8>,
+    pub events: usize,
+}
+
+impl Batch {
+    pub fn new(from: DateTime<Utc>) -> Self {
+        Batch { from, covered_to: from, events: Vec::new(), ids: HashSet::new(), duplicates: 0 }
+    }
+
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// Adds a complete window. `events` must be every event of `w` from one consistent
+    /// read (so ordinals of identical events are right), and `w` must start where the
+    /// batch ends.
+    pub fn add_window(&mut self, org: &Org, w: Window, events: Vec<HubEvent>, cp: &Checkpoint) {
+        debug_assert_eq!(w.from, self.covered_to, "windows must be contiguous");
+        for (id, e) in assign_ids(org, events) {
+            if cp.seen.contains_key(&id) || self.ids.contains(&id) {
+                self.duplicates += 1;
+            } else {
+                self.ids.insert(id.clone());
+                self.events.push((id, e));
+            }
+        }
+        self.covered_to = w.to;
+    }
+
+    /// Turns the batch into objects, one per UTC date of the events, records sorted by
+    /// (timestamp, id) so the same events always give the same bytes.
+    pub fn into_objects(self, org: &Org, prov: &record::Provenance) -> Vec<Object> {
+        let mut by_day: BTreeMap<NaiveDate, Vec<(EventId, HubEvent)>> = BTreeMap::new();
+        for (id, e) in self.events {
+            by_day.entry(e.timestamp().date_naive()).or_default().push((id, e));
+        }
+        by_day
+            .into_iter()
+            .map(|(day, mut events)| {
+                events.sort_by(|a, b| (a.1.timestamp(), &a.0).cmp(&(b.1.timestamp(), &b.0)));
+                let ids: Vec<EventId> = events.iter().map(|(id, _)| id.clone()).collect();
+                let first = events[0].1.timestamp();
+                let key = object_key(org, day, first, &ids);
+                let records: Vec<_> = events.iter().map(|(id, e)| record::build(org, id, e, prov)).collect();
+                Object {
+                    body: encode::encode(&records),
+                    events: events.len(),
+                    meta: PendingObject { key, events: events.into_iter().map(|(id, e)| (id, e.timestamp())).collect() },
+                }
+            })
+            .collect()
+    }
+}

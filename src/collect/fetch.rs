@@ -1,0 +1,149 @@
+//! Reading a window of the audit log as one consistent multiset.
+//!
+//! The API pages by number with no snapshot: an event that lands while the pages are read
+//! shifts the later pages, so a boundary event is read twice (and identical events in one
+//! second are real, so a copy cannot be told from a twin). And neither the sort order,
+//! the page-size cap nor whether `from`/`to` are inclusive is documented. So:
+//!
+//! - a window is taken from a **single page** whenever it fits in one: one response is one
+//!   snapshot, whatever the order;
+//! - a window that does not fit is cut smaller (the caller adapts the span);
+//! - a single second with more events than a page is read page by page **until two
+//!   complete reads agree**;
+//! - queries are padded by a second on both sides and the answer filtered to `[from, to)`,
+//!   so inclusive and exclusive bounds, and sub-second timestamps, all give the same result.
+
+use std::time::Duration as StdDuration;
+
+use chrono::Duration;
+
+use crate::event::id::canonical;
+use crate::event::HubEvent;
+use crate::ports::{AuditLog, HubError, PageQuery};
+use crate::types::{Org, Window};
+
+/// The answer to "read this window".
+#[derive(Debug)]
+pub enum Read {
+    /// Every event of the window (those inside `[from, to)` only), from one snapshot.
+    Complete(Vec<HubEvent>),
+    /// More than one page: cut the window smaller.
+    TooMany,
+}
+
+/// The most pages read for one dense second before giving up: guards against a server
+/// that ignores `page` and repeats itself.
+const MAX_PAGES: u32 = 1000;
+
+pub struct Fetcher<'a, A: AuditLog + ?Sized> {
+    api: &'a A,
+    org: &'a Org,
+    /// What we ask for.
+    page_size: u32,
+    /// A page size the server is known to give in full (never more than its real cap):
+    /// a page shorter than this is the last one.
+    known_full: Option<u32>,
+    /// How many times a dense second is read looking for two that agree.
+    max_reads: u32,
+    pub requests: u64,
+}
+
+impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
+    pub fn new(api: &'a A, org: &'a Org, page_size: u32) -> Self {
+        Fetcher { api, org, page_size, known_full: None, max_reads: 5, requests: 0 }
+    }
+
+    /// What the server has shown it gives per full page, if known.
+    pub fn known_page_size(&self) -> Option<u32> {
+        self.known_full
+    }
+
+    fn learn(&mut self, full: u32) {
+        // Keep the smallest: underestimating only costs extra requests, overestimating
+        // would take a full page for the last one.
+        self.known_full = Some(self.known_full.map_or(full, |k| k.min(full)));
+    }
+
+    async fn get(&mut self, w: Window, page: u32, budget: Option<StdDuration>) -> Result<Vec<HubEvent>, HubError> {
+        let q = PageQuery {
+            from: w.from - Duration::seconds(1),
+            to: w.to + Duration::seconds(1),
+            page,
+            page_size: self.page_size,
+        };
+        self.requests += 1;
+        self.api.page(self.org, q, budget).await
+    }
+
+    /// Reads `w` if it fits in one page.
+    pub async fn read(&mut self, w: Window, budget: Option<StdDuration>) -> Result<Read, HubError> {
+        let first = self.get(w, 1, budget).await?;
+        let n = first.len() as u32;
+        if n == 0 {
+            return Ok(Read::Complete(first));
+        }
+        if n >= self.page_size {
+            // The server gives at least what we ask: there may be more.
+            self.learn(self.page_size);
+            return Ok(Read::TooMany);
+        }
+        if let Some(full) = self.known_full {
+            return Ok(if n < full { Read::Complete(inside(w, first)) } else { Read::TooMany });
+        }
+        // A short page from a server whose cap we do not know: it is the end only if the
+        // next page is empty. Events are never removed, so if page 2 is empty later, page 1
+        // held everything there was when it was read.
+        let second = self.get(w, 2, budget).await?;
+        if second.is_empty() {
+            Ok(Read::Complete(inside(w, first)))
+        } else {
+            self.learn(n);
+            Ok(Read::TooMany)
+        }
+    }
+
+    /// Reads a window that cannot be cut (one second with more than a page of events):
+    /// every page, repeated until two complete reads give the same multiset.
+    pub async fn read_dense(&mut self, w: Window, budget: Option<StdDuration>) -> Result<Vec<HubEvent>, HubError> {
+        let mut previous: Option<Vec<String>> = None;
+        for _ in 0..self.max_reads {
+            let events = self.read_all_pages(w, budget).await?;
+            let mut fingerprint: Vec<String> = events.iter().map(canonical).collect();
+            fingerprint.sort_unstable();
+            if previous.as_ref() == Some(&fingerprint) {
+                return Ok(events);
+            }
+            previous = Some(fingerprint);
+        }
+        Err(HubError::Unavailable(format!(
+            "the audit log kept changing while {w} (one second holding more than a page of events) was read {} times; \
+             nothing from it was committed, and the next run reads it again",
+            self.max_reads
+        )))
+    }
+
+    async fn read_all_pages(&mut self, w: Window, budget: Option<StdDuration>) -> Result<Vec<HubEvent>, HubError> {
+        let mut all = Vec::new();
+        for page in 1..=MAX_PAGES {
+            let events = self.get(w, page, budget).await?;
+            let n = events.len() as u32;
+            if n == 0 {
+                return Ok(inside(w, all));
+            }
+            if n >= self.page_size {
+                self.learn(self.page_size);
+            }
+            all.extend(events);
+            if self.known_full.is_some_and(|full| n < full) {
+                return Ok(inside(w, all));
+            }
+        }
+        Err(HubError::Rejected(format!(
+            "{w} still had events after {MAX_PAGES} pages; the server may be ignoring the page parameter"
+        )))
+    }
+}
+
+fn inside(w: Window, events: Vec<HubEvent>) -> Vec<HubEvent> {
+    events.into_iter().filter(|e| w.contains(e.timestamp())).collect()
+}

@@ -1,0 +1,89 @@
+//! Which time range a run reads, and how the span of one request adapts.
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::checkpoint::Checkpoint;
+use crate::config::PollConfig;
+use crate::types::{floor_second, Window};
+
+/// The longest window asked for in one request.
+pub const MAX_SPAN: Duration = Duration::days(7);
+
+/// The run's window: from `watermark - overlap` (never before `seen_from`, since older ids
+/// are no longer remembered and could not be deduplicated) or, on the first run,
+/// `now - lookback`; to `now - lag`. Both ends on whole seconds.
+pub fn plan(cp: &Checkpoint, cfg: &PollConfig, now: DateTime<Utc>) -> Window {
+    let end = floor_second(now - cfg.lag);
+    let start = match cp.watermark {
+        Some(w) => {
+            let s = w - cfg.overlap;
+            cp.seen_from.map_or(s, |f| s.max(f))
+        }
+        None => now - cfg.lookback,
+    };
+    Window::new(floor_second(start), end)
+}
+
+/// The first span to try: the whole window up to a day.
+pub fn initial_span(w: Window) -> Duration {
+    whole_seconds(w.len().min(Duration::days(1)))
+}
+
+/// After a window of `span` held `n` events with pages of `page`: widen when it was
+/// mostly empty, keep it otherwise.
+pub fn grow(span: Duration, n: usize, page: u32) -> Duration {
+    if (n as u64) * 4 < u64::from(page) {
+        (span * 2).min(MAX_SPAN)
+    } else {
+        span
+    }
+}
+
+/// After a window of `len` did not fit in one page.
+pub fn shrink(len: Duration) -> Duration {
+    whole_seconds(len / 2)
+}
+
+fn whole_seconds(d: Duration) -> Duration {
+    Duration::seconds(d.num_seconds().max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{EventId, Org};
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn first_run_uses_lookback_then_watermark_minus_overlap() {
+        let org = Org::new("acme").unwrap();
+        let cfg = PollConfig::new(org.clone());
+        let now = t("2026-11-25T12:00:00.700Z");
+        let mut cp = Checkpoint::new(org);
+        let w = plan(&cp, &cfg, now);
+        assert_eq!(w.to, t("2026-11-25T11:59:00Z"));
+        assert_eq!(w.from, t("2026-08-27T12:00:00Z"));
+        cp.advance(t("2026-11-25T11:00:00Z"), cfg.overlap);
+        cp.seen.insert(EventId("x".into()), t("2026-11-25T10:50:00Z"));
+        let w = plan(&cp, &cfg, now);
+        assert_eq!(w.from, t("2026-11-25T10:45:00Z"));
+        // A larger overlap than the ids remembered cannot reach further back than seen_from.
+        let mut wide = cfg.clone();
+        wide.overlap = Duration::hours(2);
+        assert_eq!(plan(&cp, &wide, now).from, t("2026-11-25T10:45:00Z"));
+    }
+
+    #[test]
+    fn spans() {
+        assert_eq!(shrink(Duration::seconds(3)), Duration::seconds(1));
+        assert_eq!(shrink(Duration::seconds(1)), Duration::seconds(1));
+        assert_eq!(grow(Duration::hours(1), 0, 100), Duration::hours(2));
+        assert_eq!(grow(Duration::hours(1), 60, 100), Duration::hours(1));
+        assert_eq!(grow(Duration::days(6), 0, 100), MAX_SPAN);
+        let w = Window::new(t("2026-11-25T00:00:00Z"), t("2026-11-25T00:20:00Z"));
+        assert_eq!(initial_span(w), Duration::minutes(20));
+    }
+}

@@ -1,0 +1,3 @@
+//! Where the Docker Hub credentials come from.
+
+pub mod env;

@@ -1,0 +1,439 @@
+//! The HTTP client for Docker Hub's audit-log API.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::header::HeaderMap;
+use reqwest::{RequestBuilder, StatusCode};
+use tokio::time::Instant;
+use url::Url;
+
+use super::auth::BearerToken;
+use super::retry::{backoff, pacing, parse_reset, parse_retry_after, Jitter};
+use super::wire;
+use crate::clock::Clock;
+use crate::event::HubEvent;
+use crate::ports::{AuditLog, CredentialSource, HubError, PageQuery};
+use crate::types::{rfc3339, Org};
+
+/// How the client talks to the Hub.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    pub base_url: Url,
+    pub connect_timeout: Duration,
+    /// Bounds one request from send to the last byte of the body.
+    pub request_timeout: Duration,
+    /// Attempts for one request on 5xx, timeouts and malformed answers.
+    pub max_attempts: u32,
+    pub retry_base: Duration,
+    pub retry_cap: Duration,
+    /// 429s tolerated for one request before giving up (each waits as told).
+    pub max_throttles: u32,
+    /// The longest single wait a 429 may ask for before the run gives up and leaves the
+    /// rest to the next run.
+    pub max_rate_wait: Duration,
+    /// A larger body is refused (and retried): a page of 100 events is ~100 KB.
+    pub max_body_bytes: usize,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            base_url: Url::parse("https://hub.docker.com").expect("static URL"),
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_attempts: 6,
+            retry_base: Duration::from_millis(500),
+            retry_cap: Duration::from_secs(30),
+            max_throttles: 10,
+            max_rate_wait: Duration::from_secs(300),
+            max_body_bytes: 16 << 20,
+        }
+    }
+}
+
+/// Counters for the run summary and metrics.
+#[derive(Debug, Default)]
+pub struct ApiStats {
+    pub requests: AtomicU64,
+    pub token_requests: AtomicU64,
+    pub throttled: AtomicU64,
+    pub retries: AtomicU64,
+}
+
+impl ApiStats {
+    pub fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The Docker Hub client. One per process: it caches the bearer token and the rate-limit
+/// state across requests and orgs' runs.
+pub struct HubClient {
+    http: reqwest::Client,
+    cfg: HubConfig,
+    creds: Arc<dyn CredentialSource>,
+    clock: Arc<dyn Clock>,
+    token: tokio::sync::Mutex<Option<BearerToken>>,
+    not_before: Mutex<Option<Instant>>,
+    jitter: Mutex<Jitter>,
+    stats: Arc<ApiStats>,
+}
+
+/// What one answer means to the retry loop.
+enum Verdict<T> {
+    Done(T),
+    Retry(String),
+    Unauthorized(String),
+    Fail(HubError),
+}
+
+/// Why `execute` stopped without a result.
+enum Stop {
+    Hub(HubError),
+    /// A 401 on an authorized request: the caller may get a new token once.
+    Unauthorized(String),
+}
+
+impl From<HubError> for Stop {
+    fn from(e: HubError) -> Self {
+        Stop::Hub(e)
+    }
+}
+
+impl Stop {
+    fn into_hub(self) -> HubError {
+        match self {
+            Stop::Hub(e) => e,
+            Stop::Unauthorized(msg) => HubError::Auth(msg),
+        }
+    }
+}
+
+impl HubClient {
+    pub fn new(cfg: HubConfig, creds: Arc<dyn CredentialSource>, clock: Arc<dyn Clock>) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(cfg.connect_timeout)
+            .user_agent(concat!("dockerhub-audit/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(HubClient {
+            http,
+            cfg,
+            creds,
+            clock,
+            token: tokio::sync::Mutex::new(None),
+            not_before: Mutex::new(None),
+            jitter: Mutex::new(Jitter::from_time()),
+            stats: Arc::new(ApiStats::default()),
+        })
+    }
+
+    pub fn stats(&self) -> Arc<ApiStats> {
+        self.stats.clone()
+    }
+
+    fn url(&self, path: &str) -> Url {
+        let mut u = self.cfg.base_url.clone();
+        let base = u.path().trim_end_matches('/').to_string();
+        u.set_path(&format!("{base}{path}"));
+        u
+    }
+
+    /// A token good for a request sent now: the cached one, or a new exchange.
+    async fn bearer(&self, deadline: Option<Instant>) -> Result<BearerToken, HubError> {
+        let mut cached = self.token.lock().await;
+        if let Some(t) = cached.as_ref().filter(|t| t.is_fresh(self.clock.now())) {
+            return Ok(t.clone());
+        }
+        let creds = self.creds.get().await.map_err(|e| HubError::Auth(e.0))?;
+        let url = self.url("/v2/auth/token");
+        let body = serde_json::json!({"identifier": creds.identifier, "secret": creds.secret.expose()});
+        let identifier = creds.identifier.clone();
+        let token = self
+            .execute(
+                "POST /v2/auth/token",
+                deadline,
+                &self.stats.token_requests,
+                || self.http.post(url.clone()).json(&body),
+                |status, body| match status {
+                    StatusCode::OK => match wire::parse_token(body) {
+                        Ok(t) => Verdict::Done(t),
+                        Err(e) => Verdict::Retry(format!("malformed token response: {e}")),
+                    },
+                    // Never retried: repeated failed logins lock the account for 10 minutes.
+                    StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Verdict::Fail(HubError::Auth(format!(
+                        "Docker Hub refused the credentials for {identifier:?} (HTTP {}: {}). Check DOCKERHUB_USERNAME \
+                         (the organization name for an organization access token) and DOCKERHUB_TOKEN. Not retried: \
+                         repeated failed logins lock the account for 10 minutes.",
+                        status.as_u16(),
+                        wire::error_summary(body)
+                    ))),
+                    s => Verdict::Fail(HubError::Rejected(format!(
+                        "POST /v2/auth/token answered HTTP {}: {}",
+                        s.as_u16(),
+                        wire::error_summary(body)
+                    ))),
+                },
+            )
+            .await
+            .map_err(Stop::into_hub)?;
+        let t = BearerToken::new(token, self.clock.now());
+        *cached = Some(t.clone());
+        Ok(t)
+    }
+
+    async fn forget_token(&self) {
+        *self.token.lock().await = None;
+        self.creds.invalidate().await;
+    }
+
+    /// Sends a request until `judge` accepts or refuses its answer. Handles what every
+    /// request shares: pacing on rate-limit headers, 429 waits, 5xx / transport / body
+    /// failures with backoff, and the deadline.
+    async fn execute<T>(
+        &self,
+        what: &str,
+        deadline: Option<Instant>,
+        counter: &AtomicU64,
+        make: impl Fn() -> RequestBuilder,
+        judge: impl Fn(StatusCode, &[u8]) -> Verdict<T>,
+    ) -> Result<T, Stop> {
+        let mut failures = 0u32;
+        let mut throttles = 0u32;
+        loop {
+            self.wait_for_pace(what, deadline).await?;
+            bump(counter);
+            let timeout = match deadline {
+                Some(d) => self.cfg.request_timeout.min(d.saturating_duration_since(Instant::now())),
+                None => self.cfg.request_timeout,
+            };
+            if timeout.is_zero() {
+                return Err(out_of_time(what).into());
+            }
+            let problem = match make().timeout(timeout).send().await {
+                Err(e) => describe_transport(&e),
+                Ok(resp) => {
+                    let status = resp.status();
+                    let headers = resp.headers().clone();
+                    self.note_rate_limit(&headers);
+                    if status == StatusCode::TOO_MANY_REQUESTS {
+                        throttles += 1;
+                        bump(&self.stats.throttled);
+                        let wait = self.throttle_wait(&headers, throttles);
+                        tracing::warn!(request = what, wait_ms = wait.as_millis() as u64, "rate limited (429)");
+                        if throttles > self.cfg.max_throttles || wait > self.cfg.max_rate_wait {
+                            return Err(Stop::Hub(HubError::OutOfTime(format!(
+                                "{what}: Docker Hub kept rate-limiting (429, asked to wait {}s); the next run continues from the checkpoint",
+                                wait.as_secs()
+                            ))));
+                        }
+                        self.sleep_within(what, wait, deadline).await?;
+                        continue;
+                    }
+                    if status.is_server_error() {
+                        format!("HTTP {}", status.as_u16())
+                    } else {
+                        match read_body(resp, self.cfg.max_body_bytes).await {
+                            Err(e) => e,
+                            Ok(body) => match judge(status, &body) {
+                                Verdict::Done(t) => return Ok(t),
+                                Verdict::Fail(e) => return Err(Stop::Hub(e)),
+                                Verdict::Unauthorized(msg) => return Err(Stop::Unauthorized(msg)),
+                                Verdict::Retry(msg) => msg,
+                            },
+                        }
+                    }
+                }
+            };
+            failures += 1;
+            if failures >= self.cfg.max_attempts {
+                return Err(Stop::Hub(HubError::Unavailable(format!(
+                    "{what} failed {failures} times, last: {problem}. Docker Hub may be down or answering badly; \
+                     nothing after the last checkpoint was committed, and the next run retries"
+                ))));
+            }
+            bump(&self.stats.retries);
+            let wait = {
+                let mut j = self.jitter.lock().unwrap_or_else(|e| e.into_inner());
+                backoff(failures - 1, self.cfg.retry_base, self.cfg.retry_cap, &mut j)
+            };
+            tracing::warn!(request = what, attempt = failures, wait_ms = wait.as_millis() as u64, problem = %problem, "retrying");
+            self.sleep_within(what, wait, deadline).await?;
+        }
+    }
+
+    fn throttle_wait(&self, h: &HeaderMap, throttles: u32) -> Duration {
+        let now = self.clock.now();
+        let header = |name: &str| h.get(name).and_then(|v| v.to_str().ok());
+        header("retry-after")
+            .or_else(|| header("x-retry-after"))
+            .and_then(|v| parse_retry_after(v, now))
+            .or_else(|| header("x-ratelimit-reset").and_then(|v| parse_reset(v, now)))
+            .unwrap_or_else(|| {
+                let mut j = self.jitter.lock().unwrap_or_else(|e| e.into_inner());
+                backoff(throttles, self.cfg.retry_base.max(Duration::from_secs(1)), self.cfg.retry_cap, &mut j)
+            })
+    }
+
+    /// Slows down before the limit is hit, from `X-RateLimit-Remaining` / `-Reset`.
+    fn note_rate_limit(&self, h: &HeaderMap) {
+        let header = |name: &str| h.get(name).and_then(|v| v.to_str().ok());
+        let Some(remaining) = header("x-ratelimit-remaining").and_then(|v| v.trim().parse::<u64>().ok()) else {
+            return;
+        };
+        let limit = header("x-ratelimit-limit").and_then(|v| v.trim().parse::<u64>().ok());
+        let to_reset = header("x-ratelimit-reset")
+            .and_then(|v| parse_reset(v, self.clock.now()))
+            .unwrap_or(Duration::from_secs(60))
+            .min(Duration::from_secs(120));
+        let pause = pacing(remaining, limit, to_reset);
+        if !pause.is_zero() {
+            tracing::debug!(remaining, pause_ms = pause.as_millis() as u64, "pacing ahead of the rate limit");
+            *self.not_before.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + pause);
+        }
+    }
+
+    async fn wait_for_pace(&self, what: &str, deadline: Option<Instant>) -> Result<(), HubError> {
+        let until = *self.not_before.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(until) = until {
+            let wait = until.saturating_duration_since(Instant::now());
+            if !wait.is_zero() {
+                self.sleep_within(what, wait, deadline).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn sleep_within(&self, what: &str, wait: Duration, deadline: Option<Instant>) -> Result<(), HubError> {
+        if let Some(d) = deadline {
+            if Instant::now() + wait >= d {
+                return Err(out_of_time(what));
+            }
+        }
+        tokio::time::sleep(wait).await;
+        Ok(())
+    }
+}
+
+fn out_of_time(what: &str) -> HubError {
+    HubError::OutOfTime(format!(
+        "{what}: the run's time ran out while waiting on Docker Hub; everything before it is committed and the next run continues"
+    ))
+}
+
+/// A transport failure in words, without the URL's query (no secrets are in URLs, but the
+/// message stays short).
+fn describe_transport(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else if e.is_body() || e.is_decode() {
+        "the body was cut off"
+    } else {
+        "request failed"
+    };
+    let mut detail = String::new();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        detail = s.to_string();
+        src = s.source();
+    }
+    if detail.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind} ({detail})")
+    }
+}
+
+async fn read_body(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>, String> {
+    if resp.content_length().is_some_and(|n| n > max as u64) {
+        return Err(format!("the body is larger than {} MiB", max >> 20));
+    }
+    let mut body = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(c)) => {
+                if body.len() + c.len() > max {
+                    return Err(format!("the body is larger than {} MiB", max >> 20));
+                }
+                body.extend_from_slice(&c);
+            }
+            Ok(None) => return Ok(body),
+            Err(e) => return Err(describe_transport(&e)),
+        }
+    }
+}
+
+#[async_trait]
+impl AuditLog for HubClient {
+    async fn page(&self, org: &Org, q: PageQuery, budget: Option<Duration>) -> Result<Vec<HubEvent>, HubError> {
+        let deadline = budget.map(|b| Instant::now() + b);
+        let url = self.url(&format!("/v2/auditlogs/{org}"));
+        let what = format!("GET /v2/auditlogs/{org} page {} of [{}, {}]", q.page, rfc3339(q.from), rfc3339(q.to));
+        let params = [
+            ("from", rfc3339(q.from)),
+            ("to", rfc3339(q.to)),
+            ("page", q.page.to_string()),
+            ("page_size", q.page_size.to_string()),
+        ];
+        let mut reauthorized = false;
+        loop {
+            let token = self.bearer(deadline).await?;
+            let result = self
+                .execute(
+                    &what,
+                    deadline,
+                    &self.stats.requests,
+                    || self.http.get(url.clone()).query(&params).bearer_auth(token.token.expose()),
+                    |status, body| match status {
+                        StatusCode::OK => match wire::parse_page(body) {
+                            Ok(events) => Verdict::Done(events),
+                            Err(e) => Verdict::Retry(format!("malformed response: {e}")),
+                        },
+                        StatusCode::UNAUTHORIZED => Verdict::Unauthorized(format!(
+                            "{what}: Docker Hub rejected a freshly issued token (HTTP 401: {}). Check that DOCKERHUB_TOKEN is \
+                             still valid and has not been revoked",
+                            wire::error_summary(body)
+                        )),
+                        StatusCode::FORBIDDEN => Verdict::Fail(HubError::Forbidden(format!(
+                            "{what}: HTTP 403 ({}). These credentials may not read {org}'s audit log: use an organization \
+                             access token with \"Audit Log Read\" (identifier = the organization name), or a personal access \
+                             token of an owner of {org}",
+                            wire::error_summary(body)
+                        ))),
+                        // Past the last page some backends answer 404 rather than an empty list.
+                        StatusCode::NOT_FOUND if q.page > 1 => Verdict::Done(Vec::new()),
+                        StatusCode::NOT_FOUND => Verdict::Fail(HubError::Rejected(format!(
+                            "{what}: HTTP 404 ({}). Check that {org} is the organization's Docker Hub namespace and \
+                             that --hub-url points at Docker Hub",
+                            wire::error_summary(body)
+                        ))),
+                        s => Verdict::Fail(HubError::Rejected(format!(
+                            "{what}: HTTP {} ({}); not retried. If this persists, report it with this message",
+                            s.as_u16(),
+                            wire::error_summary(body)
+                        ))),
+                    },
+                )
+                .await;
+            match result {
+                // One fresh token per 401, never a loop: the token may have expired early
+                // or been rotated; a second 401 means the credentials themselves are bad.
+                Err(Stop::Unauthorized(_)) if !reauthorized => {
+                    tracing::info!(request = %what, "401 on a cached token; getting a new one once");
+                    reauthorized = true;
+                    self.forget_token().await;
+                }
+                other => return other.map_err(Stop::into_hub),
+            }
+        }
+    }
+}

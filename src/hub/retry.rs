@@ -1,0 +1,138 @@
+//! How long to wait: `Retry-After` in either form, `X-RateLimit-*` pacing, and exponential
+//! backoff with full jitter.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+/// Values at or above this are unix times (2001-09-09), below it delta-seconds: a delay of
+/// more than 31 years is not a delay anyone means.
+const UNIX_TIME_THRESHOLD: u64 = 1_000_000_000;
+
+/// Reads a `Retry-After` value: delta-seconds (`"30"`, `"1.5"`), a unix time
+/// (`"1746136938"`, as Docker Hub has been seen to send), or an HTTP date. A time in the
+/// past means "now". `None` when it is none of these.
+pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
+    let v = value.trim();
+    if let Ok(n) = v.parse::<u64>() {
+        return Some(if n >= UNIX_TIME_THRESHOLD { until_unix(n as i64, now) } else { Duration::from_secs(n) });
+    }
+    if let Ok(f) = v.parse::<f64>() {
+        return (f.is_finite() && f >= 0.0 && f < UNIX_TIME_THRESHOLD as f64).then(|| Duration::from_secs_f64(f));
+    }
+    DateTime::parse_from_rfc2822(v).ok().map(|t| {
+        (t.with_timezone(&Utc) - now).to_std().unwrap_or(Duration::ZERO)
+    })
+}
+
+/// Reads `X-RateLimit-Reset` (documented as a unix time; delta-seconds tolerated too).
+pub fn parse_reset(value: &str, now: DateTime<Utc>) -> Option<Duration> {
+    let n = value.trim().parse::<u64>().ok()?;
+    Some(if n >= UNIX_TIME_THRESHOLD { until_unix(n as i64, now) } else { Duration::from_secs(n) })
+}
+
+fn until_unix(t: i64, now: DateTime<Utc>) -> Duration {
+    let ms = t.saturating_mul(1000).saturating_sub(now.timestamp_millis());
+    Duration::from_millis(ms.max(0) as u64)
+}
+
+/// How long to pause before the next request given the rate-limit headers of the last
+/// answer: nothing while plenty is left; when few are left, spread them over the time to
+/// the reset; when none are left, wait for the reset.
+pub fn pacing(remaining: u64, limit: Option<u64>, to_reset: Duration) -> Duration {
+    let low_water = limit.map_or(5, |l| (l / 20).max(2));
+    if remaining == 0 {
+        to_reset
+    } else if remaining <= low_water {
+        to_reset / (remaining as u32 + 1)
+    } else {
+        Duration::ZERO
+    }
+}
+
+/// Exponential backoff with full jitter: uniform in `[0, min(cap, base * 2^attempt)]`,
+/// never below `base / 2` so a retry storm cannot form.
+pub fn backoff(attempt: u32, base: Duration, cap: Duration, jitter: &mut Jitter) -> Duration {
+    let exp = base.saturating_mul(1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX)).min(cap);
+    let floor = (base / 2).min(exp);
+    floor + (exp - floor).mul_f64(jitter.next_unit())
+}
+
+/// A small xorshift generator for jitter (not for anything secret).
+#[derive(Debug, Clone)]
+pub struct Jitter(u64);
+
+impl Jitter {
+    pub fn new(seed: u64) -> Self {
+        Jitter(seed | 1)
+    }
+    pub fn from_time() -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0x9e37_79b9_7f4a_7c15);
+        Jitter::new(nanos ^ u64::from(std::process::id()).rotate_left(32))
+    }
+    /// Uniform in `[0, 1)`.
+    pub fn next_unit(&mut self) -> f64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_746_136_900, 0).unwrap()
+    }
+
+    #[test]
+    fn retry_after_both_forms() {
+        assert_eq!(parse_retry_after("30", now()), Some(Duration::from_secs(30)));
+        assert_eq!(parse_retry_after(" 0 ", now()), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("1.5", now()), Some(Duration::from_millis(1500)));
+        // The form seen from Docker Hub in 2025: a unix time equal to X-RateLimit-Reset.
+        assert_eq!(parse_retry_after("1746136938", now()), Some(Duration::from_secs(38)));
+        // A unix time already past means now, not a 55-year wait.
+        assert_eq!(parse_retry_after("1746136000", now()), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Thu, 01 May 2025 22:02:18 GMT", now()),
+            Some(Duration::from_secs(38))
+        );
+        for bad in ["", "soon", "-5", "NaN", "inf"] {
+            assert_eq!(parse_retry_after(bad, now()), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn reset_and_pacing() {
+        assert_eq!(parse_reset("1746136960", now()), Some(Duration::from_secs(60)));
+        assert_eq!(parse_reset("12", now()), Some(Duration::from_secs(12)));
+        assert_eq!(parse_reset("x", now()), None);
+        let r = Duration::from_secs(30);
+        assert_eq!(pacing(100, Some(180), r), Duration::ZERO);
+        assert_eq!(pacing(0, Some(180), r), r);
+        assert_eq!(pacing(2, Some(180), r), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn backoff_grows_is_capped_and_jittered() {
+        let mut j = Jitter::new(7);
+        let base = Duration::from_millis(100);
+        let cap = Duration::from_secs(5);
+        let mut seen = std::collections::BTreeSet::new();
+        for attempt in 0..30 {
+            let d = backoff(attempt, base, cap, &mut j);
+            assert!(d >= Duration::from_millis(50) && d <= cap, "{d:?}");
+            assert!(d <= base * 2u32.pow(attempt.min(10)), "{attempt}: {d:?}");
+            seen.insert(d);
+        }
+        assert!(seen.len() > 20, "jitter should vary the waits");
+    }
+}

@@ -1,0 +1,80 @@
+//! The Hub's wire formats: the list response, the token response, error bodies.
+
+use serde_json::Value;
+
+use crate::event::HubEvent;
+
+/// Parses `{"logs": [...]}`. A missing or null `logs` is an empty page (gRPC-gateway
+/// backends omit empty lists); anything else that is not a list of valid events is an
+/// error naming what was wrong, and no event of that page is used.
+pub fn parse_page(body: &[u8]) -> Result<Vec<HubEvent>, String> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| format!("the body is not valid JSON ({e})"))?;
+    let Value::Object(mut top) = v else {
+        return Err("the body is not a JSON object".into());
+    };
+    match top.remove("logs") {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| HubEvent::from_wire(item).map_err(|e| format!("logs[{i}]: {e}")))
+            .collect(),
+        Some(_) => Err("`logs` is not a list".into()),
+    }
+}
+
+/// Parses `{"access_token": "..."}`.
+pub fn parse_token(body: &[u8]) -> Result<String, String> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| format!("the body is not valid JSON ({e})"))?;
+    match v.get("access_token") {
+        Some(Value::String(t)) if !t.is_empty() => Ok(t.clone()),
+        _ => Err("the body has no `access_token`".into()),
+    }
+}
+
+/// A short, printable summary of an error body (`detail` / `message` when present).
+/// Never echoes request headers, so no token can appear in it.
+pub fn error_summary(body: &[u8]) -> String {
+    if let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(body) {
+        let pick = |k: &str| m.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
+        if let Some(s) = pick("detail").or_else(|| pick("message")) {
+            return clip(&s, 200);
+        }
+    }
+    clip(&String::from_utf8_lossy(body), 200)
+}
+
+fn clip(s: &str, max: usize) -> String {
+    let s = s.trim();
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages() {
+        assert_eq!(parse_page(br#"{"logs": []}"#).unwrap().len(), 0);
+        assert_eq!(parse_page(b"{}").unwrap().len(), 0);
+        let two = parse_page(br#"{"logs": [{"timestamp": "2021-02-19T01:34:35Z"}, {"timestamp": "2021-02-19T01:34:36Z", "x": 1}], "next": null}"#).unwrap();
+        assert_eq!(two.len(), 2);
+        for bad in [&b"{\"logs\": [ {\"action\": "[..], b"[1]", b"{\"logs\": {\"a\": 1}}", b"{\"logs\": [{\"timestamp\": 5}]}", b"{\"logs\": [\"\xff\"]}"] {
+            assert!(parse_page(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+        let err = parse_page(br#"{"logs": [{"timestamp": "2021-02-19T01:34:35Z"}, {"action": "a"}]}"#).unwrap_err();
+        assert!(err.contains("logs[1]"), "{err}");
+    }
+
+    #[test]
+    fn tokens_and_errors() {
+        assert_eq!(parse_token(br#"{"access_token": "abc"}"#).unwrap(), "abc");
+        assert!(parse_token(br#"{"token": "abc"}"#).is_err());
+        assert_eq!(error_summary(br#"{"detail": "Incorrect authentication credentials"}"#), "Incorrect authentication credentials");
+        assert_eq!(error_summary(br#"{"message":"forbidden","errinfo":{}}"#), "forbidden");
+        assert_eq!(error_summary(b"oops"), "oops");
+    }
+}

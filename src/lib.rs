@@ -1,0 +1,21 @@
+//! dockerhub-audit: collects a Docker Hub organization's audit log, exactly once.
+//!
+//! Layers (dependencies point down):
+//! - entry points (`main.rs`, `cli`) build a [`config::PollConfig`] and wire adapters;
+//! - [`collect`] is the poller: windows, dedupe, batching, deadlines, the commit protocol;
+//! - [`ports`] are the small traits the poller needs;
+//! - adapters ([`hub`], [`checkpoint`], [`sink`], [`credentials`]) each implement one port
+//!   for one outside system;
+//! - [`event`] is the record: canonical form, `event_id`, encoding, object keys.
+
+pub mod checkpoint;
+pub mod clock;
+pub mod collect;
+pub mod config;
+pub mod credentials;
+pub mod event;
+pub mod hub;
+pub mod ports;
+pub mod sink;
+pub mod types;
+

@@ -1,0 +1,149 @@
+//! The ports: the small traits the poller needs. Adapters implement them; the poller
+//! knows nothing else of the outside world.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::checkpoint::Checkpoint;
+use crate::event::key::ObjectKey;
+use crate::event::HubEvent;
+use crate::types::{Org, RunId};
+
+pub use crate::clock::Clock;
+
+/// One page request of the audit-log list endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageQuery {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    /// 1-based.
+    pub page: u32,
+    pub page_size: u32,
+}
+
+/// What went wrong talking to Docker Hub, after the adapter's own retries.
+/// Every message says what happened and what to do; none carries a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    /// Credentials rejected (bad token, wrong identifier): retrying will not help.
+    #[error("{0}")]
+    Auth(String),
+    /// The credentials work but may not read this org's audit log.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The Hub kept failing (5xx, timeouts, malformed answers) until the retries ran out.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The run's time budget ran out while waiting (rate limit or backoff).
+    #[error("{0}")]
+    OutOfTime(String),
+    /// Any other refusal (4xx) that a retry will not fix.
+    #[error("{0}")]
+    Rejected(String),
+}
+
+impl HubError {
+    /// Whether a later run could succeed without anyone changing anything.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, HubError::Unavailable(_) | HubError::OutOfTime(_))
+    }
+}
+
+/// The Docker Hub audit log as the poller sees it: one page at a time.
+#[async_trait]
+pub trait AuditLog: Send + Sync {
+    /// One page of `org`'s events for the query, as the API served it (any order, any
+    /// count up to the server's page size). `budget` bounds the time spent including
+    /// retries and rate-limit waits.
+    async fn page(&self, org: &Org, query: PageQuery, budget: Option<Duration>) -> Result<Vec<HubEvent>, HubError>;
+}
+
+/// A failure of a checkpoint store or a sink.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another run changed the checkpoint (version or lease no longer ours): stop writing.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Per-org checkpoints with a lease.
+#[async_trait]
+pub trait Checkpoints: Send + Sync {
+    /// Proof of holding an org's lease; dropping it without `release` must not hold the org
+    /// for longer than the store's lease expiry.
+    type Lease: Send + Sync;
+
+    /// Takes `org`'s lease for `owner` and reads its checkpoint (a fresh one on first use).
+    /// `Ok(None)` when another live run holds the lease.
+    async fn acquire(&self, org: &Org, owner: &RunId) -> Result<Option<(Self::Lease, Checkpoint)>, StoreError>;
+
+    /// Replaces the stored checkpoint if its version is still `cp.version` and the lease is
+    /// still ours; on success `cp.version` is the new version. Otherwise `Conflict`.
+    async fn save(&self, lease: &Self::Lease, cp: &mut Checkpoint) -> Result<(), StoreError>;
+
+    /// Gives the lease up.
+    async fn release(&self, lease: Self::Lease) -> Result<(), StoreError>;
+
+    /// Reads the checkpoint without taking the lease (for `status`).
+    async fn peek(&self, org: &Org) -> Result<Option<Checkpoint>, StoreError>;
+}
+
+/// Whether a put stored the object or found it already there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutOutcome {
+    Created,
+    AlreadyExisted,
+}
+
+/// Where objects go. Objects are immutable: a key, once written, is never overwritten.
+#[async_trait]
+pub trait Sink: Send + Sync {
+    /// Stores `body` at `key` unless an object is already there (then `AlreadyExisted`;
+    /// keys are derived from content, so it holds the same events).
+    async fn put(&self, key: &ObjectKey, body: Vec<u8>) -> Result<PutOutcome, StoreError>;
+    async fn exists(&self, key: &ObjectKey) -> Result<bool, StoreError>;
+}
+
+/// A Docker Hub secret: never printed, never logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// What `POST /v2/auth/token` needs: the username (or, for an organization access token,
+/// the org name) and the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub identifier: String,
+    pub secret: Secret,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CredentialsError(pub String);
+
+/// Where the Docker Hub credentials come from.
+#[async_trait]
+pub trait CredentialSource: Send + Sync {
+    async fn get(&self) -> Result<Credentials, CredentialsError>;
+    /// Forget any cached value, so the next `get` reads the source again (after a 401, so
+    /// a rotated token is picked up).
+    async fn invalidate(&self) {}
+}

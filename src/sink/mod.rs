@@ -1,0 +1,3 @@
+//! Where the objects go.
+
+pub mod local;
