@@ -256,3 +256,6 @@ where
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;
