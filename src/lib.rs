@@ -15,7 +15,14 @@ pub mod config;
 pub mod credentials;
 pub mod event;
 pub mod hub;
+pub mod inspect;
+pub mod logging;
 pub mod ports;
 pub mod sink;
 pub mod types;
 
+
+#[cfg(feature = "cli")]
+pub mod cli;
+#[cfg(feature = "emulator")]
+pub mod emulator;

@@ -52,7 +52,10 @@ pub(super) fn issue(claims: &Claims) -> String {
 
 /// Checks an `Authorization: Bearer <jwt>` header against the signature and the clock.
 pub(super) fn verify(authorization: Option<&HeaderValue>, now: DateTime<Utc>) -> Result<Claims, TokenError> {
-    let value = authorization.ok_or(TokenError::Missing)?.to_str().map_err(|_| TokenError::Invalid)?;
+    let value = authorization
+        .ok_or(TokenError::Missing)?
+        .to_str()
+        .map_err(|_| TokenError::Invalid)?;
     let (scheme, token) = value.trim().split_once(' ').ok_or(TokenError::Invalid)?;
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(TokenError::Invalid);
@@ -83,7 +86,13 @@ mod tests {
     use super::*;
 
     fn claims() -> Claims {
-        Claims { sub: "acme".into(), iat: 1_000, exp: 1_600, org: "acme".into(), jti: 1 }
+        Claims {
+            sub: "acme".into(),
+            iat: 1_000,
+            exp: 1_600,
+            org: "acme".into(),
+            jti: 1,
+        }
     }
 
     fn bearer(token: &str) -> HeaderValue {
@@ -108,13 +117,22 @@ mod tests {
     #[test]
     fn tampering_is_refused() {
         let token = issue(&claims());
-        let forged = Claims { org: "other".into(), ..claims() };
+        let forged = Claims {
+            org: "other".into(),
+            ..claims()
+        };
         let forged_payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged).expect("json"));
         let mut parts: Vec<&str> = token.split('.').collect();
         parts[1] = &forged_payload;
         let now = DateTime::from_timestamp(1_000, 0).expect("valid");
-        assert_eq!(verify(Some(&bearer(&parts.join("."))), now), Err(TokenError::Invalid));
+        assert_eq!(
+            verify(Some(&bearer(&parts.join("."))), now),
+            Err(TokenError::Invalid)
+        );
         assert_eq!(verify(Some(&bearer("a.b")), now), Err(TokenError::Invalid));
-        assert_eq!(verify(Some(&HeaderValue::from_static("Basic abc")), now), Err(TokenError::Invalid));
+        assert_eq!(
+            verify(Some(&HeaderValue::from_static("Basic abc")), now),
+            Err(TokenError::Invalid)
+        );
     }
 }

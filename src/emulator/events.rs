@@ -72,26 +72,49 @@ pub(super) struct Generated {
 /// its twins) becomes visible `1 s ..= late_max` after its timestamp; the others are visible at once.
 pub(super) fn base_events(cfg: &EmulatorConfig, now: DateTime<Utc>) -> Vec<Generated> {
     let hi = now - Duration::minutes(2);
-    let lo = now.checked_sub_signed(Duration::days(i64::from(cfg.days))).unwrap_or(DateTime::<Utc>::MIN_UTC);
+    let lo = horizon(cfg, now);
     let fallback = truncate(hi - Duration::seconds(1), cfg.fractional_timestamps);
     let late_max_secs = cfg.late_max.num_seconds().max(1) as u64;
     let mut out = Vec::with_capacity(cfg.events);
     for i in 0..cfg.events as u64 {
         let mut r = Rng::for_item(cfg.seed, STREAM_BASE, i);
-        let timestamp = uniform_stamp(&mut r, nanos(lo), nanos(hi), cfg.fractional_timestamps).unwrap_or(fallback);
-        let twins = if r.chance(cfg.twin_fraction) { 1 + r.below(3) } else { 0 };
+        let timestamp =
+            uniform_stamp(&mut r, nanos(lo), nanos(hi), cfg.fractional_timestamps).unwrap_or(fallback);
+        let twins = if r.chance(cfg.twin_fraction) {
+            1 + r.below(3)
+        } else {
+            0
+        };
         let visible_at = if r.chance(cfg.late_fraction) {
             timestamp + Duration::seconds(1 + r.below(late_max_secs) as i64)
         } else {
             timestamp
         };
-        let event = event_at(&mut r, &cfg.org, &format_timestamp(timestamp, cfg.fractional_timestamps));
+        let event = event_at(
+            &mut r,
+            &cfg.org,
+            &format_timestamp(timestamp, cfg.fractional_timestamps),
+        );
         for _ in 0..twins {
-            out.push(Generated { event: event.clone(), timestamp, visible_at });
+            out.push(Generated {
+                event: event.clone(),
+                timestamp,
+                visible_at,
+            });
         }
-        out.push(Generated { event, timestamp, visible_at });
+        out.push(Generated {
+            event,
+            timestamp,
+            visible_at,
+        });
     }
     out
+}
+
+/// The oldest time base events may have: `now - days`.
+pub(super) fn horizon(cfg: &EmulatorConfig, now: DateTime<Utc>) -> DateTime<Utc> {
+    now.checked_sub_signed(Duration::days(i64::from(cfg.days)))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
 /// Live events: one every `60 s / per_minute`, counted from the emulator's creation.
@@ -107,7 +130,11 @@ pub(super) struct Trickle {
 impl Trickle {
     pub(super) fn new(start: DateTime<Utc>, per_minute: u32) -> Option<Self> {
         let period_us = 60_000_000 / i64::from(per_minute.max(1));
-        (per_minute > 0).then(|| Trickle { start, period: Duration::microseconds(period_us.max(1)), next: 1 })
+        (per_minute > 0).then(|| Trickle {
+            start,
+            period: Duration::microseconds(period_us.max(1)),
+            next: 1,
+        })
     }
 
     /// The events scheduled in `(last catch-up, now]`, visible from `now`.
@@ -126,8 +153,16 @@ impl Trickle {
             }
             let mut r = Rng::for_item(cfg.seed, STREAM_TRICKLE, self.next);
             let timestamp = truncate(at, cfg.fractional_timestamps);
-            let event = event_at(&mut r, &cfg.org, &format_timestamp(timestamp, cfg.fractional_timestamps));
-            out.push(Generated { event, timestamp, visible_at: now });
+            let event = event_at(
+                &mut r,
+                &cfg.org,
+                &format_timestamp(timestamp, cfg.fractional_timestamps),
+            );
+            out.push(Generated {
+                event,
+                timestamp,
+                visible_at: now,
+            });
             self.next += 1;
         }
     }
@@ -231,7 +266,16 @@ const MEMBERS: &[&str] = &[
 ];
 /// Organization access token labels: they appear as actors too (activity-logs manual).
 const TOKENS: &[&str] = &["ci-token", "release-bot", "gha-publish", "terraform-ro"];
-const REPOS: &[&str] = &["api", "web", "worker", "base-images", "docs", "gateway", "billing-svc", "ml-runner"];
+const REPOS: &[&str] = &[
+    "api",
+    "web",
+    "worker",
+    "base-images",
+    "docs",
+    "gateway",
+    "billing-svc",
+    "ml-runner",
+];
 const TEAMS: &[&str] = &["owners", "developers", "ops", "qa", "security"];
 const REGISTRIES: &[&str] = &["ghcr.io", "quay.io", "registry.gitlab.com", "public.ecr.aws"];
 const SETTINGS: &[(&str, &str, &str)] = &[
@@ -280,11 +324,16 @@ pub(super) fn event_at(r: &mut Rng, org: &str, timestamp: &str) -> Value {
         "repo.tag.push" => (
             repo.clone(),
             vec![("digest", digest.clone()), ("tag", tag.clone())],
-            format!("pushed the tag {tag} with the digest {} to the repository {repo}", &digest[..20]),
+            format!(
+                "pushed the tag {tag} with the digest {} to the repository {repo}",
+                &digest[..20]
+            ),
         ),
-        "repo.tag.delete" => {
-            (repo.clone(), vec![("tag", tag.clone())], format!("deleted the tag {tag} from the repository {repo}"))
-        }
+        "repo.tag.delete" => (
+            repo.clone(),
+            vec![("tag", tag.clone())],
+            format!("deleted the tag {tag} from the repository {repo}"),
+        ),
         "repo.create" => (
             repo.clone(),
             vec![("visibility", privacy.into())],
@@ -316,7 +365,11 @@ pub(super) fn event_at(r: &mut Rng, org: &str, timestamp: &str) -> Value {
             vec![("role", "member".into())],
             format!("added {member} to the organization {org}"),
         ),
-        "org.member.remove" => (member.into(), vec![], format!("removed {member} from the organization {org}")),
+        "org.member.remove" => (
+            member.into(),
+            vec![],
+            format!("removed {member} from the organization {org}"),
+        ),
         "org.member.invite.send" => (
             member.into(),
             vec![("invitee", member.into()), ("role", "member".into())],
@@ -329,19 +382,30 @@ pub(super) fn event_at(r: &mut Rng, org: &str, timestamp: &str) -> Value {
         ),
         "org.team.create" | "org.team.update" | "org.team.delete" => {
             let verb = &action["org.team.".len()..];
-            (org.into(), vec![("team", team.into())], format!("{verb}d the team {team}"))
+            (
+                org.into(),
+                vec![("team", team.into())],
+                format!("{verb}d the team {team}"),
+            )
         }
-        "org.team.member.add" => {
-            (member.into(), vec![("team", team.into())], format!("added {member} to the team {team}"))
-        }
-        "org.team.member.remove" => {
-            (member.into(), vec![("team", team.into())], format!("removed {member} from the team {team}"))
-        }
+        "org.team.member.add" => (
+            member.into(),
+            vec![("team", team.into())],
+            format!("added {member} to the team {team}"),
+        ),
+        "org.team.member.remove" => (
+            member.into(),
+            vec![("team", team.into())],
+            format!("removed {member} from the team {team}"),
+        ),
         "org.access_token.create" | "org.access_token.update" | "org.access_token.delete" => {
             let verb = &action["org.access_token.".len()..];
             (
                 org.into(),
-                vec![("token_label", token.into()), ("scopes", "scope-activity-read,repo-pull".into())],
+                vec![
+                    ("token_label", token.into()),
+                    ("scopes", "scope-activity-read,repo-pull".into()),
+                ],
                 format!("{verb}d the organization access token {token}"),
             )
         }
@@ -361,13 +425,25 @@ pub(super) fn event_at(r: &mut Rng, org: &str, timestamp: &str) -> Value {
         }
         "org.settings.update" => (
             org.into(),
-            vec![("setting", setting.into()), ("old_value", old.into()), ("new_value", new.into())],
+            vec![
+                ("setting", setting.into()),
+                ("old_value", old.into()),
+                ("new_value", new.into()),
+            ],
             format!("changed the organization setting {setting} from {old} to {new}"),
         ),
         "org.domain.create" | "org.domain.verify" => {
             let domain = format!("{org}.example.com");
-            let verb = if action.ends_with("create") { "added" } else { "verified" };
-            (org.into(), vec![("domain", domain.clone())], format!("{verb} the domain {domain}"))
+            let verb = if action.ends_with("create") {
+                "added"
+            } else {
+                "verified"
+            };
+            (
+                org.into(),
+                vec![("domain", domain.clone())],
+                format!("{verb} the domain {domain}"),
+            )
         }
         "billing.plan.upgrade" | "billing.plan.downgrade" => (
             org.into(),
@@ -375,8 +451,16 @@ pub(super) fn event_at(r: &mut Rng, org: &str, timestamp: &str) -> Value {
             format!("changed the plan from {plan_from} to {plan_to}"),
         ),
         "billing.plan.seat_add" | "billing.plan.seat_remove" => {
-            let verb = if action.ends_with("add") { "added" } else { "removed" };
-            (org.into(), vec![("seats", seats.clone())], format!("{verb} {seats} seats"))
+            let verb = if action.ends_with("add") {
+                "added"
+            } else {
+                "removed"
+            };
+            (
+                org.into(),
+                vec![("seats", seats.clone())],
+                format!("{verb} {seats} seats"),
+            )
         }
         "billing.plan.cycle_change" => (
             org.into(),
@@ -392,7 +476,10 @@ pub(super) fn event_at(r: &mut Rng, org: &str, timestamp: &str) -> Value {
             };
             (
                 org.into(),
-                vec![("connection_name", connection), ("connection_type", "SAML".into())],
+                vec![
+                    ("connection_name", connection),
+                    ("connection_type", "SAML".into()),
+                ],
                 description,
             )
         }
@@ -408,11 +495,22 @@ pub(super) fn event_at(r: &mut Rng, org: &str, timestamp: &str) -> Value {
             )
         }
         _ => {
-            let phase = if action.ends_with("start") { "started" } else { "ended" };
-            (org.into(), vec![("lease_id", lease.clone())], format!("{phase} the Offload lease {lease}"))
+            let phase = if action.ends_with("start") {
+                "started"
+            } else {
+                "ended"
+            };
+            (
+                org.into(),
+                vec![("lease_id", lease.clone())],
+                format!("{phase} the Offload lease {lease}"),
+            )
         }
     };
-    let data: Map<String, Value> = data.into_iter().map(|(k, v)| (k.to_string(), Value::String(v))).collect();
+    let data: Map<String, Value> = data
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), Value::String(v)))
+        .collect();
     json!({
         "account": org,
         "action": action,
@@ -552,7 +650,10 @@ mod tests {
         let t = parse_timestamp("2026-11-25T21:26:00.5Z").expect("valid");
         let mut r = Rng::new(7, STREAM_BASE);
         // [t, t + 1 s) holds exactly one whole second only if t is whole; here it holds none but t+0.5.
-        assert_eq!(uniform_stamp(&mut r, nanos(t), nanos(t) + 400_000_000, false), None);
+        assert_eq!(
+            uniform_stamp(&mut r, nanos(t), nanos(t) + 400_000_000, false),
+            None
+        );
         let s = uniform_stamp(&mut r, nanos(t), nanos(t) + 600_000_000, false).expect("one second");
         assert_eq!(format_timestamp(s, false), "2026-11-25T21:26:01Z");
         for _ in 0..100 {

@@ -102,11 +102,17 @@ pub(super) fn server_error(code: u16) -> Response {
         .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     if status == StatusCode::INTERNAL_SERVER_ERROR {
         // The backend's own error: grpc-gateway's rpcStatus (API reference §2.3).
-        json_bytes(status, br#"{"code":13,"message":"internal error","details":[]}"#.to_vec())
+        json_bytes(
+            status,
+            br#"{"code":13,"message":"internal error","details":[]}"#.to_vec(),
+        )
     } else {
         // Gateways answer in HTML, as a load balancer in front of the API would.
         let reason = status.canonical_reason().unwrap_or("Error");
-        let body = format!("<html><body><h1>{} {reason}</h1></body></html>\n", status.as_u16());
+        let body = format!(
+            "<html><body><h1>{} {reason}</h1></body></html>\n",
+            status.as_u16()
+        );
         (status, [("content-type", "text/html")], body).into_response()
     }
 }
@@ -119,7 +125,10 @@ pub(super) fn truncated(page: &[Value]) -> Response {
 }
 
 pub(super) fn malformed() -> Response {
-    json_bytes(StatusCode::OK, br#"{"logs": [ {"action": ]]} not json at all"#.to_vec())
+    json_bytes(
+        StatusCode::OK,
+        br#"{"logs": [ {"action": ]]} not json at all"#.to_vec(),
+    )
 }
 
 pub(super) fn wrong_types() -> Response {

@@ -1,6 +1,6 @@
 //! Rate limiting in fixed 60-second windows of the injected clock, and the headers and 429 it produces.
 
-use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 
@@ -48,7 +48,12 @@ impl RateLimiter {
     }
 
     /// The `Retry-After` value of a 429 that may be retried at `at`, in the configured form.
-    pub(super) fn retry_after(&mut self, form: RetryAfterForm, now: DateTime<Utc>, at: DateTime<Utc>) -> String {
+    pub(super) fn retry_after(
+        &mut self,
+        form: RetryAfterForm,
+        now: DateTime<Utc>,
+        at: DateTime<Utc>,
+    ) -> String {
         let unix = match form {
             RetryAfterForm::Seconds => false,
             RetryAfterForm::UnixTime => true,
@@ -80,13 +85,15 @@ pub(super) fn apply_headers(response: &mut Response, info: RateInfo) {
     }
 }
 
-/// The documented 429 (API reference §6.2), with `X-RateLimit-Remaining: 0`.
-pub(super) fn too_many_requests(info: RateInfo, retry_after: &str) -> Response {
-    let mut response =
-        json_bytes(StatusCode::TOO_MANY_REQUESTS, br#"{"detail":"Rate limit exceeded","error":false}"#.to_vec());
-    apply_headers(&mut response, RateInfo { remaining: 0, ..info });
+/// The documented 429 (API reference §6.2) with its `Retry-After`. The caller adds the `X-RateLimit-*`
+/// headers, with nothing remaining.
+pub(super) fn too_many_requests(retry_after: &str) -> Response {
+    let mut response = json_bytes(
+        StatusCode::TOO_MANY_REQUESTS,
+        br#"{"detail":"Rate limit exceeded","error":false}"#.to_vec(),
+    );
     if let Ok(value) = HeaderValue::from_str(retry_after) {
-        response.headers_mut().insert("retry-after", value);
+        response.headers_mut().insert(header::RETRY_AFTER, value);
     }
     response
 }
@@ -99,10 +106,40 @@ mod tests {
     fn windows_are_fixed_minutes() {
         let at = |s| DateTime::from_timestamp(s, 0).expect("valid");
         let mut limiter = RateLimiter::default();
-        assert_eq!(limiter.hit(at(120), Some(2)), (RateInfo { limit: 2, remaining: 1, reset: 180 }, false));
-        assert_eq!(limiter.hit(at(179), Some(2)).1, false);
-        assert_eq!(limiter.hit(at(179), Some(2)), (RateInfo { limit: 2, remaining: 0, reset: 180 }, true));
-        assert_eq!(limiter.hit(at(180), Some(2)), (RateInfo { limit: 2, remaining: 1, reset: 240 }, false));
+        assert_eq!(
+            limiter.hit(at(120), Some(2)),
+            (
+                RateInfo {
+                    limit: 2,
+                    remaining: 1,
+                    reset: 180
+                },
+                false
+            )
+        );
+        assert!(!limiter.hit(at(179), Some(2)).1);
+        assert_eq!(
+            limiter.hit(at(179), Some(2)),
+            (
+                RateInfo {
+                    limit: 2,
+                    remaining: 0,
+                    reset: 180
+                },
+                true
+            )
+        );
+        assert_eq!(
+            limiter.hit(at(180), Some(2)),
+            (
+                RateInfo {
+                    limit: 2,
+                    remaining: 1,
+                    reset: 240
+                },
+                false
+            )
+        );
         assert_eq!(limiter.hit(at(181), None).0.limit, ADVERTISED_LIMIT);
     }
 

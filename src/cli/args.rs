@@ -1,0 +1,170 @@
+//! Command-line flags.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::parse_duration;
+use crate::types::Org;
+
+#[derive(Debug, Parser)]
+#[command(name = "dockerhub-audit", version, about = "Collects a Docker Hub organization's audit log, exactly once")]
+pub struct Cli {
+    /// Log lines as text for people or JSON for machines (always on stderr).
+    #[arg(long, value_enum, default_value_t = LogFormatArg::Text, global = true)]
+    pub log_format: LogFormatArg,
+    /// Log level (error, warn, info, debug, trace); RUST_LOG overrides it.
+    #[arg(long, default_value = "info", global = true)]
+    pub log_level: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormatArg {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Collect new audit events for an organization (credentials from DOCKERHUB_USERNAME and DOCKERHUB_TOKEN).
+    Poll(PollArgs),
+    /// Show an organization's checkpoint: watermark and its age, last run, pending commit.
+    Status(StatusArgs),
+    /// Serve a Docker Hub stand-in on 127.0.0.1 until interrupted.
+    Emulator(EmulatorArgs),
+    /// Run the whole pipeline offline against the bundled emulator.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// Folder for the output objects (org=<org>/dt=<date>/...).
+    #[arg(long, default_value = "./dockerhub-audit-data")]
+    pub output: PathBuf,
+    /// Folder for checkpoints [default: <output>/_checkpoints].
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+}
+
+impl StoreArgs {
+    pub fn checkpoint_dir(&self) -> PathBuf {
+        self.checkpoint.clone().unwrap_or_else(|| self.output.join("_checkpoints"))
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct PollArgs {
+    /// The organization (Docker Hub namespace).
+    #[arg(long)]
+    pub org: Org,
+    /// Docker Hub's address (point it at the emulator to try the tool).
+    #[arg(long, default_value = "https://hub.docker.com")]
+    pub hub_url: url::Url,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// How far back the first run reaches.
+    #[arg(long, default_value = "90d", value_parser = parse_duration)]
+    pub lookback: chrono::Duration,
+    /// Leave events younger than this for the next run.
+    #[arg(long, default_value = "1m", value_parser = parse_duration)]
+    pub lag: chrono::Duration,
+    /// Re-read this far behind the watermark to catch late events.
+    #[arg(long, default_value = "15m", value_parser = parse_duration)]
+    pub overlap: chrono::Duration,
+    /// Stop starting new requests after this long; all written is committed.
+    #[arg(long, value_parser = parse_duration)]
+    pub max_duration: Option<chrono::Duration>,
+    /// Events per commit (bounds memory).
+    #[arg(long, default_value_t = 5000)]
+    pub batch_events: usize,
+    /// Events asked for per page.
+    #[arg(long, default_value_t = 100)]
+    pub page_size: u32,
+    #[command(flatten)]
+    pub http: HttpArgs,
+}
+
+/// Tuning of the Docker Hub client; the defaults suit the real Hub.
+#[derive(Debug, Args)]
+pub struct HttpArgs {
+    /// Timeout of one request, body included.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub request_timeout: chrono::Duration,
+    /// First backoff after a failure (doubles each time, with jitter).
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    pub retry_base: chrono::Duration,
+    /// Attempts per request on 5xx, timeouts and malformed answers.
+    #[arg(long, default_value_t = 6)]
+    pub max_attempts: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[arg(long)]
+    pub org: Org,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct EmulatorArgs {
+    /// Port on 127.0.0.1 (0 = any free port).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    #[arg(long, default_value = "acme")]
+    pub org: String,
+    /// Accepted token (DOCKERHUB_TOKEN); the accepted username is the org name.
+    #[arg(long, env = "EMULATOR_SECRET", default_value = "dckr_oat_emulator", hide_env_values = true, hide_default_value = true)]
+    pub secret: String,
+    /// Events to generate.
+    #[arg(long, default_value_t = 2000)]
+    pub events: usize,
+    /// Spread over this many days back from now.
+    #[arg(long, default_value_t = 90)]
+    pub days: u32,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// The most events the server gives per page, whatever is asked.
+    #[arg(long, default_value_t = 100)]
+    pub page_cap: u32,
+    /// Requests per minute before 429s (unlimited if absent).
+    #[arg(long)]
+    pub rate_limit: Option<u32>,
+    /// Probability that a list request gets a fault.
+    #[arg(long, default_value_t = 0.0)]
+    pub fault_rate: f64,
+    /// Fault kinds to draw from (repeatable): 500, 502, 503, 429, truncated, malformed,
+    /// wrong-types, invalid-utf8, huge, slow, expire-token.
+    #[arg(long = "fault")]
+    pub faults: Vec<String>,
+    /// Fraction of events that appear only minutes after their timestamp.
+    #[arg(long, default_value_t = 0.0)]
+    pub late_fraction: f64,
+    /// Fraction of events with identical copies in the same second.
+    #[arg(long, default_value_t = 0.02)]
+    pub twin_fraction: f64,
+    /// New events per minute while running.
+    #[arg(long, default_value_t = 0)]
+    pub trickle_per_minute: u32,
+    /// Lifetime of issued tokens.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub token_ttl: chrono::Duration,
+    /// Timestamps with microseconds instead of whole seconds.
+    #[arg(long)]
+    pub fractional_timestamps: bool,
+    /// Insert this many events inside the queried window while a client pages.
+    #[arg(long, default_value_t = 0)]
+    pub insert_while_paging: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where the demo writes (wiped first if it holds an earlier demo).
+    #[arg(long, default_value = "./dockerhub-audit-demo")]
+    pub dir: PathBuf,
+    /// Events in the emulator's 90 days.
+    #[arg(long, default_value_t = 3000)]
+    pub events: usize,
+}

@@ -1,0 +1,237 @@
+//! The whole pipeline in one process with the real adapters: the Docker Hub client over
+//! real HTTP against the emulator, checkpoint files, the local output folder. The clock is
+//! a manual one shared with the emulator, so every scenario is deterministic.
+
+mod common;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use common::*;
+use dockerhub_audit::clock::{Clock, ManualClock};
+use dockerhub_audit::emulator::Fault;
+use dockerhub_audit::inspect;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_of_many_pages_then_incremental_runs_store_each_event_once() {
+    for (seed, cap, fractional) in [(11u64, 30u32, false), (12, 100, true)] {
+        let clock = ManualClock::new(t0());
+        let mut cfg = emulator_config(2500, 90, seed);
+        cfg.page_cap = cap;
+        cfg.twin_fraction = 0.05;
+        cfg.fractional_timestamps = fractional;
+        cfg.trickle_per_minute = 30;
+        let (emu, hub) = start(cfg, Arc::new(clock.clone())).await;
+        let dir = tempfile::tempdir().unwrap();
+        let c = client(&hub.url(), Arc::new(clock.clone()), SECRET);
+        let mut pc = poll_config(90);
+        pc.batch_events = 400;
+        let r = run(&c, &clock, dir.path(), &pc).await.unwrap();
+        assert!(r.caught_up);
+        assert!(r.events_written >= 2500, "{}", r.events_written);
+        assert_exact(&expected(&emu, t0() - pc.lag), dir.path());
+        for _ in 0..3 {
+            clock.advance(Duration::minutes(5));
+            run(&c, &clock, dir.path(), &pc).await.unwrap();
+        }
+        let end = clock.now() - pc.lag;
+        let want = expected(&emu, end);
+        assert!(want.len() > 2500 + 300, "the trickle added events: {}", want.len());
+        assert_exact(&want, dir.path());
+    }
+}
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn window_edges_same_second_crowds_and_midnight() {
+    // Noon; the first window ends at 11:59:00 (lag 1m).
+    let clock = ManualClock::new(t0());
+    let mut cfg = emulator_config(0, 1, 13);
+    cfg.page_cap = 10;
+    let (emu, hub) = start(cfg, Arc::new(clock.clone())).await;
+    let ev = |ts: &str, tag: &str| json!({"account": "acme", "action": "repo.tag.push", "timestamp": ts, "data": {"tag": tag}});
+    let add = |ts: &str, tag: &str| emu.add_event(ev(ts, tag), at("2026-11-24T00:00:00Z"));
+    add("2026-11-25T11:59:00Z", "exactly-at-the-end"); // not before the end: next run
+    add("2026-11-25T11:58:59Z", "last-second-in");
+    add("2026-11-25T11:58:59.999Z", "last-second-in-fraction");
+    add("2026-11-24T23:59:59Z", "before-midnight");
+    add("2026-11-25T00:00:00Z", "at-midnight");
+    add("2026-11-24T12:00:00Z", "exactly-at-lookback-start");
+    add("2026-11-24T11:59:59Z", "before-lookback");
+    // 25 identical events in one second: more than two pages of the server's 10.
+    for _ in 0..25 {
+        add("2026-11-25T06:00:00Z", "crowd");
+    }
+    // 35 distinct ones in the next second.
+    for i in 0..35 {
+        add("2026-11-25T06:00:01Z", &format!("busy-{i}"));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let c = client(&hub.url(), Arc::new(clock.clone()), SECRET);
+    let pc = poll_config(1);
+    run(&c, &clock, dir.path(), &pc).await.unwrap();
+    let records = inspect::records(dir.path()).unwrap();
+    let tags: Vec<String> = records.iter().map(|r| r["data"]["tag"].as_str().unwrap().to_string()).collect();
+    assert!(!tags.contains(&"exactly-at-the-end".to_string()));
+    assert!(!tags.contains(&"before-lookback".to_string()));
+    for t in ["last-second-in", "last-second-in-fraction", "before-midnight", "at-midnight", "exactly-at-lookback-start"] {
+        assert_eq!(tags.iter().filter(|x| *x == t).count(), 1, "{t}");
+    }
+    assert_eq!(tags.iter().filter(|x| *x == "crowd").count(), 25);
+    assert_eq!(tags.iter().filter(|x| x.starts_with("busy-")).count(), 35);
+    // Partitioned by the event's own date: the midnight pair lands in two objects.
+    for path in inspect::objects(dir.path()).unwrap() {
+        let dt = path.parent().unwrap().file_name().unwrap().to_str().unwrap().trim_start_matches("dt=").to_string();
+        let body = std::fs::read(&path).unwrap();
+        for r in dockerhub_audit::event::encode::decode(&body).unwrap() {
+            assert!(r["timestamp"].as_str().unwrap().starts_with(&dt), "{} in dt={dt}", r["timestamp"]);
+        }
+    }
+    assert!(dir.path().join("org=acme/dt=2026-11-24").is_dir() && dir.path().join("org=acme/dt=2026-11-25").is_dir());
+
+    // The next run takes the event at the old end exactly once; a wider overlap later
+    // cannot reach past what is remembered, so it cannot double anything.
+    clock.advance(Duration::minutes(5));
+    run(&c, &clock, dir.path(), &pc).await.unwrap();
+    let mut wide = pc.clone();
+    wide.overlap = Duration::hours(3);
+    clock.advance(Duration::minutes(5));
+    run(&c, &clock, dir.path(), &wide).await.unwrap();
+    let mut want = expected(&emu, clock.now() - pc.lag);
+    want.retain(|e| !e.contains("before-lookback"));
+    assert_exact(&want, dir.path());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_events_inside_the_overlap_are_caught() {
+    let clock = ManualClock::new(t0());
+    let mut cfg = emulator_config(400, 1, 14);
+    cfg.late_fraction = 0.3;
+    cfg.late_max = Duration::minutes(10);
+    cfg.trickle_per_minute = 10;
+    let (emu, hub) = start(cfg, Arc::new(clock.clone())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = client(&hub.url(), Arc::new(clock.clone()), SECRET);
+    let pc = poll_config(1);
+    for _ in 0..8 {
+        run(&c, &clock, dir.path(), &pc).await.unwrap();
+        clock.advance(Duration::minutes(5));
+    }
+    run(&c, &clock, dir.path(), &pc).await.unwrap();
+    let want = expected(&emu, clock.now() - pc.lag);
+    let late_ones = emu.all_events().len() - emu.visible_events_before(t0() + Duration::days(1)).len();
+    assert_eq!(late_ones, 0, "every late event has become visible by now");
+    assert_exact(&want, dir.path());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_faults_cost_retries_never_events() {
+    let clock = ManualClock::new(t0());
+    let mut cfg = emulator_config(1200, 30, 15);
+    cfg.page_cap = 50;
+    cfg.fault_rate = 0.2;
+    cfg.fault_kinds = vec![
+        Fault::ServerError(500),
+        Fault::ServerError(503),
+        Fault::TooManyRequests,
+        Fault::Truncated,
+        Fault::MalformedJson,
+        Fault::WrongTypes,
+        Fault::InvalidUtf8,
+        Fault::ExpireToken,
+    ];
+    cfg.retry_after = dockerhub_audit::emulator::RetryAfterForm::Seconds;
+    let (emu, hub) = start(cfg, Arc::new(clock.clone())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = client(&hub.url(), Arc::new(clock.clone()), SECRET);
+    let pc = poll_config(30);
+    // A run may still fail if one request draws faults six times in a row: then the next
+    // run goes on from the checkpoint, as in production.
+    let mut runs = 0;
+    loop {
+        runs += 1;
+        match run(&c, &clock, dir.path(), &pc).await {
+            Ok(r) if r.caught_up => break,
+            Ok(_) => {}
+            Err(f) => assert!(f.error.is_transient(), "{}", f.error),
+        }
+        assert!(runs < 10, "no progress");
+        c = client(&hub.url(), Arc::new(clock.clone()), SECRET);
+    }
+    assert!(emu.stats().faults_served > 10, "faults were served: {:?}", emu.stats());
+    assert_exact(&expected(&emu, t0() - pc.lag), dir.path());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_landing_while_paging_are_never_doubled() {
+    let clock = ManualClock::new(t0());
+    let mut cfg = emulator_config(800, 5, 16);
+    cfg.page_cap = 20;
+    cfg.insert_while_paging = 15;
+    let (emu, hub) = start(cfg, Arc::new(clock.clone())).await;
+    let originals = expected(&emu, t0());
+    let dir = tempfile::tempdir().unwrap();
+    let c = client(&hub.url(), Arc::new(clock.clone()), SECRET);
+    run(&c, &clock, dir.path(), &poll_config(5)).await.unwrap();
+    let stored = stored(dir.path());
+    // Every original once; inserted ones at most once (those behind the reader and older
+    // than the overlap are, by contract, late beyond what is caught).
+    let all_now = expected(&emu, t0());
+    assert!(all_now.len() > originals.len(), "events were inserted while paging");
+    let cmp_all = inspect::compare(&all_now, &stored);
+    assert_eq!(cmp_all.extra, 0, "nothing stored that the API does not hold, nothing doubled");
+    let cmp_orig = inspect::compare(&originals, &stored);
+    assert_eq!(cmp_orig.missing, 0, "every event present before the run is stored");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_that_expires_mid_backfill_is_replaced() {
+    let clock = ManualClock::new(t0());
+    let mut cfg = emulator_config(1500, 60, 17);
+    cfg.page_cap = 25;
+    let (emu, hub) = start(cfg, Arc::new(clock.clone())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = client(&hub.url(), Arc::new(clock.clone()), SECRET);
+    // Halfway through, eleven minutes pass: the token's exp is behind.
+    let watcher = {
+        let (emu, clock) = (emu.clone(), clock.clone());
+        tokio::spawn(async move {
+            while emu.stats().list_requests < 30 {
+                tokio::task::yield_now().await;
+            }
+            clock.advance(Duration::minutes(11));
+        })
+    };
+    let mut pc = poll_config(60);
+    pc.lag = Duration::minutes(12); // so the moved clock adds no new window
+    run(&c, &clock, dir.path(), &pc).await.unwrap();
+    watcher.await.unwrap();
+    let s = emu.stats();
+    assert_eq!(s.token_requests, 2, "{s:?}");
+    assert!(s.list_requests > 30);
+    assert_exact(&expected(&emu, t0() - pc.lag), dir.path());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_is_bounded_by_the_batch_not_the_backlog() {
+    let clock = ManualClock::new(t0());
+    let (emu, hub) = start(emulator_config(3000, 90, 18), Arc::new(clock.clone())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = client(&hub.url(), Arc::new(clock.clone()), SECRET);
+    let mut pc = poll_config(90);
+    pc.batch_events = 250;
+    let r = run(&c, &clock, dir.path(), &pc).await.unwrap();
+    // Each commit holds at most one batch (plus the window that filled it): the run made
+    // at least backlog / batch commits, and no object exceeds a batch and a page.
+    let objects = inspect::objects(dir.path()).unwrap();
+    assert!(r.objects_written as usize == objects.len() && objects.len() >= 3000 / 350, "{}", objects.len());
+    for o in objects {
+        let n = dockerhub_audit::event::encode::decode(&std::fs::read(&o).unwrap()).unwrap().len();
+        assert!(n <= 250 + 100, "{n} events in one object");
+    }
+    assert_exact(&expected(&emu, t0() - pc.lag), dir.path());
+}
