@@ -41,7 +41,9 @@ pub fn records(root: &Path) -> std::io::Result<Vec<Map<String, Value>>> {
     let mut out = Vec::new();
     for path in objects(root)? {
         let bytes = fs::read(&path)?;
-        out.extend(encode::decode(&bytes).map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?);
+        out.extend(
+            encode::decode(&bytes).map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?,
+        );
     }
     Ok(out)
 }
@@ -57,7 +59,9 @@ pub fn hub_canonical(record: &Map<String, Value>) -> Option<String> {
             r.insert(f.to_string(), v);
         }
     }
-    HubEvent::from_wire(Value::Object(r)).ok().map(|e| crate::event::id::canonical(&e))
+    HubEvent::from_wire(Value::Object(r))
+        .ok()
+        .map(|e| crate::event::id::canonical(&e))
 }
 
 /// Events per category.
@@ -97,7 +101,12 @@ pub fn compare(expected: &[String], stored: &[String]) -> Comparison {
     }
     let missing = counts.values().filter(|c| **c > 0).map(|c| *c as usize).sum();
     let extra = counts.values().filter(|c| **c < 0).map(|c| (-*c) as usize).sum();
-    Comparison { expected: expected.len(), stored: stored.len(), missing, extra }
+    Comparison {
+        expected: expected.len(),
+        stored: stored.len(),
+        missing,
+        extra,
+    }
 }
 
 #[cfg(test)]
@@ -108,7 +117,15 @@ mod tests {
     fn multiset_comparison_counts_copies() {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         let c = compare(&s(&["a", "a", "b"]), &s(&["a", "b", "b", "c"]));
-        assert_eq!(c, Comparison { expected: 3, stored: 4, missing: 1, extra: 2 });
+        assert_eq!(
+            c,
+            Comparison {
+                expected: 3,
+                stored: 4,
+                missing: 1,
+                extra: 2
+            }
+        );
         assert!(compare(&s(&["a", "a"]), &s(&["a", "a"])).exact());
     }
 }

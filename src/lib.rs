@@ -21,7 +21,6 @@ pub mod ports;
 pub mod sink;
 pub mod types;
 
-
 #[cfg(feature = "cli")]
 pub mod cli;
 #[cfg(feature = "emulator")]

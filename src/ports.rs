@@ -57,7 +57,12 @@ pub trait AuditLog: Send + Sync {
     /// One page of `org`'s events for the query, as the API served it (any order, any
     /// count up to the server's page size). `budget` bounds the time spent including
     /// retries and rate-limit waits.
-    async fn page(&self, org: &Org, query: PageQuery, budget: Option<Duration>) -> Result<Vec<HubEvent>, HubError>;
+    async fn page(
+        &self,
+        org: &Org,
+        query: PageQuery,
+        budget: Option<Duration>,
+    ) -> Result<Vec<HubEvent>, HubError>;
 }
 
 /// A failure of a checkpoint store or a sink.
@@ -79,7 +84,11 @@ pub trait Checkpoints: Send + Sync {
 
     /// Takes `org`'s lease for `owner` and reads its checkpoint (a fresh one on first use).
     /// `Ok(None)` when another live run holds the lease.
-    async fn acquire(&self, org: &Org, owner: &RunId) -> Result<Option<(Self::Lease, Checkpoint)>, StoreError>;
+    async fn acquire(
+        &self,
+        org: &Org,
+        owner: &RunId,
+    ) -> Result<Option<(Self::Lease, Checkpoint)>, StoreError>;
 
     /// Replaces the stored checkpoint if its version is still `cp.version` and the lease is
     /// still ours; on success `cp.version` is the new version. Otherwise `Conflict`.

@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 pub struct Org(String);
 
 #[derive(Debug, thiserror::Error)]
-#[error("invalid organization name {0:?}: use the Docker Hub namespace, lowercase letters, digits, '-' or '_'")]
+#[error(
+    "invalid organization name {0:?}: use the Docker Hub namespace, lowercase letters, digits, '-' or '_'"
+)]
 pub struct InvalidOrg(String);
 
 impl Org {

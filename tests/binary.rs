@@ -29,7 +29,10 @@ fn poll_cmd(url: &str, dir: &Path, extra: &[&str]) -> Command {
 }
 
 fn text(o: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 struct Rng(u64);
@@ -65,7 +68,7 @@ async fn sigkill_at_random_moments_loses_and_doubles_nothing() {
         cfg.twin_fraction = 0.05;
         let (emu, hub) = start(cfg, Arc::new(SystemClock)).await;
         let dir = tempfile::tempdir().unwrap();
-        let mut rng = Rng(seed * 0x9e37_79b9_7f4a_7c15 + 1);
+        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
         // A few killed runs, each from where the last left off, then one to the end.
         for _ in 0..3 {
             let base = emu.stats().list_requests;
@@ -88,10 +91,16 @@ async fn sigkill_at_random_moments_loses_and_doubles_nothing() {
         assert!(out.status.success(), "seed {seed}: {stdout} {stderr}");
         assert!(stdout.contains("caught up"), "seed {seed}: {stdout}");
         // Every event in the emulator is older than now - lag (generated up to 2 minutes ago).
-        assert_exact(&expected(&emu, chrono::Utc::now() - chrono::Duration::minutes(1)), dir.path());
+        assert_exact(
+            &expected(&emu, chrono::Utc::now() - chrono::Duration::minutes(1)),
+            dir.path(),
+        );
         hub.shutdown();
     }
-    assert!(kills >= 20, "the drill must actually kill runs mid-flight ({kills})");
+    assert!(
+        kills >= 20,
+        "the drill must actually kill runs mid-flight ({kills})"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,14 +110,28 @@ async fn two_pollers_at_once_store_each_event_once() {
         cfg.page_cap = 20;
         let (emu, hub) = start(cfg, Arc::new(SystemClock)).await;
         let dir = tempfile::tempdir().unwrap();
-        let a = poll_cmd(&hub.url(), dir.path(), &["--batch-events", "50"]).stdout(Stdio::piped()).spawn().unwrap();
-        let b = poll_cmd(&hub.url(), dir.path(), &["--batch-events", "50"]).stdout(Stdio::piped()).spawn().unwrap();
+        let a = poll_cmd(&hub.url(), dir.path(), &["--batch-events", "50"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let b = poll_cmd(&hub.url(), dir.path(), &["--batch-events", "50"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
         let (oa, ob) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
-        assert!(oa.status.success() && ob.status.success(), "{:?} {:?}", text(&oa), text(&ob));
+        assert!(
+            oa.status.success() && ob.status.success(),
+            "{:?} {:?}",
+            text(&oa),
+            text(&ob)
+        );
         // Whichever order they ran in, a final run finds the rest, and nothing is doubled.
         let out = poll_cmd(&hub.url(), dir.path(), &[]).output().unwrap();
         assert!(out.status.success());
-        assert_exact(&expected(&emu, chrono::Utc::now() - chrono::Duration::minutes(1)), dir.path());
+        assert_exact(
+            &expected(&emu, chrono::Utc::now() - chrono::Duration::minutes(1)),
+            dir.path(),
+        );
         hub.shutdown();
     }
 }
@@ -133,20 +156,34 @@ async fn failures_exit_non_zero_with_one_line_that_says_what_to_do() {
     let (emu, hub) = start(emulator_config(10, 1, 4), Arc::new(SystemClock)).await;
     let dir = tempfile::tempdir().unwrap();
 
-    let out = poll_cmd(&hub.url(), dir.path(), &[]).env_remove("DOCKERHUB_TOKEN").output().unwrap();
+    let out = poll_cmd(&hub.url(), dir.path(), &[])
+        .env_remove("DOCKERHUB_TOKEN")
+        .output()
+        .unwrap();
     let (_, err) = text(&out);
     assert_eq!(out.status.code(), Some(1));
-    assert!(err.trim().lines().count() == 1 && err.contains("DOCKERHUB_TOKEN is not set"), "{err}");
+    assert!(
+        err.trim().lines().count() == 1 && err.contains("DOCKERHUB_TOKEN is not set"),
+        "{err}"
+    );
 
-    let out = poll_cmd(&hub.url(), dir.path(), &[]).env("DOCKERHUB_TOKEN", "dckr_oat_wrong_one").output().unwrap();
+    let out = poll_cmd(&hub.url(), dir.path(), &[])
+        .env("DOCKERHUB_TOKEN", "dckr_oat_wrong_one")
+        .output()
+        .unwrap();
     let (_, err) = text(&out);
     assert_eq!(out.status.code(), Some(1));
     let last = err.trim().lines().last().unwrap();
-    assert!(last.starts_with("error: ") && last.contains("refused the credentials"), "{err}");
+    assert!(
+        last.starts_with("error: ") && last.contains("refused the credentials"),
+        "{err}"
+    );
     assert!(!err.contains("dckr_oat_wrong_one"));
     assert_eq!(emu.stats().token_requests, 1, "bad credentials are tried once");
 
-    let out = poll_cmd(&hub.url(), dir.path(), &[]).args(["--org", "other"]).output();
+    let out = poll_cmd(&hub.url(), dir.path(), &[])
+        .args(["--org", "other"])
+        .output();
     // --org given twice is a usage error from clap (exit 2), not a crash.
     assert_eq!(out.unwrap().status.code(), Some(2));
     let mut c = Command::new(BIN);
@@ -161,7 +198,9 @@ async fn failures_exit_non_zero_with_one_line_that_says_what_to_do() {
     assert_eq!(out.status.code(), Some(1));
     assert!(err.contains("403") && err.contains("Audit Log Read"), "{err}");
 
-    let out = poll_cmd(&hub.url(), dir.path(), &["--lookback", "soon"]).output().unwrap();
+    let out = poll_cmd(&hub.url(), dir.path(), &["--lookback", "soon"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).1.contains("90d"));
 }
@@ -172,17 +211,32 @@ async fn no_token_appears_in_logs_outputs_or_checkpoints() {
     cfg.page_cap = 40;
     let (emu, hub) = start(cfg, Arc::new(SystemClock)).await;
     let dir = tempfile::tempdir().unwrap();
-    emu.push_faults([dockerhub_audit::emulator::Fault::ExpireToken, dockerhub_audit::emulator::Fault::ServerError(500)]);
+    emu.push_faults([
+        dockerhub_audit::emulator::Fault::ExpireToken,
+        dockerhub_audit::emulator::Fault::ServerError(500),
+    ]);
     let mut everything = String::new();
     for format in ["text", "json"] {
-        let out = poll_cmd(&hub.url(), dir.path(), &["--log-level", "trace", "--log-format", format]).output().unwrap();
+        let out = poll_cmd(
+            &hub.url(),
+            dir.path(),
+            &["--log-level", "trace", "--log-format", format],
+        )
+        .output()
+        .unwrap();
         assert!(out.status.success());
         let (o, e) = text(&out);
-        assert!(e.contains("401") || format == "json" || e.contains("new one"), "the 401 path was logged: {e}");
+        assert!(
+            e.contains("401") || format == "json" || e.contains("new one"),
+            "the 401 path was logged: {e}"
+        );
         everything.push_str(&o);
         everything.push_str(&e);
     }
-    let bad = poll_cmd(&hub.url(), dir.path(), &["--log-level", "trace"]).env("DOCKERHUB_TOKEN", "dckr_oat_wrong_one").output().unwrap();
+    let bad = poll_cmd(&hub.url(), dir.path(), &["--log-level", "trace"])
+        .env("DOCKERHUB_TOKEN", "dckr_oat_wrong_one")
+        .output()
+        .unwrap();
     everything.push_str(&text(&bad).1);
     for entry in walk(dir.path()) {
         let bytes = std::fs::read(&entry).unwrap();
@@ -190,13 +244,18 @@ async fn no_token_appears_in_logs_outputs_or_checkpoints() {
         if entry.to_string_lossy().ends_with(".gz") {
             let mut s = String::new();
             use std::io::Read;
-            flate2::read::GzDecoder::new(&bytes[..]).read_to_string(&mut s).unwrap();
+            flate2::read::GzDecoder::new(&bytes[..])
+                .read_to_string(&mut s)
+                .unwrap();
             everything.push_str(&s);
         }
     }
     assert!(everything.len() > 1000, "there was output to check");
     assert!(!everything.contains(SECRET), "the Docker Hub token leaked");
-    assert!(!everything.contains("dckr_oat_wrong_one"), "a rejected token leaked");
+    assert!(
+        !everything.contains("dckr_oat_wrong_one"),
+        "a rejected token leaked"
+    );
     // Bearer tokens are JWTs: base64 of '{"' starts every one of them.
     assert!(!everything.contains("eyJ"), "a bearer token leaked");
 }
@@ -219,22 +278,37 @@ async fn status_reports_the_checkpoint() {
     let (_emu, hub) = start(emulator_config(200, 3, 6), Arc::new(SystemClock)).await;
     let dir = tempfile::tempdir().unwrap();
     let status = |dir: &Path| {
-        let out = Command::new(BIN).args(["status", "--org", "acme", "--output"]).arg(dir).output().unwrap();
+        let out = Command::new(BIN)
+            .args(["status", "--org", "acme", "--output"])
+            .arg(dir)
+            .output()
+            .unwrap();
         assert!(out.status.success());
         text(&out).0
     };
     assert!(status(dir.path()).contains("no checkpoint"));
     let out = poll_cmd(&hub.url(), dir.path(), &[]).output().unwrap();
     let (stdout, _) = text(&out);
-    assert!(stdout.contains("events written") && stdout.contains("watermark"), "{stdout}");
+    assert!(
+        stdout.contains("events written") && stdout.contains("watermark"),
+        "{stdout}"
+    );
     let s = status(dir.path());
-    assert!(s.contains("watermark:") && s.contains("ago") && s.contains("caught up") && s.contains("pending:      none"), "{s}");
+    assert!(
+        s.contains("watermark:")
+            && s.contains("ago")
+            && s.contains("caught up")
+            && s.contains("pending:      none"),
+        "{s}"
+    );
 }
 
 #[test]
 fn the_emulator_command_serves_a_poll() {
     let mut emu = Command::new(BIN)
-        .args(["emulator", "--port", "0", "--events", "150", "--days", "3", "--secret"])
+        .args([
+            "emulator", "--port", "0", "--events", "150", "--days", "3", "--secret",
+        ])
         .arg(SECRET)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -242,8 +316,14 @@ fn the_emulator_command_serves_a_poll() {
         .unwrap();
     let mut line = String::new();
     use std::io::BufRead;
-    std::io::BufReader::new(emu.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let url = line.split_whitespace().find(|w| w.starts_with("http://")).expect("the URL is printed").to_string();
+    std::io::BufReader::new(emu.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .expect("the URL is printed")
+        .to_string();
     let dir = tempfile::tempdir().unwrap();
     let out = poll_cmd(&url, dir.path(), &[]).output().unwrap();
     let _ = emu.kill();
@@ -257,18 +337,32 @@ fn the_emulator_command_serves_a_poll() {
 fn the_demo_runs_offline_and_proves_its_output() {
     let dir = tempfile::tempdir().unwrap();
     let demo_dir = dir.path().join("demo");
-    let out = Command::new(BIN).args(["demo", "--events", "600", "--dir"]).arg(&demo_dir).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["demo", "--events", "600", "--dir"])
+        .arg(&demo_dir)
+        .output()
+        .unwrap();
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains(" 0 missing, 0 duplicated"), "{stdout}");
     assert!(stdout.contains("repo"), "categories are listed: {stdout}");
     assert!(stored(&demo_dir).len() >= 600);
     // A second demo in the same folder replaces the first; a folder of something else is refused.
-    assert!(Command::new(BIN).args(["demo", "--events", "100", "--dir"]).arg(&demo_dir).output().unwrap().status.success());
+    assert!(Command::new(BIN)
+        .args(["demo", "--events", "100", "--dir"])
+        .arg(&demo_dir)
+        .output()
+        .unwrap()
+        .status
+        .success());
     let other = dir.path().join("precious");
     std::fs::create_dir_all(&other).unwrap();
     std::fs::write(other.join("keep.txt"), "x").unwrap();
-    let out = Command::new(BIN).args(["demo", "--dir"]).arg(&other).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["demo", "--dir"])
+        .arg(&other)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(other.join("keep.txt").exists());
 }

@@ -13,7 +13,12 @@ use dockerhub_audit::hub::ApiStats;
 use dockerhub_audit::ports::{AuditLog, HubError, PageQuery};
 
 fn q(page: u32) -> PageQuery {
-    PageQuery { from: t0() - Duration::days(2), to: t0(), page, page_size: 100 }
+    PageQuery {
+        from: t0() - Duration::days(2),
+        to: t0(),
+        page,
+        page_size: 100,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -29,7 +34,11 @@ async fn reuses_the_token_and_refreshes_it_by_its_exp() {
     clock.advance(Duration::seconds(570));
     c.page(&org(), q(1), None).await.unwrap();
     assert_eq!(emu.stats().token_requests, 2);
-    assert_eq!(emu.stats().unauthorized, 0, "refreshed before it expired, not after a 401");
+    assert_eq!(
+        emu.stats().unauthorized,
+        0,
+        "refreshed before it expired, not after a 401"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -57,8 +66,14 @@ async fn bad_credentials_fail_at_once_without_a_retry_storm() {
     let err = c.page(&org(), q(1), None).await.unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, HubError::Auth(_)));
-    assert!(msg.contains("DOCKERHUB_USERNAME") && msg.contains("lock"), "{msg}");
-    assert!(!msg.contains("dckr_oat_wrong"), "the secret must not appear in errors");
+    assert!(
+        msg.contains("DOCKERHUB_USERNAME") && msg.contains("lock"),
+        "{msg}"
+    );
+    assert!(
+        !msg.contains("dckr_oat_wrong"),
+        "the secret must not appear in errors"
+    );
     assert_eq!(emu.stats().token_requests, 1);
     assert_eq!(emu.stats().list_requests, 0);
     // A second call tries once more (a new run would), never in a loop.
@@ -108,7 +123,10 @@ async fn every_fault_kind_costs_retries_not_events() {
     ];
     for f in faults.clone() {
         emu.push_faults([f.clone()]);
-        let got = c.page(&org(), q(1), None).await.unwrap_or_else(|e| panic!("{f:?}: {e}"));
+        let got = c
+            .page(&org(), q(1), None)
+            .await
+            .unwrap_or_else(|e| panic!("{f:?}: {e}"));
         assert_eq!(got, want, "{f:?} changed the page");
     }
     let s = c.stats();
@@ -142,7 +160,10 @@ async fn a_fault_that_never_ends_is_a_clear_error() {
     let err = c.page(&org(), q(1), None).await.unwrap_err();
     assert!(matches!(err, HubError::Unavailable(_)), "{err:?}");
     let msg = err.to_string();
-    assert!(msg.contains("6 times") && msg.contains("not valid JSON") && msg.contains("next run"), "{msg}");
+    assert!(
+        msg.contains("6 times") && msg.contains("not valid JSON") && msg.contains("next run"),
+        "{msg}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -154,7 +175,12 @@ async fn throttles_honour_retry_after_in_both_forms() {
         cfg.retry_after = form;
         let (emu, hub) = start(cfg, clock.clone()).await;
         let c = client(&hub.url(), clock.clone(), SECRET);
-        let q = PageQuery { from: chrono::Utc::now() - Duration::days(2), to: chrono::Utc::now(), page: 1, page_size: 100 };
+        let q = PageQuery {
+            from: chrono::Utc::now() - Duration::days(2),
+            to: chrono::Utc::now(),
+            page: 1,
+            page_size: 100,
+        };
         emu.push_faults([Fault::TooManyRequests]);
         let started = std::time::Instant::now();
         assert_eq!(c.page(&org(), q, None).await.unwrap().len(), 20);
@@ -164,7 +190,10 @@ async fn throttles_honour_retry_after_in_both_forms() {
         // seconds would be a 56-year wait, refused as out of time: success proves the form
         // was told apart.
         if form == RetryAfterForm::Seconds {
-            assert!(waited >= std::time::Duration::from_millis(900), "{form:?}: waited {waited:?}");
+            assert!(
+                waited >= std::time::Duration::from_millis(900),
+                "{form:?}: waited {waited:?}"
+            );
         }
     }
 }
@@ -175,6 +204,9 @@ async fn a_deadline_bounds_waiting() {
     let (emu, hub) = start(emulator_config(10, 1, 9), Arc::new(clock.clone())).await;
     let c = client(&hub.url(), Arc::new(clock.clone()), SECRET);
     emu.push_faults([Fault::TooManyRequests]);
-    let err = c.page(&org(), q(1), Some(std::time::Duration::from_millis(50))).await.unwrap_err();
+    let err = c
+        .page(&org(), q(1), Some(std::time::Duration::from_millis(50)))
+        .await
+        .unwrap_err();
     assert!(matches!(err, HubError::OutOfTime(_)), "{err:?}");
 }

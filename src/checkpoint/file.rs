@@ -50,7 +50,11 @@ impl FileCheckpoints {
             ))
         })?;
         if &cp.org != org {
-            return Err(io(format!("checkpoint {} belongs to org {}, not {org}", path.display(), cp.org)));
+            return Err(io(format!(
+                "checkpoint {} belongs to org {}, not {org}",
+                path.display(),
+                cp.org
+            )));
         }
         Ok(Some(cp))
     }
@@ -64,9 +68,17 @@ fn io(msg: String) -> StoreError {
 impl Checkpoints for FileCheckpoints {
     type Lease = FileLease;
 
-    async fn acquire(&self, org: &Org, _owner: &RunId) -> Result<Option<(FileLease, Checkpoint)>, StoreError> {
-        fs::create_dir_all(&self.dir)
-            .map_err(|e| io(format!("cannot create checkpoint folder {}: {e}", self.dir.display())))?;
+    async fn acquire(
+        &self,
+        org: &Org,
+        _owner: &RunId,
+    ) -> Result<Option<(FileLease, Checkpoint)>, StoreError> {
+        fs::create_dir_all(&self.dir).map_err(|e| {
+            io(format!(
+                "cannot create checkpoint folder {}: {e}",
+                self.dir.display()
+            ))
+        })?;
         let lock_path = self.dir.join(format!("{org}.lock"));
         let lock = OpenOptions::new()
             .create(true)
@@ -82,12 +94,21 @@ impl Checkpoints for FileCheckpoints {
             }
         }
         let cp = self.read(org)?.unwrap_or_else(|| Checkpoint::new(org.clone()));
-        Ok(Some((FileLease { org: org.clone(), _lock: lock }, cp)))
+        Ok(Some((
+            FileLease {
+                org: org.clone(),
+                _lock: lock,
+            },
+            cp,
+        )))
     }
 
     async fn save(&self, lease: &FileLease, cp: &mut Checkpoint) -> Result<(), StoreError> {
         if lease.org != cp.org {
-            return Err(StoreError::Conflict(format!("lease is for {}, checkpoint for {}", lease.org, cp.org)));
+            return Err(StoreError::Conflict(format!(
+                "lease is for {}, checkpoint for {}",
+                lease.org, cp.org
+            )));
         }
         let current = self.read(&cp.org)?.map_or(0, |c| c.version);
         if current != cp.version {
@@ -100,7 +121,8 @@ impl Checkpoints for FileCheckpoints {
         next.version += 1;
         let body = serde_json::to_vec_pretty(&next).map_err(|e| io(e.to_string()))?;
         let path = self.path(&cp.org);
-        atomic_write(&path, &body).map_err(|e| io(format!("cannot write checkpoint {}: {e}", path.display())))?;
+        atomic_write(&path, &body)
+            .map_err(|e| io(format!("cannot write checkpoint {}: {e}", path.display())))?;
         cp.version = next.version;
         Ok(())
     }
@@ -151,7 +173,10 @@ mod tests {
         // A stale copy cannot overwrite.
         let mut stale = cp.clone();
         stale.version = 0;
-        assert!(matches!(store.save(&lease, &mut stale).await, Err(StoreError::Conflict(_))));
+        assert!(matches!(
+            store.save(&lease, &mut stale).await,
+            Err(StoreError::Conflict(_))
+        ));
         store.release(lease).await.unwrap();
         let (_l, again) = store.acquire(&org, &run).await.unwrap().unwrap();
         assert_eq!(again, cp);
@@ -164,7 +189,11 @@ mod tests {
         let store = FileCheckpoints::new(dir.path());
         let org = Org::new("acme").unwrap();
         fs::write(dir.path().join("acme.json"), b"{not json").unwrap();
-        let err = store.acquire(&org, &RunId("a".into())).await.unwrap_err().to_string();
+        let err = store
+            .acquire(&org, &RunId("a".into()))
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not valid") && err.contains("--lookback"), "{err}");
     }
 }

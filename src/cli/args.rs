@@ -8,7 +8,11 @@ use crate::config::parse_duration;
 use crate::types::Org;
 
 #[derive(Debug, Parser)]
-#[command(name = "dockerhub-audit", version, about = "Collects a Docker Hub organization's audit log, exactly once")]
+#[command(
+    name = "dockerhub-audit",
+    version,
+    about = "Collects a Docker Hub organization's audit log, exactly once"
+)]
 pub struct Cli {
     /// Log lines as text for people or JSON for machines (always on stderr).
     #[arg(long, value_enum, default_value_t = LogFormatArg::Text, global = true)]
@@ -50,7 +54,9 @@ pub struct StoreArgs {
 
 impl StoreArgs {
     pub fn checkpoint_dir(&self) -> PathBuf {
-        self.checkpoint.clone().unwrap_or_else(|| self.output.join("_checkpoints"))
+        self.checkpoint
+            .clone()
+            .unwrap_or_else(|| self.output.join("_checkpoints"))
     }
 }
 
@@ -116,7 +122,13 @@ pub struct EmulatorArgs {
     #[arg(long, default_value = "acme")]
     pub org: String,
     /// Accepted token (DOCKERHUB_TOKEN); the accepted username is the org name.
-    #[arg(long, env = "EMULATOR_SECRET", default_value = "dckr_oat_emulator", hide_env_values = true, hide_default_value = true)]
+    #[arg(
+        long,
+        env = "EMULATOR_SECRET",
+        default_value = "dckr_oat_emulator",
+        hide_env_values = true,
+        hide_default_value = true
+    )]
     pub secret: String,
     /// Events to generate.
     #[arg(long, default_value_t = 2000)]

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::poll::{run_local, summary, LocalRun};
 use super::args::DemoArgs;
+use super::poll::{run_local, summary, LocalRun};
 use crate::clock::SystemClock;
 use crate::config::PollConfig;
 use crate::credentials::env::StaticCredentials;
@@ -32,13 +32,25 @@ pub async fn demo(a: DemoArgs) -> Result<(), String> {
         twin_fraction: 0.02,
         trickle_per_minute: 600,
         fault_rate: 0.03,
-        fault_kinds: vec![Fault::ServerError(503), Fault::TooManyRequests, Fault::Truncated, Fault::MalformedJson],
+        fault_kinds: vec![
+            Fault::ServerError(503),
+            Fault::TooManyRequests,
+            Fault::Truncated,
+            Fault::MalformedJson,
+        ],
         ..EmulatorConfig::default()
     };
     let secret = Secret::new(emu_cfg.secret.clone());
     let emulator = Emulator::new(emu_cfg, Arc::new(SystemClock));
-    let running = emulator.start(0).await.map_err(|e| format!("cannot start the emulator: {e}"))?;
-    println!("Docker Hub emulator at {} with {} events over 90 days, a live trickle and 3% faults", running.url(), a.events);
+    let running = emulator
+        .start(0)
+        .await
+        .map_err(|e| format!("cannot start the emulator: {e}"))?;
+    println!(
+        "Docker Hub emulator at {} with {} events over 90 days, a live trickle and 3% faults",
+        running.url(),
+        a.events
+    );
 
     let output = a.dir.clone();
     let checkpoints = a.dir.join("_checkpoints");
@@ -52,11 +64,19 @@ pub async fn demo(a: DemoArgs) -> Result<(), String> {
     };
     let creds = Arc::new(StaticCredentials::new(org.to_string(), secret));
     let mut watermark = None;
-    for (i, what) in ["backfill of 90 days", "incremental", "incremental"].iter().enumerate() {
+    for (i, what) in ["backfill of 90 days", "incremental", "incremental"]
+        .iter()
+        .enumerate()
+    {
         if i > 0 {
             tokio::time::sleep(Duration::from_secs(3)).await;
         }
-        let run = LocalRun { hub: hub.clone(), creds: creds.clone(), output: &output, checkpoints: &checkpoints };
+        let run = LocalRun {
+            hub: hub.clone(),
+            creds: creds.clone(),
+            output: &output,
+            checkpoints: &checkpoints,
+        };
         let ran = run_local(&cfg, run).await?;
         println!("run {} ({what}): {}", i + 1, summary(&ran));
         watermark = ran.report.watermark;
@@ -70,7 +90,8 @@ pub async fn demo(a: DemoArgs) -> Result<(), String> {
         .filter_map(|v| HubEvent::from_wire(v).ok())
         .map(|e| canonical(&e))
         .collect();
-    let records = inspect::records(&output).map_err(|e| format!("cannot read back {}: {e}", output.display()))?;
+    let records =
+        inspect::records(&output).map_err(|e| format!("cannot read back {}: {e}", output.display()))?;
     let stored: Vec<String> = records.iter().filter_map(inspect::hub_canonical).collect();
     let cmp = inspect::compare(&expected, &stored);
     let stats = emulator.stats();
@@ -106,7 +127,10 @@ pub async fn demo(a: DemoArgs) -> Result<(), String> {
 /// touches a folder that holds anything else.
 fn prepare(dir: &Path) -> Result<(), String> {
     if dir.exists() {
-        let empty = std::fs::read_dir(dir).map_err(|e| e.to_string())?.next().is_none();
+        let empty = std::fs::read_dir(dir)
+            .map_err(|e| e.to_string())?
+            .next()
+            .is_none();
         if !empty && !dir.join(MARKER).exists() {
             return Err(format!(
                 "{} exists and is not an earlier demo's folder; choose another with --dir",

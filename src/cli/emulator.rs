@@ -29,7 +29,10 @@ pub fn config(a: &EmulatorArgs) -> Result<EmulatorConfig, String> {
         cfg.fault_kinds = a
             .faults
             .iter()
-            .map(|f| f.parse::<Fault>().map_err(|_| format!("unknown fault kind {f:?}; see --help")))
+            .map(|f| {
+                f.parse::<Fault>()
+                    .map_err(|_| format!("unknown fault kind {f:?}; see --help"))
+            })
             .collect::<Result<_, _>>()?;
     }
     Ok(cfg)
@@ -38,11 +41,17 @@ pub fn config(a: &EmulatorArgs) -> Result<EmulatorConfig, String> {
 pub async fn serve(a: EmulatorArgs) -> Result<(), String> {
     let cfg = config(&a)?;
     let emulator = Emulator::new(cfg, Arc::new(SystemClock));
-    let running = emulator
-        .start(a.port)
-        .await
-        .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}; choose another --port", a.port))?;
-    println!("Docker Hub emulator for organization {:?} at {}", a.org, running.url());
+    let running = emulator.start(a.port).await.map_err(|e| {
+        format!(
+            "cannot listen on 127.0.0.1:{}: {e}; choose another --port",
+            a.port
+        )
+    })?;
+    println!(
+        "Docker Hub emulator for organization {:?} at {}",
+        a.org,
+        running.url()
+    );
     println!(
         "Try it: DOCKERHUB_USERNAME={} DOCKERHUB_TOKEN=<the --secret value> dockerhub-audit poll --org {} --hub-url {}",
         a.org,
@@ -50,7 +59,9 @@ pub async fn serve(a: EmulatorArgs) -> Result<(), String> {
         running.url()
     );
     println!("Ctrl-C stops it.");
-    tokio::signal::ctrl_c().await.map_err(|e| format!("cannot wait for Ctrl-C: {e}"))?;
+    tokio::signal::ctrl_c()
+        .await
+        .map_err(|e| format!("cannot wait for Ctrl-C: {e}"))?;
     let s = emulator.stats();
     println!(
         "served {} list requests, {} token requests, {} throttled, {} faults",

@@ -13,7 +13,7 @@ use crate::config::PollConfig;
 use crate::credentials::env::StaticCredentials;
 use crate::hub::{ApiStats, HubClient, HubConfig};
 use crate::logging::LogFormat;
-use crate::ports::{CredentialSource, Checkpoints};
+use crate::ports::{Checkpoints, CredentialSource};
 use crate::sink::local::LocalSink;
 use crate::types::rfc3339;
 
@@ -52,15 +52,29 @@ pub async fn run_local(cfg: &PollConfig, run: LocalRun<'_>) -> Result<Ran, Strin
     let stats = client.stats();
     let checkpoints = FileCheckpoints::new(run.checkpoints);
     let sink = LocalSink::new(run.output);
-    let poller = Poller { api: &client, checkpoints: &checkpoints, sink: &sink, clock: clock.as_ref() };
+    let poller = Poller {
+        api: &client,
+        checkpoints: &checkpoints,
+        sink: &sink,
+        clock: clock.as_ref(),
+    };
     let deadline = cfg.max_duration.map(|d| clock.now() + d);
     let counters = |s: &ApiStats| {
-        (ApiStats::get(&s.requests) + ApiStats::get(&s.token_requests), ApiStats::get(&s.throttled), ApiStats::get(&s.retries))
+        (
+            ApiStats::get(&s.requests) + ApiStats::get(&s.token_requests),
+            ApiStats::get(&s.throttled),
+            ApiStats::get(&s.retries),
+        )
     };
     match poller.run(cfg, deadline).await {
         Ok(report) => {
             let (api_requests, throttled, retries) = counters(&stats);
-            Ok(Ran { report, api_requests, throttled, retries })
+            Ok(Ran {
+                report,
+                api_requests,
+                throttled,
+                retries,
+            })
         }
         Err(f) => {
             let r = &f.report;
@@ -82,7 +96,10 @@ pub async fn run_local(cfg: &PollConfig, run: LocalRun<'_>) -> Result<Ran, Strin
 pub fn summary(ran: &Ran) -> String {
     let r = &ran.report;
     if !r.leased {
-        return format!("{}: another poller holds this organization's lease; nothing done", r.org);
+        return format!(
+            "{}: another poller holds this organization's lease; nothing done",
+            r.org
+        );
     }
     let state = match (&r.stopped_early, r.caught_up) {
         (Some(why), _) => format!("stopped early: {why}"),
@@ -136,7 +153,11 @@ pub async fn poll(a: PollArgs, format: LogFormat) -> Result<(), String> {
 pub async fn status(a: StatusArgs) -> Result<(), String> {
     let store = FileCheckpoints::new(a.store.checkpoint_dir());
     let Some(cp) = store.peek(&a.org).await.map_err(|e| e.to_string())? else {
-        println!("{}: no checkpoint in {} yet; the first poll reads back --lookback", a.org, store.dir().display());
+        println!(
+            "{}: no checkpoint in {} yet; the first poll reads back --lookback",
+            a.org,
+            store.dir().display()
+        );
         return Ok(());
     };
     let now = Utc::now();
@@ -144,11 +165,19 @@ pub async fn status(a: StatusArgs) -> Result<(), String> {
     match cp.watermark {
         Some(w) => {
             let age = now - w;
-            println!("watermark:    {} ({} ago)", rfc3339(w), humantime::format_duration(age.to_std().unwrap_or_default()));
+            println!(
+                "watermark:    {} ({} ago)",
+                rfc3339(w),
+                humantime::format_duration(age.to_std().unwrap_or_default())
+            );
         }
         None => println!("watermark:    none yet"),
     }
-    println!("remembered:   {} event ids since {}", cp.seen.len(), cp.seen_from.map(rfc3339).unwrap_or_else(|| "-".into()));
+    println!(
+        "remembered:   {} event ids since {}",
+        cp.seen.len(),
+        cp.seen_from.map(rfc3339).unwrap_or_else(|| "-".into())
+    );
     match &cp.pending {
         None => println!("pending:      none"),
         Some(i) => println!(

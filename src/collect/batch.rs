@@ -31,7 +31,13 @@ pub struct Object {
 
 impl Batch {
     pub fn new(from: DateTime<Utc>) -> Self {
-        Batch { from, covered_to: from, events: Vec::new(), ids: HashSet::new(), duplicates: 0 }
+        Batch {
+            from,
+            covered_to: from,
+            events: Vec::new(),
+            ids: HashSet::new(),
+            duplicates: 0,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -63,7 +69,10 @@ impl Batch {
     pub fn into_objects(self, org: &Org, prov: &record::Provenance) -> Vec<Object> {
         let mut by_day: BTreeMap<NaiveDate, Vec<(EventId, HubEvent)>> = BTreeMap::new();
         for (id, e) in self.events {
-            by_day.entry(e.timestamp().date_naive()).or_default().push((id, e));
+            by_day
+                .entry(e.timestamp().date_naive())
+                .or_default()
+                .push((id, e));
         }
         by_day
             .into_iter()
@@ -72,11 +81,17 @@ impl Batch {
                 let ids: Vec<EventId> = events.iter().map(|(id, _)| id.clone()).collect();
                 let first = events[0].1.timestamp();
                 let key = object_key(org, day, first, &ids);
-                let records: Vec<_> = events.iter().map(|(id, e)| record::build(org, id, e, prov)).collect();
+                let records: Vec<_> = events
+                    .iter()
+                    .map(|(id, e)| record::build(org, id, e, prov))
+                    .collect();
                 Object {
                     body: encode::encode(&records),
                     events: events.len(),
-                    meta: PendingObject { key, events: events.into_iter().map(|(id, e)| (id, e.timestamp())).collect() },
+                    meta: PendingObject {
+                        key,
+                        events: events.into_iter().map(|(id, e)| (id, e.timestamp())).collect(),
+                    },
                 }
             })
             .collect()

@@ -18,6 +18,14 @@ use crate::event::record::Provenance;
 use crate::ports::{Checkpoints, PutOutcome, Sink, StoreError};
 use crate::types::Org;
 
+/// Where a run's state and objects go: the checkpoint store with the lease this run
+/// holds, and the sink.
+pub struct Durable<'a, K: Checkpoints, S: ?Sized> {
+    pub store: &'a K,
+    pub lease: &'a K::Lease,
+    pub sink: &'a S,
+}
+
 /// What one commit did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Committed {
@@ -38,9 +46,7 @@ pub enum Recovery {
 /// Commits `batch`: afterwards its events are stored and the watermark is at
 /// `batch.covered_to`.
 pub async fn commit<K: Checkpoints, S: Sink + ?Sized>(
-    store: &K,
-    lease: &K::Lease,
-    sink: &S,
+    d: &Durable<'_, K, S>,
     cp: &mut Checkpoint,
     org: &Org,
     batch: Batch,
@@ -51,7 +57,7 @@ pub async fn commit<K: Checkpoints, S: Sink + ?Sized>(
     if batch.is_empty() {
         if cp.watermark.is_none_or(|w| w < to) {
             cp.advance(to, overlap);
-            store.save(lease, cp).await?;
+            d.store.save(d.lease, cp).await?;
         }
         return Ok(Committed::default());
     }
@@ -62,11 +68,11 @@ pub async fn commit<K: Checkpoints, S: Sink + ?Sized>(
         objects: objects.iter().map(|o| o.meta.clone()).collect(),
     };
     cp.pending = Some(intent.clone());
-    store.save(lease, cp).await?;
+    d.store.save(d.lease, cp).await?;
 
     let mut done = Committed::default();
     for o in objects {
-        match sink.put(&o.meta.key, o.body).await? {
+        match d.sink.put(&o.meta.key, o.body).await? {
             PutOutcome::Created => done.objects_created += 1,
             PutOutcome::AlreadyExisted => done.objects_existing += 1,
         }
@@ -74,15 +80,13 @@ pub async fn commit<K: Checkpoints, S: Sink + ?Sized>(
         tracing::debug!(key = %o.meta.key, events = o.events, "object stored");
     }
     cp.complete(&intent, overlap);
-    store.save(lease, cp).await?;
+    d.store.save(d.lease, cp).await?;
     Ok(done)
 }
 
 /// Finishes or discards an intent left by a run that stopped mid-commit.
 pub async fn recover<K: Checkpoints, S: Sink + ?Sized>(
-    store: &K,
-    lease: &K::Lease,
-    sink: &S,
+    d: &Durable<'_, K, S>,
     cp: &mut Checkpoint,
     overlap: Duration,
 ) -> Result<Option<Recovery>, StoreError> {
@@ -91,20 +95,25 @@ pub async fn recover<K: Checkpoints, S: Sink + ?Sized>(
     };
     let mut present = Vec::new();
     for o in &intent.objects {
-        if sink.exists(&o.key).await? {
+        if d.sink.exists(&o.key).await? {
             present.push(o.clone());
         }
     }
     let missing = intent.objects.len() - present.len();
     let outcome = if missing == 0 {
         cp.complete(&intent, overlap);
-        Recovery::Completed { objects: present.len() }
+        Recovery::Completed {
+            objects: present.len(),
+        }
     } else {
         cp.record_stored(&present);
         cp.pending = None;
-        Recovery::Discarded { present: present.len(), missing }
+        Recovery::Discarded {
+            present: present.len(),
+            missing,
+        }
     };
-    store.save(lease, cp).await?;
+    d.store.save(d.lease, cp).await?;
     tracing::info!(run = %intent.run_id, ?outcome, "finished an earlier run's interrupted commit");
     Ok(Some(outcome))
 }

@@ -50,7 +50,14 @@ pub struct Fetcher<'a, A: AuditLog + ?Sized> {
 
 impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
     pub fn new(api: &'a A, org: &'a Org, page_size: u32) -> Self {
-        Fetcher { api, org, page_size, known_full: None, max_reads: 5, requests: 0 }
+        Fetcher {
+            api,
+            org,
+            page_size,
+            known_full: None,
+            max_reads: 5,
+            requests: 0,
+        }
     }
 
     /// What the server has shown it gives per full page, if known.
@@ -64,7 +71,12 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
         self.known_full = Some(self.known_full.map_or(full, |k| k.min(full)));
     }
 
-    async fn get(&mut self, w: Window, page: u32, budget: Option<StdDuration>) -> Result<Vec<HubEvent>, HubError> {
+    async fn get(
+        &mut self,
+        w: Window,
+        page: u32,
+        budget: Option<StdDuration>,
+    ) -> Result<Vec<HubEvent>, HubError> {
         let q = PageQuery {
             from: w.from - Duration::seconds(1),
             to: w.to + Duration::seconds(1),
@@ -88,7 +100,11 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
             return Ok(Read::TooMany);
         }
         if let Some(full) = self.known_full {
-            return Ok(if n < full { Read::Complete(inside(w, first)) } else { Read::TooMany });
+            return Ok(if n < full {
+                Read::Complete(inside(w, first))
+            } else {
+                Read::TooMany
+            });
         }
         // A short page from a server whose cap we do not know: it is the end only if the
         // next page is empty. Events are never removed, so if page 2 is empty later, page 1
@@ -104,7 +120,11 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
 
     /// Reads a window that cannot be cut (one second with more than a page of events):
     /// every page, repeated until two complete reads give the same multiset.
-    pub async fn read_dense(&mut self, w: Window, budget: Option<StdDuration>) -> Result<Vec<HubEvent>, HubError> {
+    pub async fn read_dense(
+        &mut self,
+        w: Window,
+        budget: Option<StdDuration>,
+    ) -> Result<Vec<HubEvent>, HubError> {
         let mut previous: Option<Vec<String>> = None;
         for _ in 0..self.max_reads {
             let events = self.read_all_pages(w, budget).await?;
@@ -122,7 +142,11 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
         )))
     }
 
-    async fn read_all_pages(&mut self, w: Window, budget: Option<StdDuration>) -> Result<Vec<HubEvent>, HubError> {
+    async fn read_all_pages(
+        &mut self,
+        w: Window,
+        budget: Option<StdDuration>,
+    ) -> Result<Vec<HubEvent>, HubError> {
         let mut all = Vec::new();
         for page in 1..=MAX_PAGES {
             let events = self.get(w, page, budget).await?;

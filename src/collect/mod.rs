@@ -15,7 +15,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
 use self::batch::Batch;
-use self::commit::{Committed, Recovery};
+use self::commit::{Committed, Durable, Recovery};
 use self::fetch::{Fetcher, Read};
 use crate::checkpoint::{Checkpoint, LastRun};
 use crate::clock::Clock;
@@ -93,7 +93,11 @@ where
     ///
     /// Invariant kept whatever fails: the checkpoint never claims an event that is not
     /// stored, and a stored event is never stored again.
-    pub async fn run(&self, cfg: &PollConfig, deadline: Option<DateTime<Utc>>) -> Result<RunReport, RunFailed> {
+    pub async fn run(
+        &self,
+        cfg: &PollConfig,
+        deadline: Option<DateTime<Utc>>,
+    ) -> Result<RunReport, RunFailed> {
         let started = self.clock.now();
         let run_id = RunId::generate(started);
         let org = &cfg.org;
@@ -118,7 +122,12 @@ where
                 tracing::info!(%org, "another run holds this org's lease; nothing to do");
                 return Ok(report);
             }
-            Err(e) => return Err(RunFailed { report, error: e.into() }),
+            Err(e) => {
+                return Err(RunFailed {
+                    report,
+                    error: e.into(),
+                })
+            }
         };
         report.leased = true;
         let result = self.run_leased(cfg, deadline, &lease, &mut cp, &mut report).await;
@@ -157,7 +166,12 @@ where
         report: &mut RunReport,
     ) -> Result<(), CollectError> {
         let org = &cfg.org;
-        if let Some(r) = commit::recover(self.checkpoints, lease, self.sink, cp, cfg.overlap).await? {
+        let durable = Durable {
+            store: self.checkpoints,
+            lease,
+            sink: self.sink,
+        };
+        if let Some(r) = commit::recover(&durable, cp, cfg.overlap).await? {
             report.recovered = Some(match r {
                 Recovery::Completed { objects } => format!("completed an interrupted commit of {objects} object(s)"),
                 Recovery::Discarded { present, missing } => format!(
@@ -245,13 +259,22 @@ where
             run_id: report.run_id.clone(),
         };
         report.duplicates_dropped += batch.duplicates;
-        let Committed { events, objects_created, objects_existing } =
-            commit::commit(self.checkpoints, lease, self.sink, cp, &cfg.org, batch, cfg.overlap, &prov).await?;
+        let durable = Durable {
+            store: self.checkpoints,
+            lease,
+            sink: self.sink,
+        };
+        let Committed {
+            events,
+            objects_created,
+            objects_existing,
+        } = commit::commit(&durable, cp, &cfg.org, batch, cfg.overlap, &prov).await?;
         report.events_written += events;
         report.objects_written += objects_created;
         report.objects_existing += objects_existing;
         if events > 0 {
-            tracing::info!(org = %cfg.org, events, watermark = ?cp.watermark, "committed");
+            let watermark = cp.watermark.map(crate::types::rfc3339).unwrap_or_default();
+            tracing::info!(org = %cfg.org, events, %watermark, "committed");
         }
         Ok(())
     }

@@ -26,9 +26,12 @@ enum Order {
     Shuffled,
 }
 
+/// An event held by the fake: (event, timestamp, visible from).
+type Held = (Value, DateTime<Utc>, DateTime<Utc>);
+
 struct FakeHub {
     clock: ManualClock,
-    events: Mutex<Vec<(Value, DateTime<Utc>, DateTime<Utc>)>>, // (event, ts, visible_at)
+    events: Mutex<Vec<Held>>,
     cap: u32,
     order: Order,
     from_inclusive: bool,
@@ -82,7 +85,13 @@ impl FakeHub {
     fn generate(&self, seed: u64, n: usize, from: DateTime<Utc>, to: DateTime<Utc>) {
         let mut rng = Rng(seed);
         let span = (to - from).num_seconds().max(1) as u64;
-        let actions = ["repo.tag.push", "repo.create", "org.member.add", "billing.plan.upgrade", "oidc.connection.create"];
+        let actions = [
+            "repo.tag.push",
+            "repo.create",
+            "org.member.add",
+            "billing.plan.upgrade",
+            "oidc.connection.create",
+        ];
         let mut made = 0;
         while made < n {
             let t = from + Duration::seconds(rng.below(span) as i64);
@@ -119,7 +128,12 @@ impl FakeHub {
 
 #[async_trait]
 impl AuditLog for FakeHub {
-    async fn page(&self, _org: &Org, q: PageQuery, _budget: Option<StdDuration>) -> Result<Vec<HubEvent>, HubError> {
+    async fn page(
+        &self,
+        _org: &Org,
+        q: PageQuery,
+        _budget: Option<StdDuration>,
+    ) -> Result<Vec<HubEvent>, HubError> {
         let n = {
             let mut r = self.requests.lock().unwrap();
             *r += 1;
@@ -144,7 +158,11 @@ impl AuditLog for FakeHub {
             .enumerate()
             .filter(|(_, (_, t, vis))| {
                 *vis <= now
-                    && (if self.from_inclusive { *t >= q.from } else { *t > q.from })
+                    && (if self.from_inclusive {
+                        *t >= q.from
+                    } else {
+                        *t > q.from
+                    })
                     && (if self.to_inclusive { *t <= q.to } else { *t < q.to })
             })
             .map(|(i, (e, t, _))| (i, e.clone(), *t))
@@ -282,7 +300,9 @@ impl MemSink {
 // ---------- scenarios ----------
 
 fn t0() -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("2026-11-25T12:00:00Z").unwrap().with_timezone(&Utc)
+    DateTime::parse_from_rfc3339("2026-11-25T12:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc)
 }
 
 fn cfg() -> PollConfig {
@@ -291,15 +311,32 @@ fn cfg() -> PollConfig {
     c
 }
 
-async fn run(hub: &FakeHub, cps: &MemCheckpoints, sink: &MemSink, clock: &ManualClock, c: &PollConfig) -> Result<RunReport, RunFailed> {
-    let p = Poller { api: hub, checkpoints: cps, sink, clock };
+async fn run(
+    hub: &FakeHub,
+    cps: &MemCheckpoints,
+    sink: &MemSink,
+    clock: &ManualClock,
+    c: &PollConfig,
+) -> Result<RunReport, RunFailed> {
+    let p = Poller {
+        api: hub,
+        checkpoints: cps,
+        sink,
+        clock,
+    };
     p.run(c, None).await
 }
 
 fn assert_exact(hub: &FakeHub, sink: &MemSink, before: DateTime<Utc>) {
     let want = hub.visible_before(before);
     let got = sink.stored();
-    assert_eq!(got.len(), want.len(), "stored {} events, the API holds {}", got.len(), want.len());
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "stored {} events, the API holds {}",
+        got.len(),
+        want.len()
+    );
     assert!(got == want, "stored multiset differs from the API's");
     let mut ids = sink.ids();
     let n = ids.len();
@@ -310,7 +347,11 @@ fn assert_exact(hub: &FakeHub, sink: &MemSink, before: DateTime<Utc>) {
 
 #[tokio::test]
 async fn backfill_reads_everything_once_whatever_the_order_and_cap() {
-    for (order, cap) in [(Order::NewestFirst, 100), (Order::OldestFirst, 37), (Order::Shuffled, 10)] {
+    for (order, cap) in [
+        (Order::NewestFirst, 100),
+        (Order::OldestFirst, 37),
+        (Order::Shuffled, 10),
+    ] {
         let clock = ManualClock::new(t0());
         let hub = FakeHub::new(clock.clone(), cap, order);
         hub.generate(7, 1500, t0() - Duration::days(3), t0() - Duration::minutes(2));
@@ -320,7 +361,11 @@ async fn backfill_reads_everything_once_whatever_the_order_and_cap() {
         let r = run(&hub, &cps, &sink, &clock, &c).await.unwrap();
         assert!(r.caught_up);
         assert_eq!(r.events_written, 1500);
-        assert!(r.objects_written >= 4, "batches of 200 over 3 days: {}", r.objects_written);
+        assert!(
+            r.objects_written >= 4,
+            "batches of 200 over 3 days: {}",
+            r.objects_written
+        );
         assert_exact(&hub, &sink, t0() - c.lag);
         // A second run re-reads the overlap and stores nothing new.
         clock.advance(Duration::minutes(5));
@@ -336,7 +381,10 @@ async fn a_dense_second_larger_than_a_page_is_read_whole() {
     let hub = FakeHub::new(clock.clone(), 10, Order::NewestFirst);
     let second = t0() - Duration::minutes(30);
     for i in 0..45 {
-        hub.add(json!({"action": "repo.tag.push", "timestamp": ts(second), "data": {"i": (i % 20).to_string()}}), second);
+        hub.add(
+            json!({"action": "repo.tag.push", "timestamp": ts(second), "data": {"i": (i % 20).to_string()}}),
+            second,
+        );
     }
     hub.generate(3, 100, t0() - Duration::hours(2), t0() - Duration::minutes(2));
     let (cps, sink) = (MemCheckpoints::default(), MemSink::default());
@@ -366,8 +414,16 @@ async fn events_landing_while_paging_are_neither_doubled_nor_lost() {
     let n = ids.len();
     ids.dedup();
     assert_eq!(n, ids.len(), "duplicates stored");
-    let originals: Vec<String> = hub.visible_before(t0()).into_iter().filter(|c| !c.contains("\"late\"")).collect();
-    let stored_originals: Vec<String> = stored.iter().filter(|c| !c.contains("\"late\"")).cloned().collect();
+    let originals: Vec<String> = hub
+        .visible_before(t0())
+        .into_iter()
+        .filter(|c| !c.contains("\"late\""))
+        .collect();
+    let stored_originals: Vec<String> = stored
+        .iter()
+        .filter(|c| !c.contains("\"late\""))
+        .cloned()
+        .collect();
     assert_eq!(stored_originals, originals);
 }
 
@@ -378,7 +434,10 @@ async fn late_events_inside_the_overlap_are_caught() {
     hub.generate(5, 50, t0() - Duration::hours(1), t0() - Duration::minutes(2));
     // Happened 5 minutes ago, visible only 12 minutes after it happened.
     let happened = t0() - Duration::minutes(5);
-    hub.add(json!({"action": "org.member.add", "timestamp": ts(happened)}), happened + Duration::minutes(12));
+    hub.add(
+        json!({"action": "org.member.add", "timestamp": ts(happened)}),
+        happened + Duration::minutes(12),
+    );
     let (cps, sink) = (MemCheckpoints::default(), MemSink::default());
     let c = cfg();
     run(&hub, &cps, &sink, &clock, &c).await.unwrap();
@@ -416,10 +475,21 @@ async fn a_crash_at_any_store_or_sink_operation_loses_and_doubles_nothing() {
     for k in 0..200u32 {
         let clock = ManualClock::new(t0());
         let hub = FakeHub::new(clock.clone(), 25, Order::NewestFirst);
-        hub.generate(u64::from(k) + 100, 400, t0() - Duration::days(2), t0() - Duration::minutes(2));
+        hub.generate(
+            u64::from(k) + 100,
+            400,
+            t0() - Duration::days(2),
+            t0() - Duration::minutes(2),
+        );
         let crash = Crash::after(k);
-        let cps = MemCheckpoints { crash: crash.clone(), ..Default::default() };
-        let sink = MemSink { crash: crash.clone(), ..Default::default() };
+        let cps = MemCheckpoints {
+            crash: crash.clone(),
+            ..Default::default()
+        };
+        let sink = MemSink {
+            crash: crash.clone(),
+            ..Default::default()
+        };
         let mut c = cfg();
         c.batch_events = 60;
         let crashed = run(&hub, &cps, &sink, &clock, &c).await.is_err();
@@ -436,7 +506,10 @@ async fn a_crash_at_any_store_or_sink_operation_loses_and_doubles_nothing() {
         }
         crashes_seen += 1;
     }
-    assert!(crashes_seen > 20, "a run of 7 batches has more crash points than {crashes_seen}");
+    assert!(
+        crashes_seen > 20,
+        "a run of 7 batches has more crash points than {crashes_seen}"
+    );
 }
 
 #[tokio::test]
@@ -451,7 +524,10 @@ async fn hub_errors_commit_what_was_read_and_fail_loudly() {
     let failed = run(&hub, &cps, &sink, &clock, &c).await.unwrap_err();
     assert!(failed.error.is_transient());
     let written = failed.report.events_written;
-    assert!(written > 0 && written < 300, "what was read before the failure is committed: {written}");
+    assert!(
+        written > 0 && written < 300,
+        "what was read before the failure is committed: {written}"
+    );
     let cp = cps.peek(&c.org).await.unwrap().unwrap();
     assert!(cp.last_run.unwrap().error.unwrap().contains("down"));
     assert_eq!(sink.stored().len() as u64, written);
@@ -469,7 +545,12 @@ async fn a_deadline_stops_early_with_everything_committed() {
     hub.generate(13, 500, t0() - Duration::days(3), t0() - Duration::minutes(2));
     let (cps, sink) = (MemCheckpoints::default(), MemSink::default());
     let c = cfg();
-    let p = Poller { api: &hub, checkpoints: &cps, sink: &sink, clock: &clock };
+    let p = Poller {
+        api: &hub,
+        checkpoints: &cps,
+        sink: &sink,
+        clock: &clock,
+    };
     // Already past the deadline: reads nothing, commits nothing, fails nothing.
     let r = p.run(&c, Some(t0() - Duration::seconds(1))).await.unwrap();
     assert!(!r.caught_up);
@@ -503,7 +584,14 @@ async fn an_incremental_run_costs_few_requests() {
     *hub.requests.lock().unwrap() = 0;
     let inc = run(&hub, &cps, &sink, &clock, &c).await.unwrap();
     let n = *hub.requests.lock().unwrap();
-    assert!(n <= 2, "an incremental run over 20 quiet minutes took {n} requests");
-    assert!(backfill.pages_requested < 2000 / 100 * 4, "backfill took {} requests", backfill.pages_requested);
+    assert!(
+        n <= 2,
+        "an incremental run over 20 quiet minutes took {n} requests"
+    );
+    assert!(
+        backfill.pages_requested < 2000 / 100 * 4,
+        "backfill took {} requests",
+        backfill.pages_requested
+    );
     assert_eq!(inc.pages_requested, n);
 }

@@ -13,7 +13,10 @@ pub struct StaticCredentials(Credentials);
 
 impl StaticCredentials {
     pub fn new(identifier: impl Into<String>, secret: Secret) -> Self {
-        StaticCredentials(Credentials { identifier: identifier.into(), secret })
+        StaticCredentials(Credentials {
+            identifier: identifier.into(),
+            secret,
+        })
     }
 
     /// Reads the two variables; the error says which is missing and what to put there.

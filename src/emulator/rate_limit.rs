@@ -41,7 +41,13 @@ impl RateLimiter {
         let advertised = limit.unwrap_or(ADVERTISED_LIMIT);
         let info = RateInfo {
             limit: advertised,
-            remaining: advertised.saturating_sub(self.count),
+            // Unlimited: advertise the headers but never count down, so a client's pacing
+            // (which waits in real time) is not driven by a clock a test holds still.
+            remaining: if limit.is_some() {
+                advertised.saturating_sub(self.count)
+            } else {
+                advertised
+            },
             reset: window_start + 60,
         };
         (info, limit.is_some_and(|n| self.count > n))

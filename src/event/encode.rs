@@ -8,7 +8,9 @@ use serde_json::{Map, Value};
 
 /// Encodes records, one per line, in the order given.
 pub fn encode(records: &[Map<String, Value>]) -> Vec<u8> {
-    let mut gz: GzEncoder<Vec<u8>> = GzBuilder::new().mtime(0).write(Vec::new(), Compression::default());
+    let mut gz: GzEncoder<Vec<u8>> = GzBuilder::new()
+        .mtime(0)
+        .write(Vec::new(), Compression::default());
     for r in records {
         // Writing into a Vec cannot fail, and a Map always serializes.
         let line = serde_json::to_vec(r).expect("a JSON map serializes");
@@ -46,7 +48,9 @@ mod tests {
         let back = decode(&a).unwrap();
         assert_eq!(back, recs);
         let mut text = String::new();
-        flate2::read::GzDecoder::new(&a[..]).read_to_string(&mut text).unwrap();
+        flate2::read::GzDecoder::new(&a[..])
+            .read_to_string(&mut text)
+            .unwrap();
         assert_eq!(text.lines().count(), 50);
         assert!(text.ends_with("}\n"));
         assert!(!text.contains("\r"));

@@ -88,15 +88,30 @@ mod tests {
         assert_eq!(ids[0], event_id(&org, &canonical(&ev(e)), 0));
         assert_eq!(ids[0].0.len(), 32);
         // Another org, another id.
-        let other = assign_ids(&Org::new("other").unwrap(), vec![ev(json!({"timestamp": "2021-02-19T01:34:35Z", "action": "repo.tag.push", "actor": "x"}))]);
+        let other = assign_ids(
+            &Org::new("other").unwrap(),
+            vec![ev(
+                json!({"timestamp": "2021-02-19T01:34:35Z", "action": "repo.tag.push", "actor": "x"}),
+            )],
+        );
         assert_ne!(other[0].0, ids[0]);
     }
 
     #[test]
     fn any_field_change_changes_the_id() {
         let org = Org::new("acme").unwrap();
-        let a = assign_ids(&org, vec![ev(json!({"timestamp": "2021-02-19T01:34:35Z", "data": {"tag": "1"}}))]);
-        let b = assign_ids(&org, vec![ev(json!({"timestamp": "2021-02-19T01:34:35Z", "data": {"tag": "2"}}))]);
+        let a = assign_ids(
+            &org,
+            vec![ev(
+                json!({"timestamp": "2021-02-19T01:34:35Z", "data": {"tag": "1"}}),
+            )],
+        );
+        let b = assign_ids(
+            &org,
+            vec![ev(
+                json!({"timestamp": "2021-02-19T01:34:35Z", "data": {"tag": "2"}}),
+            )],
+        );
         assert_ne!(a[0].0, b[0].0);
     }
 }
@@ -117,6 +132,9 @@ mod pinned {
             "action_description": "pushed the tag v1"
         }))
         .unwrap();
-        assert_eq!(event_id(&org, &canonical(&e), 0).0, "67b758338369b39fe44c39ef69e73924");
+        assert_eq!(
+            event_id(&org, &canonical(&e), 0).0,
+            "67b758338369b39fe44c39ef69e73924"
+        );
     }
 }

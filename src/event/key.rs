@@ -52,7 +52,9 @@ mod tests {
     #[test]
     fn key_layout_and_order_independence() {
         let org = Org::new("acme").unwrap();
-        let t = DateTime::parse_from_rfc3339("2026-11-25T23:59:59Z").unwrap().with_timezone(&Utc);
+        let t = DateTime::parse_from_rfc3339("2026-11-25T23:59:59Z")
+            .unwrap()
+            .with_timezone(&Utc);
         let ids = vec![EventId("b".into()), EventId("a".into())];
         let rev = vec![EventId("a".into()), EventId("b".into())];
         let k = object_key(&org, t.date_naive(), t, &ids);

@@ -110,7 +110,10 @@ mod tests {
     #[test]
     fn rejects_what_it_cannot_place() {
         assert_eq!(HubEvent::from_wire(json!([1])), Err(EventError::NotAnObject));
-        assert_eq!(HubEvent::from_wire(json!({"action": "x"})), Err(EventError::MissingTimestamp));
+        assert_eq!(
+            HubEvent::from_wire(json!({"action": "x"})),
+            Err(EventError::MissingTimestamp)
+        );
         assert!(matches!(
             HubEvent::from_wire(json!({"timestamp": 12})),
             Err(EventError::BadTimestamp(_))

@@ -54,7 +54,11 @@ mod tests {
         }))
         .unwrap();
         let t = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
-        let prov = Provenance { ingested_at: t, window: Window::new(t, t), run_id: RunId("r1".into()) };
+        let prov = Provenance {
+            ingested_at: t,
+            window: Window::new(t, t),
+            run_id: RunId("r1".into()),
+        };
         let r = build(&org, &EventId("ab".into()), &e, &prov);
         assert_eq!(r["account"], "acme");
         assert_eq!(r["extra"], json!({"k": "v"}));

@@ -22,7 +22,10 @@ impl BearerToken {
     /// `issued_at` is when the exchange answered; `exp` from the payload wins when present.
     pub fn new(token: String, issued_at: DateTime<Utc>) -> Self {
         let expires_at = jwt_exp(&token).unwrap_or(issued_at + DEFAULT_TTL);
-        BearerToken { token: Secret::new(token), expires_at }
+        BearerToken {
+            token: Secret::new(token),
+            expires_at,
+        }
     }
 
     /// Whether to use it for a request sent at `now`.
@@ -50,7 +53,11 @@ mod tests {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
     fn jwt(payload: &str) -> String {
-        format!("{}.{}.sig", URL_SAFE_NO_PAD.encode("{}"), URL_SAFE_NO_PAD.encode(payload))
+        format!(
+            "{}.{}.sig",
+            URL_SAFE_NO_PAD.encode("{}"),
+            URL_SAFE_NO_PAD.encode(payload)
+        )
     }
 
     #[test]

@@ -117,7 +117,11 @@ impl Stop {
 }
 
 impl HubClient {
-    pub fn new(cfg: HubConfig, creds: Arc<dyn CredentialSource>, clock: Arc<dyn Clock>) -> Result<Self, String> {
+    pub fn new(
+        cfg: HubConfig,
+        creds: Arc<dyn CredentialSource>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, String> {
         let http = reqwest::Client::builder()
             .connect_timeout(cfg.connect_timeout)
             .user_agent(concat!("dockerhub-audit/", env!("CARGO_PKG_VERSION")))
@@ -211,7 +215,10 @@ impl HubClient {
             self.wait_for_pace(what, deadline).await?;
             bump(counter);
             let timeout = match deadline {
-                Some(d) => self.cfg.request_timeout.min(d.saturating_duration_since(Instant::now())),
+                Some(d) => self
+                    .cfg
+                    .request_timeout
+                    .min(d.saturating_duration_since(Instant::now())),
                 None => self.cfg.request_timeout,
             };
             if timeout.is_zero() {
@@ -222,12 +229,15 @@ impl HubClient {
                 Ok(resp) => {
                     let status = resp.status();
                     let headers = resp.headers().clone();
-                    self.note_rate_limit(&headers);
                     if status == StatusCode::TOO_MANY_REQUESTS {
                         throttles += 1;
                         bump(&self.stats.throttled);
                         let wait = self.throttle_wait(&headers, throttles);
-                        tracing::warn!(request = what, wait_ms = wait.as_millis() as u64, "rate limited (429)");
+                        tracing::warn!(
+                            request = what,
+                            wait_ms = wait.as_millis() as u64,
+                            "rate limited (429)"
+                        );
                         if throttles > self.cfg.max_throttles || wait > self.cfg.max_rate_wait {
                             return Err(Stop::Hub(HubError::OutOfTime(format!(
                                 "{what}: Docker Hub kept rate-limiting (429, asked to wait {}s); the next run continues from the checkpoint",
@@ -237,6 +247,8 @@ impl HubClient {
                         self.sleep_within(what, wait, deadline).await?;
                         continue;
                     }
+                    // On a 429, Retry-After is the instruction; the limit headers pace the rest.
+                    self.note_rate_limit(&headers);
                     if status.is_server_error() {
                         format!("HTTP {}", status.as_u16())
                     } else {
@@ -278,14 +290,20 @@ impl HubClient {
             .or_else(|| header("x-ratelimit-reset").and_then(|v| parse_reset(v, now)))
             .unwrap_or_else(|| {
                 let mut j = self.jitter.lock().unwrap_or_else(|e| e.into_inner());
-                backoff(throttles, self.cfg.retry_base.max(Duration::from_secs(1)), self.cfg.retry_cap, &mut j)
+                backoff(
+                    throttles,
+                    self.cfg.retry_base.max(Duration::from_secs(1)),
+                    self.cfg.retry_cap,
+                    &mut j,
+                )
             })
     }
 
     /// Slows down before the limit is hit, from `X-RateLimit-Remaining` / `-Reset`.
     fn note_rate_limit(&self, h: &HeaderMap) {
         let header = |name: &str| h.get(name).and_then(|v| v.to_str().ok());
-        let Some(remaining) = header("x-ratelimit-remaining").and_then(|v| v.trim().parse::<u64>().ok()) else {
+        let Some(remaining) = header("x-ratelimit-remaining").and_then(|v| v.trim().parse::<u64>().ok())
+        else {
             return;
         };
         let limit = header("x-ratelimit-limit").and_then(|v| v.trim().parse::<u64>().ok());
@@ -295,7 +313,11 @@ impl HubClient {
             .min(Duration::from_secs(120));
         let pause = pacing(remaining, limit, to_reset);
         if !pause.is_zero() {
-            tracing::debug!(remaining, pause_ms = pause.as_millis() as u64, "pacing ahead of the rate limit");
+            tracing::debug!(
+                remaining,
+                pause_ms = pause.as_millis() as u64,
+                "pacing ahead of the rate limit"
+            );
             *self.not_before.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + pause);
         }
     }
@@ -311,7 +333,12 @@ impl HubClient {
         Ok(())
     }
 
-    async fn sleep_within(&self, what: &str, wait: Duration, deadline: Option<Instant>) -> Result<(), HubError> {
+    async fn sleep_within(
+        &self,
+        what: &str,
+        wait: Duration,
+        deadline: Option<Instant>,
+    ) -> Result<(), HubError> {
         if let Some(d) = deadline {
             if Instant::now() + wait >= d {
                 return Err(out_of_time(what));
@@ -374,10 +401,20 @@ async fn read_body(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>, S
 
 #[async_trait]
 impl AuditLog for HubClient {
-    async fn page(&self, org: &Org, q: PageQuery, budget: Option<Duration>) -> Result<Vec<HubEvent>, HubError> {
+    async fn page(
+        &self,
+        org: &Org,
+        q: PageQuery,
+        budget: Option<Duration>,
+    ) -> Result<Vec<HubEvent>, HubError> {
         let deadline = budget.map(|b| Instant::now() + b);
         let url = self.url(&format!("/v2/auditlogs/{org}"));
-        let what = format!("GET /v2/auditlogs/{org} page {} of [{}, {}]", q.page, rfc3339(q.from), rfc3339(q.to));
+        let what = format!(
+            "GET /v2/auditlogs/{org} page {} of [{}, {}]",
+            q.page,
+            rfc3339(q.from),
+            rfc3339(q.to)
+        );
         let params = [
             ("from", rfc3339(q.from)),
             ("to", rfc3339(q.to)),

@@ -15,20 +15,29 @@ const UNIX_TIME_THRESHOLD: u64 = 1_000_000_000;
 pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     let v = value.trim();
     if let Ok(n) = v.parse::<u64>() {
-        return Some(if n >= UNIX_TIME_THRESHOLD { until_unix(n as i64, now) } else { Duration::from_secs(n) });
+        return Some(if n >= UNIX_TIME_THRESHOLD {
+            until_unix(n as i64, now)
+        } else {
+            Duration::from_secs(n)
+        });
     }
     if let Ok(f) = v.parse::<f64>() {
-        return (f.is_finite() && f >= 0.0 && f < UNIX_TIME_THRESHOLD as f64).then(|| Duration::from_secs_f64(f));
+        return (f.is_finite() && f >= 0.0 && f < UNIX_TIME_THRESHOLD as f64)
+            .then(|| Duration::from_secs_f64(f));
     }
-    DateTime::parse_from_rfc2822(v).ok().map(|t| {
-        (t.with_timezone(&Utc) - now).to_std().unwrap_or(Duration::ZERO)
-    })
+    DateTime::parse_from_rfc2822(v)
+        .ok()
+        .map(|t| (t.with_timezone(&Utc) - now).to_std().unwrap_or(Duration::ZERO))
 }
 
 /// Reads `X-RateLimit-Reset` (documented as a unix time; delta-seconds tolerated too).
 pub fn parse_reset(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     let n = value.trim().parse::<u64>().ok()?;
-    Some(if n >= UNIX_TIME_THRESHOLD { until_unix(n as i64, now) } else { Duration::from_secs(n) })
+    Some(if n >= UNIX_TIME_THRESHOLD {
+        until_unix(n as i64, now)
+    } else {
+        Duration::from_secs(n)
+    })
 }
 
 fn until_unix(t: i64, now: DateTime<Utc>) -> Duration {
@@ -53,7 +62,9 @@ pub fn pacing(remaining: u64, limit: Option<u64>, to_reset: Duration) -> Duratio
 /// Exponential backoff with full jitter: uniform in `[0, min(cap, base * 2^attempt)]`,
 /// never below `base / 2` so a retry storm cannot form.
 pub fn backoff(attempt: u32, base: Duration, cap: Duration, jitter: &mut Jitter) -> Duration {
-    let exp = base.saturating_mul(1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX)).min(cap);
+    let exp = base
+        .saturating_mul(1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX))
+        .min(cap);
     let floor = (base / 2).min(exp);
     floor + (exp - floor).mul_f64(jitter.next_unit())
 }
@@ -98,7 +109,10 @@ mod tests {
         assert_eq!(parse_retry_after(" 0 ", now()), Some(Duration::ZERO));
         assert_eq!(parse_retry_after("1.5", now()), Some(Duration::from_millis(1500)));
         // The form seen from Docker Hub in 2025: a unix time equal to X-RateLimit-Reset.
-        assert_eq!(parse_retry_after("1746136938", now()), Some(Duration::from_secs(38)));
+        assert_eq!(
+            parse_retry_after("1746136938", now()),
+            Some(Duration::from_secs(38))
+        );
         // A unix time already past means now, not a 55-year wait.
         assert_eq!(parse_retry_after("1746136000", now()), Some(Duration::ZERO));
         assert_eq!(

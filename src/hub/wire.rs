@@ -36,7 +36,12 @@ pub fn parse_token(body: &[u8]) -> Result<String, String> {
 /// Never echoes request headers, so no token can appear in it.
 pub fn error_summary(body: &[u8]) -> String {
     if let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(body) {
-        let pick = |k: &str| m.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
+        let pick = |k: &str| {
+            m.get(k)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        };
         if let Some(s) = pick("detail").or_else(|| pick("message")) {
             return clip(&s, 200);
         }
@@ -62,10 +67,17 @@ mod tests {
         assert_eq!(parse_page(b"{}").unwrap().len(), 0);
         let two = parse_page(br#"{"logs": [{"timestamp": "2021-02-19T01:34:35Z"}, {"timestamp": "2021-02-19T01:34:36Z", "x": 1}], "next": null}"#).unwrap();
         assert_eq!(two.len(), 2);
-        for bad in [&b"{\"logs\": [ {\"action\": "[..], b"[1]", b"{\"logs\": {\"a\": 1}}", b"{\"logs\": [{\"timestamp\": 5}]}", b"{\"logs\": [\"\xff\"]}"] {
+        for bad in [
+            &b"{\"logs\": [ {\"action\": "[..],
+            b"[1]",
+            b"{\"logs\": {\"a\": 1}}",
+            b"{\"logs\": [{\"timestamp\": 5}]}",
+            b"{\"logs\": [\"\xff\"]}",
+        ] {
             assert!(parse_page(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
-        let err = parse_page(br#"{"logs": [{"timestamp": "2021-02-19T01:34:35Z"}, {"action": "a"}]}"#).unwrap_err();
+        let err =
+            parse_page(br#"{"logs": [{"timestamp": "2021-02-19T01:34:35Z"}, {"action": "a"}]}"#).unwrap_err();
         assert!(err.contains("logs[1]"), "{err}");
     }
 
@@ -73,8 +85,14 @@ mod tests {
     fn tokens_and_errors() {
         assert_eq!(parse_token(br#"{"access_token": "abc"}"#).unwrap(), "abc");
         assert!(parse_token(br#"{"token": "abc"}"#).is_err());
-        assert_eq!(error_summary(br#"{"detail": "Incorrect authentication credentials"}"#), "Incorrect authentication credentials");
-        assert_eq!(error_summary(br#"{"message":"forbidden","errinfo":{}}"#), "forbidden");
+        assert_eq!(
+            error_summary(br#"{"detail": "Incorrect authentication credentials"}"#),
+            "Incorrect authentication credentials"
+        );
+        assert_eq!(
+            error_summary(br#"{"message":"forbidden","errinfo":{}}"#),
+            "forbidden"
+        );
         assert_eq!(error_summary(b"oops"), "oops");
     }
 }

@@ -29,7 +29,9 @@ impl LocalSink {
     fn path(&self, key: &ObjectKey) -> Result<PathBuf, StoreError> {
         // Keys are built from checked parts, but a key from a checkpoint file is input too.
         if key.0.split('/').any(|p| p.is_empty() || p == "." || p == "..") {
-            return Err(StoreError::Io(format!("refusing object key {key:?}: not a relative path")));
+            return Err(StoreError::Io(format!(
+                "refusing object key {key:?}: not a relative path"
+            )));
         }
         Ok(self.root.join(&key.0))
     }
@@ -41,7 +43,10 @@ impl Sink for LocalSink {
         let path = self.path(key)?;
         let dir = path.parent().unwrap_or(&self.root).to_path_buf();
         let err = |what: &str, e: std::io::Error| {
-            StoreError::Io(format!("cannot {what} {}: {e}; check the output folder's permissions and free space", path.display()))
+            StoreError::Io(format!(
+                "cannot {what} {}: {e}; check the output folder's permissions and free space",
+                path.display()
+            ))
         };
         if path.exists() {
             return Ok(PutOutcome::AlreadyExisted);
@@ -62,7 +67,9 @@ impl Sink for LocalSink {
         let _ = fs::remove_file(&tmp);
         match linked {
             Ok(()) => {
-                File::open(&dir).and_then(|d| d.sync_all()).map_err(|e| err("sync the folder of", e))?;
+                File::open(&dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(|e| err("sync the folder of", e))?;
                 Ok(PutOutcome::Created)
             }
             Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(PutOutcome::AlreadyExisted),
@@ -87,12 +94,20 @@ mod tests {
         let sink = LocalSink::new(dir.path());
         let key = ObjectKey("org=a/dt=2026-01-01/x.json.gz".into());
         assert!(!sink.exists(&key).await.unwrap());
-        assert_eq!(sink.put(&key, b"one".to_vec()).await.unwrap(), PutOutcome::Created);
-        assert_eq!(sink.put(&key, b"two".to_vec()).await.unwrap(), PutOutcome::AlreadyExisted);
+        assert_eq!(
+            sink.put(&key, b"one".to_vec()).await.unwrap(),
+            PutOutcome::Created
+        );
+        assert_eq!(
+            sink.put(&key, b"two".to_vec()).await.unwrap(),
+            PutOutcome::AlreadyExisted
+        );
         assert_eq!(fs::read(dir.path().join(&key.0)).unwrap(), b"one");
         assert!(sink.exists(&key).await.unwrap());
         // No temporary files left behind.
-        let names: Vec<_> = fs::read_dir(dir.path().join("org=a/dt=2026-01-01")).unwrap().collect();
+        let names: Vec<_> = fs::read_dir(dir.path().join("org=a/dt=2026-01-01"))
+            .unwrap()
+            .collect();
         assert_eq!(names.len(), 1);
         assert!(sink.put(&ObjectKey("../escape".into()), vec![]).await.is_err());
     }

@@ -23,7 +23,9 @@ use dockerhub_audit::types::Org;
 pub const SECRET: &str = "dckr_oat_test_secret_value";
 
 pub fn t0() -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("2026-11-25T12:00:00Z").unwrap().with_timezone(&Utc)
+    DateTime::parse_from_rfc3339("2026-11-25T12:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc)
 }
 
 pub fn org() -> Org {
@@ -38,6 +40,8 @@ pub fn emulator_config(events: usize, days: u32, seed: u64) -> EmulatorConfig {
         events,
         days,
         seed,
+        // Exact counts in tests; the scenarios that want twins turn them on.
+        twin_fraction: 0.0,
         ..EmulatorConfig::default()
     }
 }
@@ -69,10 +73,20 @@ pub fn poll_config(lookback_days: i64) -> PollConfig {
 
 /// One run of the poller with the real adapters: Hub client over HTTP, checkpoint file,
 /// local output folder.
-pub async fn run(client: &HubClient, clock: &ManualClock, dir: &Path, cfg: &PollConfig) -> Result<RunReport, RunFailed> {
+pub async fn run(
+    client: &HubClient,
+    clock: &ManualClock,
+    dir: &Path,
+    cfg: &PollConfig,
+) -> Result<RunReport, RunFailed> {
     let checkpoints = FileCheckpoints::new(dir.join("_checkpoints"));
     let sink = LocalSink::new(dir);
-    let poller = Poller { api: client, checkpoints: &checkpoints, sink: &sink, clock };
+    let poller = Poller {
+        api: client,
+        checkpoints: &checkpoints,
+        sink: &sink,
+        clock,
+    };
     poller.run(cfg, None).await
 }
 
