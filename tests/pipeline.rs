@@ -282,3 +282,33 @@ async fn memory_is_bounded_by_the_batch_not_the_backlog() {
     }
     assert_exact(&expected(&emu, t0() - pc.lag), dir.path());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_that_keeps_answering_garbage_stops_the_run_loudly_and_moves_nothing() {
+    let clock = ManualClock::new(t0());
+    let (emu, hub) = start(emulator_config(200, 3, 19), Arc::new(clock.clone())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = client(&hub.url(), Arc::new(clock.clone()), SECRET);
+    let pc = poll_config(3);
+    for fault in [Fault::WrongTypes, Fault::InvalidUtf8, Fault::MalformedJson] {
+        emu.push_faults(std::iter::repeat_n(fault.clone(), 6));
+        let failed = run(&c, &clock, dir.path(), &pc).await.unwrap_err();
+        let msg = failed.error.to_string();
+        assert!(
+            msg.contains("malformed response") && msg.contains("next run"),
+            "{fault:?}: {msg}"
+        );
+        assert_eq!(failed.report.events_written, 0);
+        assert!(
+            stored(dir.path()).is_empty(),
+            "{fault:?}: nothing stored from a bad page"
+        );
+        let cp = dockerhub_audit::checkpoint::file::FileCheckpoints::new(dir.path().join("_checkpoints"));
+        use dockerhub_audit::ports::Checkpoints;
+        let cp = cp.peek(&org()).await.unwrap().unwrap();
+        assert_eq!(cp.watermark, None, "{fault:?}: the watermark did not move");
+        assert!(cp.last_run.unwrap().error.unwrap().contains("malformed"));
+    }
+    run(&c, &clock, dir.path(), &pc).await.unwrap();
+    assert_exact(&expected(&emu, t0() - pc.lag), dir.path());
+}

@@ -55,7 +55,8 @@ pub async fn commit<K: Checkpoints, S: Sink + ?Sized>(
 ) -> Result<Committed, StoreError> {
     let to = batch.covered_to;
     if batch.is_empty() {
-        if cp.watermark.is_none_or(|w| w < to) {
+        // Nothing read (a failure on the first window) moves nothing.
+        if to > batch.from && cp.watermark.is_none_or(|w| w < to) {
             cp.advance(to, overlap);
             d.store.save(d.lease, cp).await?;
         }
