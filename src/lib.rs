@@ -8,6 +8,8 @@
 //!   for one outside system;
 //! - [`event`] is the record: canonical form, `event_id`, encoding, object keys.
 
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod checkpoint;
 pub mod clock;
 pub mod collect;
@@ -16,6 +18,8 @@ pub mod credentials;
 pub mod event;
 pub mod hub;
 pub mod inspect;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 pub mod logging;
 pub mod ports;
 pub mod sink;

@@ -94,6 +94,12 @@ pub trait Checkpoints: Send + Sync {
     /// still ours; on success `cp.version` is the new version. Otherwise `Conflict`.
     async fn save(&self, lease: &Self::Lease, cp: &mut Checkpoint) -> Result<(), StoreError>;
 
+    /// Extends the lease while a run works between saves; `Conflict` if it was lost.
+    /// Stores whose lease cannot lapse (an OS lock) need not do anything.
+    async fn heartbeat(&self, _lease: &Self::Lease) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Gives the lease up.
     async fn release(&self, lease: Self::Lease) -> Result<(), StoreError>;
 

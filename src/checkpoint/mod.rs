@@ -1,5 +1,7 @@
 //! The checkpoint (what the poller has durably stored, per org) and its stores.
 
+#[cfg(feature = "aws")]
+pub mod dynamodb;
 pub mod file;
 mod model;
 

@@ -44,19 +44,29 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct StoreArgs {
-    /// Folder for the output objects (org=<org>/dt=<date>/...).
+    /// Where objects go: a folder, or s3://bucket/prefix (org=<org>/dt=<date>/... below it).
     #[arg(long, default_value = "./dockerhub-audit-data")]
-    pub output: PathBuf,
-    /// Folder for checkpoints [default: <output>/_checkpoints].
+    pub output: String,
+    /// Where checkpoints go: a folder, or dynamodb://table [default: <output>/_checkpoints
+    /// for a local output].
     #[arg(long)]
-    pub checkpoint: Option<PathBuf>,
+    pub checkpoint: Option<String>,
+    /// KMS key for s3:// output (default: the bucket's default encryption).
+    #[arg(long)]
+    pub kms_key_id: Option<String>,
+    /// How long a dynamodb:// lease outlives a run that stopped renewing it (a crash).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub lease_ttl: chrono::Duration,
 }
 
 impl StoreArgs {
-    pub fn checkpoint_dir(&self) -> PathBuf {
-        self.checkpoint
-            .clone()
-            .unwrap_or_else(|| self.output.join("_checkpoints"))
+    pub fn stores(&self) -> super::stores::Stores {
+        super::stores::Stores {
+            output: self.output.clone(),
+            checkpoint: self.checkpoint.clone(),
+            kms_key_id: self.kms_key_id.clone(),
+            lease_ttl: self.lease_ttl.to_std().unwrap_or_default(),
+        }
     }
 }
 
@@ -88,6 +98,10 @@ pub struct PollArgs {
     /// Events asked for per page.
     #[arg(long, default_value_t = 100)]
     pub page_size: u32,
+    /// Read the Docker Hub credentials from this Secrets Manager secret (JSON
+    /// {"username", "token"}) instead of DOCKERHUB_USERNAME / DOCKERHUB_TOKEN.
+    #[arg(long)]
+    pub secret_id: Option<String>,
     #[command(flatten)]
     pub http: HttpArgs,
 }

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::args::DemoArgs;
-use super::poll::{run_local, summary, LocalRun};
+use super::poll::{run_once, summary};
+use super::stores::Stores;
 use crate::clock::SystemClock;
 use crate::config::PollConfig;
 use crate::credentials::env::StaticCredentials;
@@ -53,7 +54,12 @@ pub async fn demo(a: DemoArgs) -> Result<(), String> {
     );
 
     let output = a.dir.clone();
-    let checkpoints = a.dir.join("_checkpoints");
+    let stores = Stores {
+        output: output.to_string_lossy().into_owned(),
+        checkpoint: None,
+        kms_key_id: None,
+        lease_ttl: Duration::from_secs(60),
+    };
     let mut cfg = PollConfig::new(org.clone());
     // The demo waits seconds, not minutes, between runs.
     cfg.lag = chrono::Duration::seconds(2);
@@ -71,13 +77,7 @@ pub async fn demo(a: DemoArgs) -> Result<(), String> {
         if i > 0 {
             tokio::time::sleep(Duration::from_secs(3)).await;
         }
-        let run = LocalRun {
-            hub: hub.clone(),
-            creds: creds.clone(),
-            output: &output,
-            checkpoints: &checkpoints,
-        };
-        let ran = run_local(&cfg, run).await?;
+        let ran = run_once(&cfg, hub.clone(), creds.clone(), &stores).await?;
         println!("run {} ({what}): {}", i + 1, summary(&ran));
         watermark = ran.report.watermark;
     }

@@ -4,6 +4,7 @@ mod args;
 mod demo;
 mod emulator;
 mod poll;
+mod stores;
 
 use std::process::ExitCode;
 

@@ -1,31 +1,22 @@
-//! `poll` and `status` on local files.
+//! `poll` and `status`, on local files or on the Lambda's S3 bucket and DynamoDB table.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use chrono::Utc;
 
 use super::args::{HttpArgs, PollArgs, StatusArgs};
-use crate::checkpoint::file::FileCheckpoints;
+use super::stores::Stores;
 use crate::clock::{Clock, SystemClock};
 use crate::collect::{Poller, RunReport};
 use crate::config::PollConfig;
 use crate::credentials::env::StaticCredentials;
+use crate::credentials::secrets_manager::SecretsManagerCredentials;
 use crate::hub::{ApiStats, HubClient, HubConfig};
 use crate::logging::LogFormat;
 use crate::ports::{Checkpoints, CredentialSource};
-use crate::sink::local::LocalSink;
 use crate::types::rfc3339;
 
-/// Everything a local run needs besides the config.
-pub struct LocalRun<'a> {
-    pub hub: HubConfig,
-    pub creds: Arc<dyn CredentialSource>,
-    pub output: &'a Path,
-    pub checkpoints: &'a Path,
-}
-
-/// The outcome of a local run, with the client's request counters.
+/// The outcome of a run, with the client's request counters.
 pub struct Ran {
     pub report: RunReport,
     pub api_requests: u64,
@@ -44,38 +35,35 @@ pub fn hub_config(url: url::Url, http: &HttpArgs) -> Result<HubConfig, String> {
     })
 }
 
-/// Wires the Hub client, file checkpoints and the local sink into the poller and runs it.
-pub async fn run_local(cfg: &PollConfig, run: LocalRun<'_>) -> Result<Ran, String> {
+/// Wires the Hub client and the chosen stores into the poller and runs it once.
+pub async fn run_once(
+    cfg: &PollConfig,
+    hub: HubConfig,
+    creds: Arc<dyn CredentialSource>,
+    stores: &Stores,
+) -> Result<Ran, String> {
     cfg.validate()?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let client = HubClient::new(run.hub, run.creds, clock.clone())?;
+    let client = HubClient::new(hub, creds, clock.clone())?;
     let stats = client.stats();
-    let checkpoints = FileCheckpoints::new(run.checkpoints);
-    let sink = LocalSink::new(run.output);
+    let checkpoints = stores.checkpoints().await?;
+    let sink = stores.sink().await?;
     let poller = Poller {
         api: &client,
         checkpoints: &checkpoints,
-        sink: &sink,
+        sink: sink.as_ref(),
         clock: clock.as_ref(),
     };
     let deadline = cfg.max_duration.map(|d| clock.now() + d);
-    let counters = |s: &ApiStats| {
-        (
-            ApiStats::get(&s.requests) + ApiStats::get(&s.token_requests),
-            ApiStats::get(&s.throttled),
-            ApiStats::get(&s.retries),
-        )
+    let result = poller.run(cfg, deadline).await;
+    let ran = |report| Ran {
+        report,
+        api_requests: ApiStats::get(&stats.requests) + ApiStats::get(&stats.token_requests),
+        throttled: ApiStats::get(&stats.throttled),
+        retries: ApiStats::get(&stats.retries),
     };
-    match poller.run(cfg, deadline).await {
-        Ok(report) => {
-            let (api_requests, throttled, retries) = counters(&stats);
-            Ok(Ran {
-                report,
-                api_requests,
-                throttled,
-                retries,
-            })
-        }
+    match result {
+        Ok(report) => Ok(ran(report)),
         Err(f) => {
             let r = &f.report;
             Err(if r.events_written > 0 {
@@ -128,15 +116,23 @@ pub async fn poll(a: PollArgs, format: LogFormat) -> Result<(), String> {
     cfg.max_duration = a.max_duration;
     cfg.batch_events = a.batch_events;
     cfg.page_size = a.page_size;
-    let creds: Arc<dyn CredentialSource> = Arc::new(StaticCredentials::from_env().map_err(|e| e.0)?);
-    let checkpoint_dir = a.store.checkpoint_dir();
-    let run = LocalRun {
-        hub: hub_config(a.hub_url.clone(), &a.http)?,
-        creds,
-        output: &a.store.output,
-        checkpoints: &checkpoint_dir,
+    let creds: Arc<dyn CredentialSource> = match &a.secret_id {
+        Some(id) => {
+            let sdk = crate::aws::load().await;
+            Arc::new(SecretsManagerCredentials::new(
+                aws_sdk_secretsmanager::Client::new(&sdk),
+                id,
+            ))
+        }
+        None => Arc::new(StaticCredentials::from_env().map_err(|e| e.0)?),
     };
-    let ran = run_local(&cfg, run).await?;
+    let ran = run_once(
+        &cfg,
+        hub_config(a.hub_url.clone(), &a.http)?,
+        creds,
+        &a.store.stores(),
+    )
+    .await?;
     match format {
         LogFormat::Text => println!("{}", summary(&ran)),
         LogFormat::Json => {
@@ -151,12 +147,13 @@ pub async fn poll(a: PollArgs, format: LogFormat) -> Result<(), String> {
 }
 
 pub async fn status(a: StatusArgs) -> Result<(), String> {
-    let store = FileCheckpoints::new(a.store.checkpoint_dir());
+    let stores = a.store.stores();
+    let store = stores.checkpoints().await?;
     let Some(cp) = store.peek(&a.org).await.map_err(|e| e.to_string())? else {
         println!(
             "{}: no checkpoint in {} yet; the first poll reads back --lookback",
             a.org,
-            store.dir().display()
+            stores.checkpoint_location()?
         );
         return Ok(());
     };

@@ -24,6 +24,9 @@ use crate::event::record::Provenance;
 use crate::ports::{AuditLog, Checkpoints, HubError, Sink, StoreError};
 use crate::types::{RunId, Window};
 
+/// How often a long run renews its lease between saves (leases last a minute).
+const HEARTBEAT_EVERY: Duration = Duration::seconds(20);
+
 /// Why a run failed. Whatever it committed before stays committed.
 #[derive(Debug, thiserror::Error)]
 pub enum CollectError {
@@ -192,7 +195,12 @@ where
         let mut cursor = window.from;
         let mut batch = Batch::new(cursor);
         let mut failure: Option<HubError> = None;
+        let mut last_heartbeat = self.clock.now();
         while cursor < window.to {
+            if self.clock.now() - last_heartbeat >= HEARTBEAT_EVERY {
+                self.checkpoints.heartbeat(lease).await?;
+                last_heartbeat = self.clock.now();
+            }
             let budget = match deadline {
                 None => None,
                 Some(d) => match (d - self.clock.now()).to_std() {

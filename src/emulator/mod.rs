@@ -73,6 +73,8 @@ struct State {
     trickle: Option<Trickle>,
     pushed_faults: VecDeque<Fault>,
     fault_rng: Rng,
+    /// The accepted secret after a rotation (`cfg.secret` until then).
+    rotated_secret: Option<String>,
     insert_rng: Rng,
     inserts_left: u32,
     failing_token_requests: u32,
@@ -216,6 +218,7 @@ impl Emulator {
             trickle: Trickle::new(now, cfg.trickle_per_minute),
             pushed_faults: VecDeque::new(),
             fault_rng: Rng::new(cfg.seed, events::STREAM_FAULTS),
+            rotated_secret: None,
             insert_rng: Rng::new(cfg.seed, events::STREAM_INSERT),
             inserts_left: cfg.insert_while_paging,
             failing_token_requests: 0,
@@ -307,6 +310,12 @@ impl Emulator {
     /// Faults served, in order, to the next list requests (before random faults are considered).
     pub fn push_faults(&self, faults: impl IntoIterator<Item = Fault>) {
         self.lock().pushed_faults.extend(faults);
+    }
+
+    /// Rotates the accepted secret, as an owner replacing the access token would; tokens
+    /// already issued stay valid until they expire.
+    pub fn rotate_secret(&self, secret: impl Into<String>) {
+        self.lock().rotated_secret = Some(secret.into());
     }
 
     /// Makes the next `n` token requests fail with 500.

@@ -95,7 +95,8 @@ async fn token(State(emu): State<Emulator>, body: Bytes) -> Response {
         );
     };
     let known = request.identifier == cfg.username || request.identifier == cfg.org;
-    if !known || request.secret != cfg.secret {
+    let accepted = state.rotated_secret.as_deref().unwrap_or(&cfg.secret);
+    if !known || request.secret != accepted {
         state.stats.token_failures += 1;
         tracing::debug!("emulator: token request with wrong credentials");
         return error(StatusCode::UNAUTHORIZED, "Incorrect authentication credentials");

@@ -1,0 +1,35 @@
+//! What the AWS adapters share: loading the SDK configuration once, and describing SDK
+//! errors briefly. Knows no adapter.
+
+use aws_config::SdkConfig;
+
+/// The SDK configuration from the usual places: environment, profiles, the Lambda's role,
+/// `AWS_ENDPOINT_URL` (and per-service `AWS_ENDPOINT_URL_S3`, …) for emulators.
+pub async fn load() -> SdkConfig {
+    aws_config::load_from_env().await
+}
+
+/// An S3 client; path-style addressing when an endpoint is configured (emulators answer on
+/// `host:port/bucket`, not `bucket.host`).
+pub fn s3_client(cfg: &SdkConfig) -> aws_sdk_s3::Client {
+    let custom_endpoint =
+        std::env::var_os("AWS_ENDPOINT_URL_S3").is_some() || std::env::var_os("AWS_ENDPOINT_URL").is_some();
+    let conf = aws_sdk_s3::config::Builder::from(cfg)
+        .force_path_style(custom_endpoint)
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+/// The innermost cause of an SDK error, which is where the useful words are.
+pub fn error_text<E: std::error::Error + 'static>(e: &E) -> String {
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        let next = s.to_string();
+        if !next.is_empty() {
+            msg = next;
+        }
+        src = s.source();
+    }
+    msg
+}

@@ -1,0 +1,52 @@
+//! The Lambda entry point: builds the AWS clients once per cold start, then serves
+//! invocations (`{"org": "acme"}` from EventBridge Scheduler) with [`App::handle`].
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use dockerhub_audit::checkpoint::dynamodb::DynamoCheckpoints;
+use dockerhub_audit::clock::SystemClock;
+use dockerhub_audit::credentials::secrets_manager::SecretsManagerCredentials;
+use dockerhub_audit::lambda::{App, RetryableError, Settings};
+use dockerhub_audit::logging::{self, LogFormat};
+use dockerhub_audit::ports::CredentialSource;
+use dockerhub_audit::sink::s3::S3Sink;
+use lambda_runtime::{service_fn, LambdaEvent};
+use serde_json::Value;
+use tracing::Instrument;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    logging::init(LogFormat::Json, "info");
+    let settings = Settings::from_env(|k| std::env::var(k).ok())?;
+    let sdk = dockerhub_audit::aws::load().await;
+    let checkpoints = DynamoCheckpoints::new(aws_sdk_dynamodb::Client::new(&sdk), settings.table.clone());
+    let sink = S3Sink::new(
+        dockerhub_audit::aws::s3_client(&sdk),
+        settings.bucket.clone(),
+        &settings.prefix,
+        settings.kms_key_id.clone(),
+    );
+    let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+    let credentials = Box::new(move |id: &str| -> Arc<dyn CredentialSource> {
+        Arc::new(SecretsManagerCredentials::new(secrets.clone(), id))
+    });
+    let app = App::new(settings, checkpoints, sink, Arc::new(SystemClock), credentials);
+    let app = &app;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let ctx = event.context;
+        let org = event
+            .payload
+            .get("org")
+            .and_then(Value::as_str)
+            .unwrap_or("-")
+            .to_string();
+        let deadline = DateTime::<Utc>::from_timestamp_millis(ctx.deadline as i64).unwrap_or_else(Utc::now);
+        let span = tracing::info_span!("invocation", request_id = %ctx.request_id, org = %org);
+        app.handle(event.payload, deadline)
+            .instrument(span)
+            .await
+            .map_err(|e: RetryableError| e)
+    }))
+    .await
+}

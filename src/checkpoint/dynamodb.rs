@@ -1,0 +1,459 @@
+//! Checkpoints in DynamoDB: one item per org (partition key `org`), with a lease.
+//!
+//! Item: `org`, `version` (N), `lease_owner` (S), `lease_until` (N, unix ms), `watermark`
+//! (S, for people and alarms), and the checkpoint itself as gzip JSON in `body` (B).
+//!
+//! DynamoDB items are limited to 400 KB, and the ids remembered inside the overlap grow
+//! with bursts. So a body over [`INLINE_MAX`] is split into chunk items `<org>#chunk#<i>`
+//! (an org name cannot contain `#`), written in **one transaction** with the main item, so
+//! a reader never sees parts of two versions. A transaction carries at most 4 MB, which
+//! bounds the checkpoint at about 2.8 MB of gzip (some 100,000 ids inside one overlap);
+//! beyond that the save fails loudly and the README says to shorten `--overlap`.
+//!
+//! Every write is conditional on the version and on `lease_owner` being this run, so a
+//! run whose lease was taken over can never move anything.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Delete, KeysAndAttributes, Put, ReturnValue, TransactWriteItem,
+};
+use aws_sdk_dynamodb::Client;
+use chrono::Utc;
+use flate2::{read::GzDecoder, write::GzEncoder, Compression};
+
+use super::Checkpoint;
+use crate::aws::error_text;
+use crate::ports::{Checkpoints, StoreError};
+use crate::types::{rfc3339, Org, RunId};
+
+/// Bodies up to this size stay in the main item. Below 400 KB even when a store counts
+/// binary attributes by their base64 form (moto does; DynamoDB counts raw bytes).
+pub const INLINE_MAX: usize = 280_000;
+/// Size of one chunk item's body.
+pub const CHUNK: usize = 280_000;
+/// At most this many chunks (with the main item, under the 4 MB transaction limit).
+pub const MAX_CHUNKS: usize = 10;
+
+#[derive(Debug, Clone)]
+pub struct DynamoCheckpoints {
+    client: Client,
+    table: String,
+    lease_ttl: Duration,
+}
+
+/// This run's hold on an org. The lease expires by itself `lease_ttl` after the last
+/// acquire, heartbeat or save.
+#[derive(Debug)]
+pub struct DynamoLease {
+    org: Org,
+    owner: RunId,
+    /// How many chunk items the stored version has, so a save can delete the extra ones.
+    chunks: AtomicU32,
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn chunk_key(org: &Org, i: usize) -> String {
+    format!("{org}#chunk#{i}")
+}
+
+impl DynamoCheckpoints {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoCheckpoints {
+            client,
+            table: table.into(),
+            lease_ttl: Duration::from_secs(60),
+        }
+    }
+
+    /// How long a lease lasts without a heartbeat (default one minute).
+    pub fn with_lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl;
+        self
+    }
+
+    fn until(&self) -> AttributeValue {
+        n(Utc::now().timestamp_millis() + self.lease_ttl.as_millis() as i64)
+    }
+
+    fn io<E: std::error::Error + 'static>(&self, what: &str, e: &E) -> StoreError {
+        StoreError::Io(format!(
+            "DynamoDB {what} on table {:?} failed ({}); check the table name, the region and the \
+             dynamodb:GetItem/PutItem/UpdateItem/BatchGetItem/TransactWriteItems permissions",
+            self.table,
+            error_text(e)
+        ))
+    }
+
+    fn taken_over(&self, org: &Org) -> StoreError {
+        StoreError::Conflict(format!(
+            "the checkpoint of {org} in table {:?} was changed by another run (its lease expired and was taken over); \
+             this run stops without writing more",
+            self.table
+        ))
+    }
+
+    /// Reads and decodes the checkpoint of an item already fetched.
+    async fn decode(
+        &self,
+        org: &Org,
+        item: &HashMap<String, AttributeValue>,
+    ) -> Result<Option<Checkpoint>, StoreError> {
+        let Some(version) = item
+            .get("version")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+        else {
+            return Ok(None);
+        };
+        let chunks = item
+            .get("chunks")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(0);
+        let gz = if chunks == 0 {
+            item.get("body")
+                .and_then(|v| v.as_b().ok())
+                .map(|b| b.as_ref().to_vec())
+                .ok_or_else(|| StoreError::Io(format!("the checkpoint item of {org} has no body")))?
+        } else {
+            self.read_chunks(org, chunks, version).await?
+        };
+        let mut json = Vec::new();
+        GzDecoder::new(&gz[..]).read_to_end(&mut json).map_err(|e| {
+            StoreError::Io(format!(
+                "the checkpoint of {org} in table {:?} is not valid gzip ({e})",
+                self.table
+            ))
+        })?;
+        let mut cp: Checkpoint = serde_json::from_slice(&json).map_err(|e| {
+            StoreError::Io(format!(
+                "the checkpoint of {org} in table {:?} is not valid ({e}); restore the item from a backup \
+                 (point-in-time recovery), or delete it to start again from the lookback",
+                self.table
+            ))
+        })?;
+        cp.version = version;
+        Ok(Some(cp))
+    }
+
+    async fn read_chunks(&self, org: &Org, count: usize, version: u64) -> Result<Vec<u8>, StoreError> {
+        let mut keys = KeysAndAttributes::builder().consistent_read(true);
+        for i in 0..count {
+            keys = keys.keys(HashMap::from([("org".to_string(), s(chunk_key(org, i)))]));
+        }
+        let keys = keys.build().map_err(|e| self.io("BatchGetItem", &e))?;
+        let mut parts: HashMap<String, Vec<u8>> = HashMap::new();
+        let mut request = HashMap::from([(self.table.clone(), keys)]);
+        for _ in 0..10 {
+            let out = self
+                .client
+                .batch_get_item()
+                .set_request_items(Some(request))
+                .send()
+                .await
+                .map_err(|e| self.io("BatchGetItem", &e))?;
+            for item in out
+                .responses()
+                .and_then(|r| r.get(&self.table))
+                .into_iter()
+                .flatten()
+            {
+                let key = item
+                    .get("org")
+                    .and_then(|v| v.as_s().ok())
+                    .cloned()
+                    .unwrap_or_default();
+                let v = item
+                    .get("version")
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|v| v.parse::<u64>().ok());
+                if v != Some(version) {
+                    return Err(StoreError::Conflict(format!(
+                        "chunk {key} of {org} belongs to another version"
+                    )));
+                }
+                if let Some(b) = item.get("body").and_then(|v| v.as_b().ok()) {
+                    parts.insert(key, b.as_ref().to_vec());
+                }
+            }
+            match out.unprocessed_keys().filter(|u| !u.is_empty()) {
+                Some(rest) => request = rest.clone(),
+                None => break,
+            }
+        }
+        let mut body = Vec::new();
+        for i in 0..count {
+            let part = parts
+                .remove(&chunk_key(org, i))
+                .ok_or_else(|| StoreError::Io(format!("chunk {i} of the checkpoint of {org} is missing")))?;
+            body.extend(part);
+        }
+        Ok(body)
+    }
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut gz = GzEncoder::new(Vec::new(), Compression::default());
+    gz.write_all(bytes).expect("writing to memory");
+    gz.finish().expect("writing to memory")
+}
+
+#[async_trait]
+impl Checkpoints for DynamoCheckpoints {
+    type Lease = DynamoLease;
+
+    async fn acquire(
+        &self,
+        org: &Org,
+        owner: &RunId,
+    ) -> Result<Option<(DynamoLease, Checkpoint)>, StoreError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("org", s(org.as_str()))
+            .update_expression("SET lease_owner = :me, lease_until = :until")
+            .condition_expression(
+                "attribute_not_exists(lease_until) OR lease_until < :now OR lease_owner = :me",
+            )
+            .expression_attribute_values(":me", s(owner.0.clone()))
+            .expression_attribute_values(":until", self.until())
+            .expression_attribute_values(":now", n(Utc::now().timestamp_millis()))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        let item = match out {
+            Ok(o) => o.attributes.unwrap_or_default(),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                return Ok(None)
+            }
+            Err(e) => return Err(self.io("UpdateItem (lease)", &e)),
+        };
+        let chunks = item
+            .get("chunks")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let cp = self
+            .decode(org, &item)
+            .await?
+            .unwrap_or_else(|| Checkpoint::new(org.clone()));
+        let lease = DynamoLease {
+            org: org.clone(),
+            owner: owner.clone(),
+            chunks: AtomicU32::new(chunks),
+        };
+        Ok(Some((lease, cp)))
+    }
+
+    async fn save(&self, lease: &DynamoLease, cp: &mut Checkpoint) -> Result<(), StoreError> {
+        let org = &lease.org;
+        let mut next = cp.clone();
+        next.version += 1;
+        let json = serde_json::to_vec(&next).map_err(|e| StoreError::Io(e.to_string()))?;
+        let body = gzip(&json);
+        let old_chunks = lease.chunks.load(Ordering::SeqCst) as usize;
+        let new_chunks = if body.len() <= INLINE_MAX {
+            0
+        } else {
+            body.len().div_ceil(CHUNK)
+        };
+        if new_chunks > MAX_CHUNKS {
+            return Err(StoreError::Io(format!(
+                "the checkpoint of {org} would be {} KB, more than DynamoDB can hold in one transaction: too many \
+                 events inside one --overlap window ({} ids); shorten --overlap",
+                body.len() / 1000,
+                next.seen.len()
+            )));
+        }
+        let condition = if cp.version == 0 {
+            "attribute_not_exists(version) AND lease_owner = :me"
+        } else {
+            "version = :v AND lease_owner = :me"
+        };
+        let mut values = HashMap::from([(":me".to_string(), s(lease.owner.0.clone()))]);
+        if cp.version != 0 {
+            values.insert(":v".into(), n(cp.version));
+        }
+        // The whole main item is replaced (PutItem), lease included, so its size is the new
+        // item's alone.
+        let mut item = HashMap::from([
+            ("org".to_string(), s(org.as_str())),
+            ("version".to_string(), n(next.version)),
+            ("chunks".to_string(), n(new_chunks)),
+            ("lease_owner".to_string(), s(lease.owner.0.clone())),
+            ("lease_until".to_string(), self.until()),
+            (
+                "watermark".to_string(),
+                s(next.watermark.map(rfc3339).unwrap_or_default()),
+            ),
+        ]);
+        if new_chunks == 0 {
+            item.insert("body".into(), AttributeValue::B(Blob::new(body.clone())));
+        }
+        let conditional_failed: bool;
+        if new_chunks == 0 && old_chunks == 0 {
+            let r = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression(condition)
+                .set_expression_attribute_values(Some(values))
+                .send()
+                .await;
+            conditional_failed = match r {
+                Ok(_) => false,
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+                {
+                    true
+                }
+                Err(e) => return Err(self.io("PutItem", &e)),
+            };
+        } else {
+            let main = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression(condition)
+                .set_expression_attribute_values(Some(values))
+                .build()
+                .map_err(|e| self.io("TransactWriteItems", &e))?;
+            let mut items = vec![TransactWriteItem::builder().put(main).build()];
+            for (i, part) in body.chunks(CHUNK).enumerate().take(new_chunks) {
+                let put = Put::builder()
+                    .table_name(&self.table)
+                    .item("org", s(chunk_key(org, i)))
+                    .item("version", n(next.version))
+                    .item("body", AttributeValue::B(Blob::new(part.to_vec())))
+                    .build()
+                    .map_err(|e| self.io("TransactWriteItems", &e))?;
+                items.push(TransactWriteItem::builder().put(put).build());
+            }
+            for i in new_chunks..old_chunks {
+                let del = Delete::builder()
+                    .table_name(&self.table)
+                    .key("org", s(chunk_key(org, i)))
+                    .build()
+                    .map_err(|e| self.io("TransactWriteItems", &e))?;
+                items.push(TransactWriteItem::builder().delete(del).build());
+            }
+            let r = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items))
+                .send()
+                .await;
+            conditional_failed = match r {
+                Ok(_) => false,
+                Err(e)
+                    if e.as_service_error().is_some_and(|s| {
+                        s.is_transaction_canceled_exception()
+                            && format!("{s:?}").contains("ConditionalCheckFailed")
+                    }) =>
+                {
+                    true
+                }
+                Err(e) => return Err(self.io("TransactWriteItems", &e)),
+            };
+        }
+        if conditional_failed {
+            return Err(self.taken_over(org));
+        }
+        lease.chunks.store(new_chunks as u32, Ordering::SeqCst);
+        cp.version = next.version;
+        Ok(())
+    }
+
+    async fn heartbeat(&self, lease: &DynamoLease) -> Result<(), StoreError> {
+        let r = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("org", s(lease.org.as_str()))
+            .update_expression("SET lease_until = :until")
+            .condition_expression("lease_owner = :me")
+            .expression_attribute_values(":me", s(lease.owner.0.clone()))
+            .expression_attribute_values(":until", self.until())
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Err(self.taken_over(&lease.org))
+            }
+            Err(e) => Err(self.io("UpdateItem (lease)", &e)),
+        }
+    }
+
+    async fn release(&self, lease: DynamoLease) -> Result<(), StoreError> {
+        let r = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("org", s(lease.org.as_str()))
+            .update_expression("REMOVE lease_owner, lease_until")
+            .condition_expression("lease_owner = :me")
+            .expression_attribute_values(":me", s(lease.owner.0.clone()))
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            // Already taken over: nothing of ours to give up.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(self.io("UpdateItem (release)", &e)),
+        }
+    }
+
+    async fn peek(&self, org: &Org) -> Result<Option<Checkpoint>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("org", s(org.as_str()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.io("GetItem", &e))?;
+        match out.item {
+            None => Ok(None),
+            Some(item) => self.decode(org, &item).await,
+        }
+    }
+}
+
+/// Splits `dynamodb://table` into the table name.
+pub fn parse_dynamodb_url(url: &str) -> Result<String, String> {
+    let table = url
+        .strip_prefix("dynamodb://")
+        .ok_or_else(|| format!("{url:?} is not a dynamodb:// URL; write dynamodb://table"))?
+        .trim_matches('/');
+    if table.is_empty() || table.contains('/') {
+        return Err(format!("{url:?} does not name one table; write dynamodb://table"));
+    }
+    Ok(table.to_string())
+}

@@ -1,0 +1,164 @@
+//! The Lambda's configuration: environment variables (set by the template) and the
+//! per-invocation input from EventBridge Scheduler.
+
+use chrono::Duration;
+use serde::Deserialize;
+
+use crate::config::{parse_duration, PollConfig};
+use crate::types::Org;
+
+/// Read once per cold start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub table: String,
+    pub bucket: String,
+    pub prefix: String,
+    /// Secret name per org; `{org}` is replaced by the org name.
+    pub secret_pattern: String,
+    pub kms_key_id: Option<String>,
+    pub hub_url: url::Url,
+    pub lookback: Duration,
+    pub lag: Duration,
+    pub overlap: Duration,
+    /// Stop starting requests this long before the Lambda's deadline.
+    pub safety_margin: Duration,
+    pub batch_events: usize,
+}
+
+pub const ENV_TABLE: &str = "DOCKERHUB_AUDIT_TABLE";
+pub const ENV_BUCKET: &str = "DOCKERHUB_AUDIT_BUCKET";
+pub const ENV_PREFIX: &str = "DOCKERHUB_AUDIT_PREFIX";
+pub const ENV_SECRET_PATTERN: &str = "DOCKERHUB_AUDIT_SECRET_PATTERN";
+pub const ENV_KMS_KEY_ID: &str = "DOCKERHUB_AUDIT_KMS_KEY_ID";
+pub const ENV_HUB_URL: &str = "DOCKERHUB_AUDIT_HUB_URL";
+pub const ENV_LOOKBACK: &str = "DOCKERHUB_AUDIT_LOOKBACK";
+pub const ENV_LAG: &str = "DOCKERHUB_AUDIT_LAG";
+pub const ENV_OVERLAP: &str = "DOCKERHUB_AUDIT_OVERLAP";
+pub const ENV_SAFETY_MARGIN: &str = "DOCKERHUB_AUDIT_SAFETY_MARGIN";
+pub const ENV_BATCH_EVENTS: &str = "DOCKERHUB_AUDIT_BATCH_EVENTS";
+
+impl Settings {
+    /// Reads the settings through `get` (the process environment in production). Errors
+    /// name the variable and say what it should hold.
+    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let get = |k: &str| get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let required =
+            |k: &str, what: &str| get(k).ok_or_else(|| format!("{k} is not set: set it to {what}"));
+        let duration = |k: &str, default: Duration| match get(k) {
+            None => Ok(default),
+            Some(v) => parse_duration(&v).map_err(|e| format!("{k}: {e}")),
+        };
+        let hub_url = match get(ENV_HUB_URL) {
+            None => url::Url::parse("https://hub.docker.com").expect("static URL"),
+            Some(v) => url::Url::parse(&v).map_err(|e| format!("{ENV_HUB_URL}: {v:?} is not a URL ({e})"))?,
+        };
+        let batch_events = match get(ENV_BATCH_EVENTS) {
+            None => 5000,
+            Some(v) => v
+                .parse()
+                .map_err(|_| format!("{ENV_BATCH_EVENTS}: {v:?} is not a whole number"))?,
+        };
+        let secret_pattern = get(ENV_SECRET_PATTERN).unwrap_or_else(|| "dockerhub-audit/{org}".into());
+        if !secret_pattern.contains("{org}") {
+            return Err(format!(
+                "{ENV_SECRET_PATTERN} must contain {{org}} (e.g. dockerhub-audit/{{org}})"
+            ));
+        }
+        Ok(Settings {
+            table: required(ENV_TABLE, "the DynamoDB checkpoint table's name")?,
+            bucket: required(ENV_BUCKET, "the S3 bucket for the audit events")?,
+            prefix: get(ENV_PREFIX).unwrap_or_else(|| "dockerhub-audit".into()),
+            secret_pattern,
+            kms_key_id: get(ENV_KMS_KEY_ID),
+            hub_url,
+            lookback: duration(ENV_LOOKBACK, PollConfig::DEFAULT_LOOKBACK)?,
+            lag: duration(ENV_LAG, PollConfig::DEFAULT_LAG)?,
+            overlap: duration(ENV_OVERLAP, PollConfig::DEFAULT_OVERLAP)?,
+            safety_margin: duration(ENV_SAFETY_MARGIN, Duration::seconds(20))?,
+            batch_events,
+        })
+    }
+
+    pub fn secret_id(&self, org: &Org) -> String {
+        self.secret_pattern.replace("{org}", org.as_str())
+    }
+}
+
+/// The invocation's input: `{"org": "acme"}`, optionally with per-run overrides.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Input {
+    pub org: String,
+    pub lookback: Option<String>,
+    pub lag: Option<String>,
+    pub overlap: Option<String>,
+}
+
+impl Input {
+    /// The run's config: settings, then the input's overrides. Errors say what is wrong.
+    pub fn poll_config(&self, s: &Settings) -> Result<PollConfig, String> {
+        let org = Org::new(self.org.clone()).map_err(|e| e.to_string())?;
+        let mut c = PollConfig::new(org);
+        c.lookback = s.lookback;
+        c.lag = s.lag;
+        c.overlap = s.overlap;
+        c.batch_events = s.batch_events;
+        let over = |v: &Option<String>, name: &str, into: &mut Duration| -> Result<(), String> {
+            if let Some(v) = v {
+                *into = parse_duration(v).map_err(|e| format!("input field {name:?}: {e}"))?;
+            }
+            Ok(())
+        };
+        over(&self.lookback, "lookback", &mut c.lookback)?;
+        over(&self.lag, "lag", &mut c.lag)?;
+        over(&self.overlap, "overlap", &mut c.overlap)?;
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| m.get(k).cloned()
+    }
+
+    #[test]
+    fn settings_from_env() {
+        let s = Settings::from_env(env(&[(ENV_TABLE, "t"), (ENV_BUCKET, "b"), (ENV_LAG, "2m")])).unwrap();
+        assert_eq!(s.lag, Duration::minutes(2));
+        assert_eq!(s.secret_id(&Org::new("acme").unwrap()), "dockerhub-audit/acme");
+        assert_eq!(s.prefix, "dockerhub-audit");
+        let e = Settings::from_env(env(&[(ENV_BUCKET, "b")])).unwrap_err();
+        assert!(e.contains(ENV_TABLE), "{e}");
+        let e = Settings::from_env(env(&[(ENV_TABLE, "t"), (ENV_BUCKET, "b"), (ENV_OVERLAP, "soon")]))
+            .unwrap_err();
+        assert!(e.contains(ENV_OVERLAP), "{e}");
+        let e = Settings::from_env(env(&[
+            (ENV_TABLE, "t"),
+            (ENV_BUCKET, "b"),
+            (ENV_SECRET_PATTERN, "fixed"),
+        ]))
+        .unwrap_err();
+        assert!(e.contains("{org}"), "{e}");
+    }
+
+    #[test]
+    fn input_and_overrides() {
+        let s = Settings::from_env(env(&[(ENV_TABLE, "t"), (ENV_BUCKET, "b")])).unwrap();
+        let i: Input = serde_json::from_str(r#"{"org": "acme", "lookback": "30d"}"#).unwrap();
+        let c = i.poll_config(&s).unwrap();
+        assert_eq!(c.lookback, Duration::days(30));
+        assert_eq!(c.overlap, Duration::minutes(15));
+        assert!(serde_json::from_str::<Input>(r#"{"org": "acme", "lookbak": "30d"}"#).is_err());
+        let bad: Input = serde_json::from_str(r#"{"org": "Not An Org"}"#).unwrap();
+        assert!(bad.poll_config(&s).is_err());
+    }
+}

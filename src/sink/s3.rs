@@ -1,0 +1,127 @@
+//! Objects in S3: `PutObject` with `If-None-Match: *` (a 412 means the object is already
+//! there, which for a content-derived key means this write already happened), a SHA-256
+//! checksum S3 verifies, `Content-Type: application/x-ndjson`, `Content-Encoding: gzip`, and
+//! the bucket's default encryption or a given KMS key.
+
+use async_trait::async_trait;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{ChecksumAlgorithm, ServerSideEncryption};
+use aws_sdk_s3::Client;
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
+use crate::aws::error_text as aws_error;
+use crate::event::key::ObjectKey;
+use crate::ports::{PutOutcome, Sink, StoreError};
+
+#[derive(Debug, Clone)]
+pub struct S3Sink {
+    client: Client,
+    bucket: String,
+    prefix: String,
+    kms_key_id: Option<String>,
+}
+
+impl S3Sink {
+    /// `prefix` may be empty; a trailing `/` is added when missing.
+    pub fn new(client: Client, bucket: impl Into<String>, prefix: &str, kms_key_id: Option<String>) -> Self {
+        let p = prefix.trim_matches('/');
+        let prefix = if p.is_empty() {
+            String::new()
+        } else {
+            format!("{p}/")
+        };
+        S3Sink {
+            client,
+            bucket: bucket.into(),
+            prefix,
+            kms_key_id,
+        }
+    }
+
+    /// The full S3 key of an object key.
+    pub fn key(&self, key: &ObjectKey) -> String {
+        format!("{}{}", self.prefix, key.0)
+    }
+
+    fn url(&self, key: &ObjectKey) -> String {
+        format!("s3://{}/{}", self.bucket, self.key(key))
+    }
+}
+
+/// Splits `s3://bucket/prefix` into bucket and prefix.
+pub fn parse_s3_url(url: &str) -> Result<(String, String), String> {
+    let rest = url
+        .strip_prefix("s3://")
+        .ok_or_else(|| format!("{url:?} is not an s3:// URL; write s3://bucket/prefix"))?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err(format!("{url:?} names no bucket; write s3://bucket/prefix"));
+    }
+    Ok((bucket.to_string(), prefix.trim_matches('/').to_string()))
+}
+
+#[async_trait]
+impl Sink for S3Sink {
+    async fn put(&self, key: &ObjectKey, body: Vec<u8>) -> Result<PutOutcome, StoreError> {
+        let checksum = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&body));
+        let mut req = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.key(key))
+            .if_none_match("*")
+            .content_type("application/x-ndjson")
+            .content_encoding("gzip")
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .checksum_sha256(checksum)
+            .body(ByteStream::from(body));
+        if let Some(kms) = &self.kms_key_id {
+            req = req
+                .server_side_encryption(ServerSideEncryption::AwsKms)
+                .ssekms_key_id(kms);
+        }
+        match req.send().await {
+            Ok(_) => Ok(PutOutcome::Created),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => Ok(PutOutcome::AlreadyExisted),
+            Err(e) => Err(StoreError::Io(format!(
+                "cannot write {} ({}); check the bucket, its region and s3:PutObject (and kms:GenerateDataKey for a KMS key)",
+                self.url(key),
+                aws_error(&e)
+            ))),
+        }
+    }
+
+    async fn exists(&self, key: &ObjectKey) -> Result<bool, StoreError> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(self.key(key))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(false),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(false),
+            Err(e) => Err(StoreError::Io(format!(
+                "cannot check {} ({}); check s3:GetObject (HeadObject) permission",
+                self.url(key),
+                aws_error(&e)
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s3_urls() {
+        assert_eq!(parse_s3_url("s3://b/p/q/").unwrap(), ("b".into(), "p/q".into()));
+        assert_eq!(parse_s3_url("s3://b").unwrap(), ("b".into(), "".into()));
+        assert!(parse_s3_url("b/p").is_err());
+        assert!(parse_s3_url("s3:///p").is_err());
+    }
+}

@@ -1,0 +1,495 @@
+//! The AWS adapters against a real AWS emulator (moto, over HTTP, with the real SDK
+//! clients) and a strict S3 (s3s-fs) for checksums: S3 conditional writes, DynamoDB
+//! leases, versions and the 400 KB limit, Secrets Manager errors and rotation, and the
+//! exactly-once pipeline on S3 + DynamoDB.
+
+#[path = "common/aws.rs"]
+mod awsenv;
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use awsenv::*;
+use chrono::Duration;
+use common::*;
+use dockerhub_audit::checkpoint::dynamodb::DynamoCheckpoints;
+use dockerhub_audit::checkpoint::Checkpoint;
+use dockerhub_audit::clock::{Clock, ManualClock};
+use dockerhub_audit::collect::Poller;
+use dockerhub_audit::credentials::secrets_manager::SecretsManagerCredentials;
+use dockerhub_audit::emulator::Fault;
+use dockerhub_audit::event::key::ObjectKey;
+use dockerhub_audit::hub::{HubClient, HubConfig};
+use dockerhub_audit::ports::{Checkpoints, CredentialSource, PutOutcome, Sink, StoreError};
+use dockerhub_audit::sink::s3::S3Sink;
+use dockerhub_audit::types::{EventId, RunId};
+
+fn gz_body(n: usize) -> Vec<u8> {
+    let recs: Vec<_> = (0..n)
+        .map(|i| serde_json::json!({"i": i}).as_object().unwrap().clone())
+        .collect();
+    dockerhub_audit::event::encode::encode(&recs)
+}
+
+#[tokio::test]
+async fn s3_put_is_conditional_typed_and_checksummed() {
+    let cfg = sdk(&moto()).await;
+    let client = s3(&cfg);
+    let bucket = unique("bucket");
+    create_bucket(&client, &bucket).await;
+    let sink = S3Sink::new(client.clone(), &bucket, "audit/", None);
+    let key = ObjectKey("org=acme/dt=2026-11-25/x.json.gz".into());
+    assert!(!sink.exists(&key).await.unwrap());
+    let body = gz_body(10);
+    assert_eq!(sink.put(&key, body.clone()).await.unwrap(), PutOutcome::Created);
+    // The second write of the same key meets If-None-Match: * (412) and is a success.
+    assert_eq!(
+        sink.put(&key, gz_body(99)).await.unwrap(),
+        PutOutcome::AlreadyExisted
+    );
+    assert!(sink.exists(&key).await.unwrap());
+    let got = client
+        .get_object()
+        .bucket(&bucket)
+        .key("audit/org=acme/dt=2026-11-25/x.json.gz")
+        .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.content_type(), Some("application/x-ndjson"));
+    assert_eq!(got.content_encoding(), Some("gzip"));
+    use base64::Engine;
+    use sha2::Digest;
+    let want = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(&body));
+    assert_eq!(got.checksum_sha256(), Some(want.as_str()));
+    assert_eq!(
+        got.body.collect().await.unwrap().into_bytes().to_vec(),
+        body,
+        "never overwritten"
+    );
+}
+
+#[tokio::test]
+async fn a_strict_s3_accepts_our_checksums_and_rejects_a_wrong_one() {
+    let cfg = sdk(&strict_s3()).await;
+    let client = s3(&cfg);
+    let bucket = unique("strict");
+    create_bucket(&client, &bucket).await;
+    let sink = S3Sink::new(client.clone(), &bucket, "p", None);
+    let key = ObjectKey("org=acme/dt=2026-11-25/y.json.gz".into());
+    let body = gz_body(500);
+    assert_eq!(sink.put(&key, body.clone()).await.unwrap(), PutOutcome::Created);
+    let back = client
+        .get_object()
+        .bucket(&bucket)
+        .key("p/org=acme/dt=2026-11-25/y.json.gz")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(back.body.collect().await.unwrap().into_bytes().to_vec(), body);
+    // The control: this server does check, so the success above means the checksum was right.
+    let wrong = client
+        .put_object()
+        .bucket(&bucket)
+        .key("p/wrong")
+        .checksum_sha256("47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=")
+        .body(body.into())
+        .send()
+        .await
+        .unwrap_err();
+    let text = format!("{wrong:?}");
+    assert!(text.contains("BadDigest"), "{text}");
+}
+
+fn lease_store(cfg: &aws_config::SdkConfig, table: &str, ttl: StdDuration) -> DynamoCheckpoints {
+    DynamoCheckpoints::new(aws_sdk_dynamodb::Client::new(cfg), table).with_lease_ttl(ttl)
+}
+
+#[tokio::test]
+async fn dynamodb_leases_fence_and_versions_condition_every_write() {
+    let cfg = sdk(&moto()).await;
+    let table = unique("table");
+    create_table(&cfg, &table).await;
+    let store = lease_store(&cfg, &table, StdDuration::from_secs(60));
+    let (a, b) = (RunId("run-a".into()), RunId("run-b".into()));
+    let (lease_a, mut cp) = store.acquire(&org(), &a).await.unwrap().unwrap();
+    assert_eq!(cp.version, 0);
+    assert!(store.acquire(&org(), &b).await.unwrap().is_none(), "held");
+    cp.watermark = Some(t0());
+    store.save(&lease_a, &mut cp).await.unwrap();
+    store.save(&lease_a, &mut cp).await.unwrap();
+    assert_eq!(cp.version, 2);
+    let mut stale = cp.clone();
+    stale.version = 1;
+    assert!(matches!(
+        store.save(&lease_a, &mut stale).await,
+        Err(StoreError::Conflict(_))
+    ));
+    store.heartbeat(&lease_a).await.unwrap();
+    store.release(lease_a).await.unwrap();
+    let (lease_b, cp_b) = store.acquire(&org(), &b).await.unwrap().unwrap();
+    assert_eq!(cp_b, cp, "what A saved is what B reads");
+    store.release(lease_b).await.unwrap();
+
+    // A lease that lapses is taken over, and the old holder can write nothing after.
+    let short = lease_store(&cfg, &table, StdDuration::ZERO);
+    let (old, mut old_cp) = short.acquire(&org(), &a).await.unwrap().unwrap();
+    let (new, mut new_cp) = short.acquire(&org(), &b).await.unwrap().unwrap();
+    assert!(matches!(
+        short.save(&old, &mut old_cp).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        short.heartbeat(&old).await,
+        Err(StoreError::Conflict(_))
+    ));
+    short.save(&new, &mut new_cp).await.unwrap();
+    short.release(old).await.unwrap(); // a no-op: not ours any more
+    assert_eq!(store.peek(&org()).await.unwrap().unwrap().version, 3);
+    short.release(new).await.unwrap();
+}
+
+#[tokio::test]
+async fn dynamodb_checkpoints_larger_than_an_item_are_chunked_atomically() {
+    let cfg = sdk(&moto()).await;
+    let table = unique("burst");
+    create_table(&cfg, &table).await;
+    let store = lease_store(&cfg, &table, StdDuration::from_secs(60));
+    let (lease, mut cp) = store.acquire(&org(), &RunId("r".into())).await.unwrap().unwrap();
+    // 40,000 ids inside the overlap: ~1 MB of gzip, far over DynamoDB's 400 KB item limit.
+    let mut big = cp.clone();
+    for i in 0..40_000u64 {
+        use sha2::Digest;
+        let id = hex::encode(&sha2::Sha256::digest(i.to_le_bytes())[..16]);
+        big.seen
+            .insert(EventId(id), t0() + Duration::seconds(i as i64 % 900));
+    }
+    store.save(&lease, &mut big).await.unwrap();
+    let chunk = |i: usize| {
+        let cfg = cfg.clone();
+        let table = table.clone();
+        async move {
+            aws_sdk_dynamodb::Client::new(&cfg)
+                .get_item()
+                .table_name(table)
+                .key(
+                    "org",
+                    aws_sdk_dynamodb::types::AttributeValue::S(format!("acme#chunk#{i}")),
+                )
+                .send()
+                .await
+                .unwrap()
+                .item
+                .is_some()
+        }
+    };
+    assert!(
+        chunk(0).await && chunk(1).await,
+        "the body was split into chunk items"
+    );
+    let back = store.peek(&org()).await.unwrap().unwrap();
+    assert_eq!(back, big);
+    // Shrinking again deletes the chunks in the same transaction.
+    cp.version = big.version;
+    cp.watermark = Some(t0());
+    store.save(&lease, &mut cp).await.unwrap();
+    assert!(!chunk(0).await && !chunk(1).await);
+    assert_eq!(store.peek(&org()).await.unwrap().unwrap(), cp);
+    // Far beyond one transaction: a clear error, nothing written.
+    let mut huge = cp.clone();
+    for i in 0..400_000u64 {
+        use sha2::Digest;
+        let id = hex::encode(&sha2::Sha256::digest((i + 1_000_000).to_le_bytes())[..16]);
+        huge.seen.insert(EventId(id), t0());
+    }
+    let err = store.save(&lease, &mut huge).await.unwrap_err().to_string();
+    assert!(err.contains("--overlap"), "{err}");
+    assert_eq!(store.peek(&org()).await.unwrap().unwrap(), cp);
+    store.release(lease).await.unwrap();
+}
+
+#[tokio::test]
+async fn secret_errors_name_the_secret_never_the_value() {
+    let cfg = sdk(&moto()).await;
+    let sm = aws_sdk_secretsmanager::Client::new(&cfg);
+    let missing = SecretsManagerCredentials::new(sm.clone(), unique("missing"));
+    let err = missing.get().await.unwrap_err().0;
+    assert!(
+        err.contains("does not exist") && err.contains(missing.secret_id()),
+        "{err}"
+    );
+    for (value, says) in [
+        ("dckr_oat_not_json_value", "not JSON"),
+        (r#"{"username": "acme"}"#, "no string field \"token\""),
+        (
+            r#"{"username": "acme", "token": "<paste the token here>"}"#,
+            "placeholder",
+        ),
+    ] {
+        let name = unique("bad");
+        put_secret(&cfg, &name, value).await;
+        let err = SecretsManagerCredentials::new(sm.clone(), &name)
+            .get()
+            .await
+            .unwrap_err()
+            .0;
+        assert!(err.contains(says) && err.contains(&name), "{value}: {err}");
+        assert!(!err.contains("dckr_oat_not_json_value"), "{err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_token_is_picked_up_after_a_401_without_a_redeploy() {
+    let cfg = sdk(&moto()).await;
+    let name = unique("dockerhub-audit/acme");
+    put_secret(
+        &cfg,
+        &name,
+        &format!(r#"{{"username": "acme", "token": "{SECRET}"}}"#),
+    )
+    .await;
+    let sm = aws_sdk_secretsmanager::Client::new(&cfg);
+    let creds = Arc::new(SecretsManagerCredentials::new(sm.clone(), &name));
+    let clock = ManualClock::new(t0());
+    let (emu, hub) = start(emulator_config(100, 2, 31), Arc::new(clock.clone())).await;
+    let client = HubClient::new(
+        HubConfig {
+            base_url: url::Url::parse(&hub.url()).unwrap(),
+            ..HubConfig::default()
+        },
+        creds.clone(),
+        Arc::new(clock.clone()),
+    )
+    .unwrap();
+    let q = dockerhub_audit::ports::PageQuery {
+        from: t0() - Duration::days(3),
+        to: t0(),
+        page: 1,
+        page_size: 100,
+    };
+    use dockerhub_audit::ports::AuditLog;
+    assert_eq!(client.page(&org(), q, None).await.unwrap().len(), 100);
+    // The owner rotates: Docker Hub accepts only the new token, the secret holds it.
+    emu.rotate_secret("dckr_oat_rotated");
+    sm.put_secret_value()
+        .secret_id(&name)
+        .secret_string(r#"{"username": "acme", "token": "dckr_oat_rotated"}"#)
+        .send()
+        .await
+        .unwrap();
+    emu.push_faults([Fault::ExpireToken]);
+    assert_eq!(client.page(&org(), q, None).await.unwrap().len(), 100);
+    let s = emu.stats();
+    assert_eq!(s.token_requests, 2);
+    assert_eq!(
+        s.token_failures, 0,
+        "the stale token was never sent after the 401"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pipeline_on_s3_and_dynamodb_stores_each_event_once() {
+    let cfg = sdk(&moto()).await;
+    let (bucket, table) = (unique("pipe"), unique("pipe"));
+    let s3c = s3(&cfg);
+    create_bucket(&s3c, &bucket).await;
+    create_table(&cfg, &table).await;
+    let clock = ManualClock::new(t0());
+    let mut ecfg = emulator_config(1500, 30, 32);
+    ecfg.page_cap = 40;
+    ecfg.twin_fraction = 0.05;
+    ecfg.trickle_per_minute = 20;
+    let (emu, hub) = start(ecfg, Arc::new(clock.clone())).await;
+    let client = client(&hub.url(), Arc::new(clock.clone()), SECRET);
+    let checkpoints = DynamoCheckpoints::new(aws_sdk_dynamodb::Client::new(&cfg), &table);
+    let sink = S3Sink::new(s3c.clone(), &bucket, "dockerhub-audit", None);
+    let mut pc = poll_config(30);
+    pc.batch_events = 300;
+    let poller = Poller {
+        api: &client,
+        checkpoints: &checkpoints,
+        sink: &sink,
+        clock: &clock,
+    };
+    let r = poller.run(&pc, None).await.unwrap();
+    assert!(r.caught_up && r.objects_written >= 5, "{r:?}");
+    for _ in 0..2 {
+        clock.advance(Duration::minutes(5));
+        poller.run(&pc, None).await.unwrap();
+    }
+    assert_exact_s3(
+        &expected(&emu, clock.now() - pc.lag),
+        &s3c,
+        &bucket,
+        "dockerhub-audit/",
+    )
+    .await;
+    let keys: Vec<String> = read_all(&s3c, &bucket, "dockerhub-audit/")
+        .await
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert!(
+        keys.iter()
+            .all(|k| k.starts_with("dockerhub-audit/org=acme/dt=") && k.ends_with(".json.gz")),
+        "{keys:?}"
+    );
+    let cp: Checkpoint = checkpoints.peek(&org()).await.unwrap().unwrap();
+    assert!(cp.pending.is_none() && cp.last_run.unwrap().error.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_inside_one_overlap_crosses_the_item_limit_and_still_lands_once() {
+    let cfg = sdk(&moto()).await;
+    let (bucket, table) = (unique("burst"), unique("burst"));
+    let s3c = s3(&cfg);
+    create_bucket(&s3c, &bucket).await;
+    create_table(&cfg, &table).await;
+    let clock = ManualClock::new(t0());
+    let (emu, hub) = start(emulator_config(0, 1, 33), Arc::new(clock.clone())).await;
+    // 20,000 events in the last ten minutes: their ids, all inside the overlap, are far
+    // more than one DynamoDB item holds.
+    for i in 0..20_000i64 {
+        let ts = t0() - Duration::minutes(11) + Duration::milliseconds(i * 30);
+        emu.add_event(
+            serde_json::json!({"account": "acme", "action": "repo.tag.push", "name": "acme/api",
+                "data": {"tag": format!("build-{i}"), "digest": format!("sha256:{i:064x}")},
+                "timestamp": dockerhub_audit::types::rfc3339(dockerhub_audit::types::floor_second(ts))}),
+            t0() - Duration::hours(1),
+        );
+    }
+    let client = client(&hub.url(), Arc::new(clock.clone()), SECRET);
+    let checkpoints = DynamoCheckpoints::new(aws_sdk_dynamodb::Client::new(&cfg), &table);
+    let sink = S3Sink::new(s3c.clone(), &bucket, "", None);
+    let pc = poll_config(1);
+    let poller = Poller {
+        api: &client,
+        checkpoints: &checkpoints,
+        sink: &sink,
+        clock: &clock,
+    };
+    poller.run(&pc, None).await.unwrap();
+    let chunk0 = aws_sdk_dynamodb::Client::new(&cfg)
+        .get_item()
+        .table_name(&table)
+        .key(
+            "org",
+            aws_sdk_dynamodb::types::AttributeValue::S("acme#chunk#0".into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        chunk0.item.is_some(),
+        "the checkpoint outgrew one item and was chunked"
+    );
+    let cp = checkpoints.peek(&org()).await.unwrap().unwrap();
+    assert!(
+        cp.seen.len() >= 18_000,
+        "the ids stay remembered within the overlap: {}",
+        cp.seen.len()
+    );
+    clock.advance(Duration::minutes(5));
+    let again = poller.run(&pc, None).await.unwrap();
+    assert_eq!(again.events_written, 0);
+    assert!(again.duplicates_dropped >= 18_000, "{}", again.duplicates_dropped);
+    assert_exact_s3(&expected(&emu, clock.now() - pc.lag), &s3c, &bucket, "").await;
+}
+
+// ---------- the binary on S3 + DynamoDB: SIGKILL drill and concurrent runs ----------
+
+const BIN: &str = env!("CARGO_BIN_EXE_dockerhub-audit");
+
+fn aws_poll(hub_url: &str, bucket: &str, table: &str) -> std::process::Command {
+    let mut c = std::process::Command::new(BIN);
+    c.args([
+        "poll",
+        "--org",
+        "acme",
+        "--hub-url",
+        hub_url,
+        "--retry-base",
+        "10ms",
+        "--batch-events",
+        "60",
+    ])
+    .args([
+        "--output",
+        &format!("s3://{bucket}/audit"),
+        "--checkpoint",
+        &format!("dynamodb://{table}"),
+    ])
+    .args(["--lease-ttl", "1s"])
+    .env("DOCKERHUB_USERNAME", "acme")
+    .env("DOCKERHUB_TOKEN", SECRET)
+    .env("AWS_ENDPOINT_URL", moto())
+    .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+    .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+    .env("AWS_REGION", "us-east-1")
+    .env_remove("AWS_PROFILE")
+    .env_remove("RUST_LOG")
+    .stdin(std::process::Stdio::null())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_and_concurrent_runs_on_s3_and_dynamodb_lose_and_double_nothing() {
+    let cfg = sdk(&moto()).await;
+    let s3c = s3(&cfg);
+    let mut kills = 0;
+    for seed in 1..=4u64 {
+        let (bucket, table) = (unique("drill"), unique("drill"));
+        create_bucket(&s3c, &bucket).await;
+        create_table(&cfg, &table).await;
+        let mut ecfg = emulator_config(700, 10, 300 + seed);
+        ecfg.page_cap = 25;
+        ecfg.twin_fraction = 0.05;
+        let (emu, hub) = start(ecfg, Arc::new(dockerhub_audit::clock::SystemClock)).await;
+        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        let mut below = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for _ in 0..2 {
+            let base = emu.stats().list_requests;
+            let target = base + 1 + below(40);
+            let mut child = aws_poll(&hub.url(), &bucket, &table).spawn().unwrap();
+            let reached = loop {
+                if emu.stats().list_requests >= target {
+                    break true;
+                }
+                if child.try_wait().unwrap().is_some() {
+                    break false;
+                }
+                tokio::time::sleep(StdDuration::from_millis(1)).await;
+            };
+            if reached {
+                tokio::time::sleep(StdDuration::from_micros(below(20_000))).await;
+                let _ = child.kill();
+                kills += 1;
+            }
+            let _ = child.wait();
+            // A killed run's lease lapses one second after its last renewal.
+            tokio::time::sleep(StdDuration::from_millis(1100)).await;
+        }
+        // Two runs at once: one holds the lease, the other does nothing (or finds nothing new).
+        let a = aws_poll(&hub.url(), &bucket, &table).spawn().unwrap();
+        let b = aws_poll(&hub.url(), &bucket, &table).spawn().unwrap();
+        let (oa, ob) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+        for o in [&oa, &ob] {
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        }
+        let out = aws_poll(&hub.url(), &bucket, &table).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(out.status.success() && stdout.contains("caught up"), "{stdout}");
+        let want = expected(&emu, chrono::Utc::now() - Duration::minutes(1));
+        assert_exact_s3(&want, &s3c, &bucket, "audit/").await;
+        hub.shutdown();
+    }
+    assert!(kills >= 5, "the drill must kill runs mid-flight ({kills})");
+}

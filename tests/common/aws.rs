@@ -1,0 +1,169 @@
+//! The AWS emulator for tests: moto's server mode (started by ./scripts/test), reached with
+//! the real SDK clients over HTTP.
+#![allow(dead_code)]
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
+use aws_sdk_s3::config::Credentials;
+
+/// moto's address, from the test command.
+pub fn moto() -> String {
+    std::env::var("DOCKERHUB_AUDIT_TEST_MOTO")
+        .expect("DOCKERHUB_AUDIT_TEST_MOTO is not set: run ./scripts/test, which starts the AWS emulator")
+}
+
+/// The strict S3 (s3s-fs) address, from the test command.
+pub fn strict_s3() -> String {
+    std::env::var("DOCKERHUB_AUDIT_TEST_STRICT_S3")
+        .expect("DOCKERHUB_AUDIT_TEST_STRICT_S3 is not set: run ./scripts/test, which starts s3s-fs")
+}
+
+pub const ACCESS_KEY: &str = "testing";
+pub const SECRET_KEY: &str = "testing";
+
+pub async fn sdk(endpoint: &str) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "tests"))
+        .load()
+        .await
+}
+
+pub fn s3(cfg: &SdkConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(cfg)
+            .force_path_style(true)
+            .build(),
+    )
+}
+
+/// A name unique to this test process and purpose (moto's state is shared by all tests).
+pub fn unique(what: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{what}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+pub async fn create_bucket(s3: &aws_sdk_s3::Client, bucket: &str) {
+    s3.create_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("bucket created");
+}
+
+pub async fn create_table(cfg: &SdkConfig, table: &str) {
+    aws_sdk_dynamodb::Client::new(cfg)
+        .create_table()
+        .table_name(table)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("org")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("org")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .expect("table created");
+}
+
+pub async fn put_secret(cfg: &SdkConfig, name: &str, value: &str) {
+    aws_sdk_secretsmanager::Client::new(cfg)
+        .create_secret()
+        .name(name)
+        .secret_string(value)
+        .send()
+        .await
+        .expect("secret created");
+}
+
+/// Every object under `prefix` in `bucket`, read back and decoded: (key, records).
+pub async fn read_all(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+) -> Vec<(String, Vec<serde_json::Map<String, serde_json::Value>>)> {
+    let mut out = Vec::new();
+    let mut token = None;
+    loop {
+        let page = s3
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .set_continuation_token(token)
+            .send()
+            .await
+            .unwrap();
+        for o in page.contents() {
+            let key = o.key().unwrap().to_string();
+            let body = s3
+                .get_object()
+                .bucket(bucket)
+                .key(&key)
+                .send()
+                .await
+                .unwrap()
+                .body
+                .collect()
+                .await
+                .unwrap();
+            let records = dockerhub_audit::event::encode::decode(&body.into_bytes()).unwrap();
+            out.push((key, records));
+        }
+        match page.next_continuation_token() {
+            Some(t) => token = Some(t.to_string()),
+            None => break,
+        }
+    }
+    out
+}
+
+/// Canonical Hub events of everything under the prefix.
+pub async fn stored_in_s3(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Vec<String> {
+    read_all(s3, bucket, prefix)
+        .await
+        .iter()
+        .flat_map(|(_, recs)| {
+            recs.iter()
+                .map(|r| dockerhub_audit::inspect::hub_canonical(r).unwrap())
+        })
+        .collect()
+}
+
+/// Asserts the bucket holds exactly `expected` (a multiset) and no event_id twice.
+pub async fn assert_exact_s3(expected: &[String], s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) {
+    let objects = read_all(s3, bucket, prefix).await;
+    let stored: Vec<String> = objects
+        .iter()
+        .flat_map(|(_, recs)| {
+            recs.iter()
+                .map(|r| dockerhub_audit::inspect::hub_canonical(r).unwrap())
+        })
+        .collect();
+    let cmp = dockerhub_audit::inspect::compare(expected, &stored);
+    assert!(cmp.exact(), "S3 differs from the emulator: {cmp:?}");
+    let mut ids: Vec<String> = objects
+        .iter()
+        .flat_map(|(_, recs)| recs.iter().map(|r| r["event_id"].as_str().unwrap().to_string()))
+        .collect();
+    let n = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(n, ids.len(), "an event_id is stored twice");
+}

@@ -1,0 +1,232 @@
+//! The Lambda binary driven through the real `lambda_runtime` loop: a local Lambda Runtime
+//! API serves it invocations, the Docker Hub emulator and moto (S3, DynamoDB, Secrets
+//! Manager) serve it over HTTP, and what it answers, writes and prints is checked.
+
+#[path = "common/aws.rs"]
+mod awsenv;
+mod common;
+
+use std::collections::VecDeque;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use awsenv::*;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::Router;
+use common::*;
+use dockerhub_audit::clock::SystemClock;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+const BIN: &str = env!("CARGO_BIN_EXE_dockerhub-audit-lambda");
+
+#[derive(Clone)]
+struct RuntimeApi {
+    queue: Arc<Mutex<VecDeque<Value>>>,
+    wake: Arc<tokio::sync::Notify>,
+    answers: mpsc::UnboundedSender<(String, String, Value)>,
+}
+
+async fn next(State(api): State<RuntimeApi>) -> impl IntoResponse {
+    loop {
+        let event = api.queue.lock().unwrap().pop_front();
+        if let Some(event) = event {
+            let id = format!("req-{}", event["_n"]);
+            let mut payload = event.clone();
+            payload.as_object_mut().unwrap().remove("_n");
+            let deadline = chrono::Utc::now().timestamp_millis() + 120_000;
+            let mut h = HeaderMap::new();
+            h.insert(
+                "lambda-runtime-aws-request-id",
+                HeaderValue::from_str(&id).unwrap(),
+            );
+            h.insert("lambda-runtime-deadline-ms", HeaderValue::from(deadline));
+            h.insert(
+                "lambda-runtime-invoked-function-arn",
+                HeaderValue::from_static("arn:aws:lambda:us-east-1:123456789012:function:dockerhub-audit"),
+            );
+            h.insert(
+                "lambda-runtime-trace-id",
+                HeaderValue::from_static("Root=1-00000000-000000000000000000000000"),
+            );
+            return (StatusCode::OK, h, payload.to_string());
+        }
+        api.wake.notified().await;
+    }
+}
+
+async fn respond(
+    State(api): State<RuntimeApi>,
+    Path((id, kind)): Path<(String, String)>,
+    body: String,
+) -> StatusCode {
+    let v: Value = serde_json::from_str(&body).unwrap_or(Value::String(body));
+    let _ = api.answers.send((id, kind, v));
+    StatusCode::ACCEPTED
+}
+
+/// One EMF document is valid when every declared metric is a number at the top level and
+/// every dimension is a string there, with a millisecond timestamp.
+fn assert_valid_emf(doc: &Value) {
+    let aws = &doc["_aws"];
+    assert!(
+        aws["Timestamp"].as_i64().is_some_and(|t| t > 1_600_000_000_000),
+        "{doc}"
+    );
+    let directives = aws["CloudWatchMetrics"].as_array().expect("CloudWatchMetrics");
+    assert!(!directives.is_empty());
+    for d in directives {
+        assert!(d["Namespace"].as_str().is_some_and(|n| !n.is_empty()));
+        for set in d["Dimensions"].as_array().unwrap() {
+            for dim in set.as_array().unwrap() {
+                assert!(doc[dim.as_str().unwrap()].is_string(), "dimension {dim} missing");
+            }
+        }
+        let metrics = d["Metrics"].as_array().unwrap();
+        assert!(metrics.len() <= 100);
+        for m in metrics {
+            let name = m["Name"].as_str().unwrap();
+            assert!(doc[name].is_number(), "metric {name} missing");
+            let unit = m["Unit"].as_str().unwrap();
+            assert!(["Count", "Seconds", "Milliseconds"].contains(&unit), "{unit}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lambda_runs_invocations_through_the_runtime_api() {
+    let cfg = sdk(&moto()).await;
+    let (bucket, table) = (unique("lambda"), unique("lambda"));
+    let s3c = s3(&cfg);
+    create_bucket(&s3c, &bucket).await;
+    create_table(&cfg, &table).await;
+    let pattern = format!("{}/{{org}}", unique("secrets"));
+    put_secret(
+        &cfg,
+        &pattern.replace("{org}", "acme"),
+        &format!(r#"{{"username": "acme", "token": "{SECRET}"}}"#),
+    )
+    .await;
+    let mut ecfg = emulator_config(900, 20, 41);
+    ecfg.page_cap = 50;
+    let (emu, hub) = start(ecfg, Arc::new(SystemClock)).await;
+
+    let (tx, mut answers) = mpsc::unbounded_channel();
+    let api = RuntimeApi {
+        queue: Arc::default(),
+        wake: Arc::default(),
+        answers: tx,
+    };
+    let events = [
+        json!({"_n": 1, "org": "acme", "lookback": "30d"}),
+        json!({"_n": 2, "org": "acme"}),
+        json!({"_n": 3, "org": "Not An Org"}),
+        json!({"_n": 4, "org": "acme", "colour": "blue"}),
+    ];
+    api.queue.lock().unwrap().extend(events.iter().cloned());
+    let app = Router::new()
+        .route("/2018-06-01/runtime/invocation/next", get(next))
+        .route("/2018-06-01/runtime/invocation/{id}/{kind}", post(respond))
+        .with_state(api.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let mut child = Command::new(BIN)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
+        .env("AWS_LAMBDA_FUNCTION_NAME", "dockerhub-audit")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_ENDPOINT_URL", moto())
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("AWS_REGION", "us-east-1")
+        .env("DOCKERHUB_AUDIT_TABLE", &table)
+        .env("DOCKERHUB_AUDIT_BUCKET", &bucket)
+        .env("DOCKERHUB_AUDIT_SECRET_PATTERN", &pattern)
+        .env("DOCKERHUB_AUDIT_HUB_URL", hub.url())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the Lambda binary starts");
+    api.wake.notify_waiters();
+
+    let mut got = Vec::new();
+    for _ in 0..events.len() {
+        let a = tokio::time::timeout(Duration::from_secs(120), answers.recv())
+            .await
+            .expect("an answer")
+            .unwrap();
+        api.wake.notify_waiters();
+        got.push(a);
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+
+    // 1: the backfill; 2: incremental, nothing new; 3, 4: bad input, answered, not retried.
+    let (id, kind, first) = &got[0];
+    assert_eq!(
+        (id.as_str(), kind.as_str()),
+        ("req-1", "response"),
+        "{first}\n{stderr}"
+    );
+    assert_eq!(first["ok"], true);
+    assert_eq!(first["caught_up"], true);
+    assert_eq!(
+        first["events_written"].as_u64().unwrap() as usize,
+        emu.all_events().len()
+    );
+    let (_, kind, second) = &got[1];
+    assert_eq!(kind, "response");
+    assert_eq!(second["events_written"], 0);
+    assert!(second["duplicates_dropped"].as_u64().unwrap() <= first["events_written"].as_u64().unwrap());
+    for (id, kind, v) in &got[2..] {
+        assert_eq!(kind, "response", "{id}: a bad input is not worth a retry");
+        assert_eq!(v["ok"], false, "{id}: {v}");
+        assert!(v["error"].as_str().unwrap().len() > 10);
+    }
+    assert_exact_s3(
+        &expected(&emu, chrono::Utc::now() - chrono::Duration::minutes(1)),
+        &s3c,
+        &bucket,
+        "dockerhub-audit/",
+    )
+    .await;
+
+    // EMF: one valid document per run, on stdout, with the org as dimension.
+    let emf: Vec<Value> = stdout
+        .lines()
+        .filter(|l| l.contains("\"_aws\""))
+        .map(|l| serde_json::from_str(l).expect("EMF is JSON"))
+        .collect();
+    assert_eq!(emf.len(), 2, "{stdout}");
+    for doc in &emf {
+        assert_valid_emf(doc);
+        assert_eq!(doc["org"], "acme");
+    }
+    assert_eq!(emf[0]["EventsWritten"], first["events_written"]);
+    assert_eq!(emf[0]["RunsFailed"], 0);
+    assert!(emf[1]["WatermarkAge"].as_f64().unwrap() < 3600.0);
+    // Structured logs carry the request id and the org; no secret anywhere.
+    let logs: Vec<Value> = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let carries = |l: &Value| {
+        let spans = l["spans"].as_array().cloned().unwrap_or_default();
+        spans
+            .iter()
+            .chain(std::iter::once(&l["span"]))
+            .any(|s| s["request_id"] == "req-1" && s["org"] == "acme")
+    };
+    assert!(logs.iter().any(carries), "{stderr}");
+    assert!(!stdout.contains(SECRET) && !stderr.contains(SECRET) && !stderr.contains("eyJ"));
+}
