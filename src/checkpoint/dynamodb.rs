@@ -104,6 +104,32 @@ impl DynamoCheckpoints {
         ))
     }
 
+    /// Applies `expression` to the lease attributes if this run still owns the lease;
+    /// `Ok(false)` when it does not.
+    async fn update_own_lease(&self, lease: &DynamoLease, expression: &str) -> Result<bool, StoreError> {
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("org", s(lease.org.as_str()))
+            .update_expression(expression)
+            .condition_expression("lease_owner = :me")
+            .expression_attribute_values(":me", s(lease.owner.0.clone()));
+        if expression.contains(":until") {
+            req = req.expression_attribute_values(":until", self.until());
+        }
+        match req.send().await {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(self.io("UpdateItem (lease)", &e)),
+        }
+    }
+
     /// Reads and decodes the checkpoint of an item already fetched.
     async fn decode(
         &self,
@@ -382,51 +408,18 @@ impl Checkpoints for DynamoCheckpoints {
     }
 
     async fn heartbeat(&self, lease: &DynamoLease) -> Result<(), StoreError> {
-        let r = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("org", s(lease.org.as_str()))
-            .update_expression("SET lease_until = :until")
-            .condition_expression("lease_owner = :me")
-            .expression_attribute_values(":me", s(lease.owner.0.clone()))
-            .expression_attribute_values(":until", self.until())
-            .send()
-            .await;
-        match r {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Err(self.taken_over(&lease.org))
-            }
-            Err(e) => Err(self.io("UpdateItem (lease)", &e)),
+        if self.update_own_lease(lease, "SET lease_until = :until").await? {
+            Ok(())
+        } else {
+            Err(self.taken_over(&lease.org))
         }
     }
 
     async fn release(&self, lease: DynamoLease) -> Result<(), StoreError> {
-        let r = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("org", s(lease.org.as_str()))
-            .update_expression("REMOVE lease_owner, lease_until")
-            .condition_expression("lease_owner = :me")
-            .expression_attribute_values(":me", s(lease.owner.0.clone()))
-            .send()
-            .await;
-        match r {
-            Ok(_) => Ok(()),
-            // Already taken over: nothing of ours to give up.
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(self.io("UpdateItem (release)", &e)),
-        }
+        // Not ours any more (taken over): nothing to give up.
+        self.update_own_lease(&lease, "REMOVE lease_owner, lease_until")
+            .await
+            .map(|_| ())
     }
 
     async fn peek(&self, org: &Org) -> Result<Option<Checkpoint>, StoreError> {
