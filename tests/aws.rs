@@ -493,3 +493,31 @@ async fn sigkill_and_concurrent_runs_on_s3_and_dynamodb_lose_and_double_nothing(
     }
     assert!(kills >= 5, "the drill must kill runs mid-flight ({kills})");
 }
+
+#[tokio::test]
+async fn s3_objects_use_the_given_kms_key() {
+    let cfg = sdk(&moto()).await;
+    let client = s3(&cfg);
+    let bucket = unique("kms");
+    create_bucket(&client, &bucket).await;
+    let key_id = "arn:aws:kms:us-east-1:123456789012:key/0b1e6a4e-0000-4000-8000-000000000001".to_string();
+    let sink = S3Sink::new(client.clone(), &bucket, "", Some(key_id.clone()));
+    let key = ObjectKey("org=acme/dt=2026-11-25/k.json.gz".into());
+    assert_eq!(sink.put(&key, gz_body(3)).await.unwrap(), PutOutcome::Created);
+    let head = client
+        .head_object()
+        .bucket(&bucket)
+        .key(&key.0)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        head.server_side_encryption(),
+        Some(&aws_sdk_s3::types::ServerSideEncryption::AwsKms)
+    );
+    assert!(
+        head.ssekms_key_id().is_some_and(|k| k.contains(&key_id)),
+        "{:?}",
+        head.ssekms_key_id()
+    );
+}

@@ -107,9 +107,10 @@ impl<K: Checkpoints, S: Sink> App<K, S> {
             sink: &self.sink,
             clock: self.clock.as_ref(),
         };
-        let result = poller
-            .run(&cfg, Some(deadline - self.settings.safety_margin))
-            .await;
+        // A margin longer than a third of the time left (a short timeout) would stop every
+        // run before it starts.
+        let margin = self.settings.safety_margin.min((deadline - started) / 3);
+        let result = poller.run(&cfg, Some(deadline - margin)).await;
         let finished = self.clock.now();
         let (report, error) = match result {
             Ok(r) => (r, None),
