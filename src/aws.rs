@@ -1,6 +1,8 @@
 //! What the AWS adapters share: loading the SDK configuration once, and describing SDK
 //! errors briefly. Knows no adapter.
 
+use std::time::Duration;
+
 use aws_config::SdkConfig;
 
 /// The SDK configuration from the usual places: environment, profiles, the Lambda's role,
@@ -9,13 +11,23 @@ pub async fn load() -> SdkConfig {
     aws_config::load_from_env().await
 }
 
-/// An S3 client; path-style addressing when an endpoint is configured (emulators answer on
-/// `host:port/bucket`, not `bucket.host`).
+/// The longest an S3 call may take, retries included. Well under the checkpoint lease's
+/// minute: an upload abandoned by a stalled run cannot land after the lease has passed to
+/// another run.
+pub const S3_OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// An S3 client with bounded calls; path-style addressing when an endpoint is configured
+/// (emulators answer on `host:port/bucket`, not `bucket.host`).
 pub fn s3_client(cfg: &SdkConfig) -> aws_sdk_s3::Client {
     let custom_endpoint =
         std::env::var_os("AWS_ENDPOINT_URL_S3").is_some() || std::env::var_os("AWS_ENDPOINT_URL").is_some();
+    let timeouts = aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+        .operation_timeout(S3_OPERATION_TIMEOUT)
+        .operation_attempt_timeout(Duration::from_secs(10))
+        .build();
     let conf = aws_sdk_s3::config::Builder::from(cfg)
         .force_path_style(custom_endpoint)
+        .timeout_config(timeouts)
         .build();
     aws_sdk_s3::Client::from_conf(conf)
 }

@@ -47,6 +47,10 @@ impl PollConfig {
         if self.lag < Duration::zero() || self.overlap < Duration::zero() {
             return Err("--lag and --overlap cannot be negative".into());
         }
+        let ten_years = Duration::days(3650);
+        if self.lookback > ten_years || self.lag > ten_years || self.overlap > ten_years {
+            return Err("--lookback, --lag and --overlap must be under ten years".into());
+        }
         if self.lag >= self.lookback {
             return Err("--lag must be shorter than --lookback, or nothing would ever be collected".into());
         }

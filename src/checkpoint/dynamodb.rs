@@ -148,6 +148,12 @@ impl DynamoCheckpoints {
             .and_then(|v| v.as_n().ok())
             .and_then(|v| v.parse::<usize>().ok())
             .unwrap_or(0);
+        if chunks > MAX_CHUNKS {
+            return Err(StoreError::Io(format!(
+                "the checkpoint item of {org} claims {chunks} chunks (at most {MAX_CHUNKS}); it is corrupted: restore it \
+                 from a backup (point-in-time recovery)"
+            )));
+        }
         let gz = if chunks == 0 {
             item.get("body")
                 .and_then(|v| v.as_b().ok())
@@ -275,16 +281,21 @@ impl Checkpoints for DynamoCheckpoints {
             .and_then(|v| v.as_n().ok())
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
-        let cp = self
-            .decode(org, &item)
-            .await?
-            .unwrap_or_else(|| Checkpoint::new(org.clone()));
         let lease = DynamoLease {
             org: org.clone(),
             owner: owner.clone(),
             chunks: AtomicU32::new(chunks),
         };
-        Ok(Some((lease, cp)))
+        match self.decode(org, &item).await {
+            Ok(cp) => Ok(Some((lease, cp.unwrap_or_else(|| Checkpoint::new(org.clone()))))),
+            Err(e) => {
+                // Unreadable: give the lease back rather than hold the org for a minute.
+                let _ = self
+                    .update_own_lease(&lease, "REMOVE lease_owner, lease_until")
+                    .await;
+                Err(e)
+            }
+        }
     }
 
     async fn save(&self, lease: &DynamoLease, cp: &mut Checkpoint) -> Result<(), StoreError> {

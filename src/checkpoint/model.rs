@@ -94,7 +94,9 @@ impl Checkpoint {
     pub fn advance(&mut self, to: DateTime<Utc>, overlap: Duration) {
         let w = self.watermark.map_or(to, |w| w.max(to));
         self.watermark = Some(w);
-        let keep_from = w - overlap;
+        // On a whole second, as windows start on whole seconds: a sub-second overlap must
+        // not let go of ids in a second the next run reads again.
+        let keep_from = crate::types::floor_second(w.checked_sub_signed(overlap).unwrap_or(w));
         let from = self.seen_from.map_or(keep_from, |f| f.max(keep_from));
         self.seen_from = Some(from);
         self.seen.retain(|_, ts| *ts >= from);
@@ -128,6 +130,10 @@ mod tests {
         assert!(cp.seen.contains_key(&EventId("new".into())));
         assert!(!cp.seen.contains_key(&EventId("old".into())));
         assert!(cp.pending.is_none());
+        // A sub-second overlap keeps whole seconds (windows start on whole seconds).
+        let mut sub = Checkpoint::new(Org::new("acme").unwrap());
+        sub.advance(t(1000), Duration::milliseconds(1500));
+        assert_eq!(sub.seen_from, Some(t(998)));
         // Never backwards.
         cp.advance(t(500), Duration::seconds(100));
         assert_eq!(cp.watermark, Some(t(1000)));

@@ -99,14 +99,13 @@ pub async fn demo(a: DemoArgs) -> Result<(), String> {
     println!();
     println!(
         "Verified against the emulator up to {}: {} events expected, {} stored, {} missing, {} duplicated \
-         (the emulator served {} faults and {} throttles on the way)",
+         (the emulator injected {} faults on the way: each cost a retry, none an event)",
         rfc3339(watermark),
         cmp.expected,
         cmp.stored,
         cmp.missing,
         cmp.extra,
-        stats.faults_served,
-        stats.throttled
+        stats.faults_served + stats.throttled
     );
     println!("Events per category:");
     for (category, n) in inspect::categories(&records) {

@@ -72,7 +72,13 @@ pub async fn commit<K: Checkpoints, S: Sink + ?Sized>(
     d.store.save(d.lease, cp).await?;
 
     let mut done = Committed::default();
-    for o in objects {
+    for (i, o) in objects.into_iter().enumerate() {
+        // Each upload starts on a freshly renewed lease (the intent's save renewed it for the
+        // first); the sink gives up on an upload well within a lease's life, so an object of
+        // a stalled run cannot land after another run took over and read its events again.
+        if i > 0 {
+            d.store.heartbeat(d.lease).await?;
+        }
         match d.sink.put(&o.meta.key, o.body).await? {
             PutOutcome::Created => done.objects_created += 1,
             PutOutcome::AlreadyExisted => done.objects_existing += 1,

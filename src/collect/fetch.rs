@@ -9,11 +9,12 @@
 //!   snapshot, whatever the order;
 //! - a window that does not fit is cut smaller (the caller adapts the span);
 //! - a single second with more events than a page is read page by page **until two
-//!   complete reads agree**;
+//!   complete reads agree** (the whole padded query, so an event landing anywhere in it
+//!   shows as a change);
 //! - queries are padded by a second on both sides and the answer filtered to `[from, to)`,
 //!   so inclusive and exclusive bounds, and sub-second timestamps, all give the same result.
 
-use std::time::Duration as StdDuration;
+use std::time::Instant;
 
 use chrono::Duration;
 
@@ -71,12 +72,20 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
         self.known_full = Some(self.known_full.map_or(full, |k| k.min(full)));
     }
 
+    /// One page; `deadline` is absolute, shared by every request of a window.
     async fn get(
         &mut self,
         w: Window,
         page: u32,
-        budget: Option<StdDuration>,
+        deadline: Option<Instant>,
     ) -> Result<Vec<HubEvent>, HubError> {
+        let budget = match deadline {
+            None => None,
+            Some(d) => match d.checked_duration_since(Instant::now()).filter(|b| !b.is_zero()) {
+                Some(b) => Some(b),
+                None => return Err(HubError::OutOfTime("the run's time was up".into())),
+            },
+        };
         let q = PageQuery {
             from: w.from - Duration::seconds(1),
             to: w.to + Duration::seconds(1),
@@ -88,8 +97,8 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
     }
 
     /// Reads `w` if it fits in one page.
-    pub async fn read(&mut self, w: Window, budget: Option<StdDuration>) -> Result<Read, HubError> {
-        let first = self.get(w, 1, budget).await?;
+    pub async fn read(&mut self, w: Window, deadline: Option<Instant>) -> Result<Read, HubError> {
+        let first = self.get(w, 1, deadline).await?;
         let n = first.len() as u32;
         if n == 0 {
             return Ok(Read::Complete(first));
@@ -109,7 +118,7 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
         // A short page from a server whose cap we do not know: it is the end only if the
         // next page is empty. Events are never removed, so if page 2 is empty later, page 1
         // held everything there was when it was read.
-        let second = self.get(w, 2, budget).await?;
+        let second = self.get(w, 2, deadline).await?;
         if second.is_empty() {
             Ok(Read::Complete(inside(w, first)))
         } else {
@@ -119,19 +128,22 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
     }
 
     /// Reads a window that cannot be cut (one second with more than a page of events):
-    /// every page, repeated until two complete reads give the same multiset.
+    /// every page, repeated until two complete reads give the same multiset. The whole
+    /// padded answer is compared, not only the second itself: an event landing in the
+    /// padding shifts the pages too, and would otherwise go unseen while it doubles a
+    /// boundary event of the second.
     pub async fn read_dense(
         &mut self,
         w: Window,
-        budget: Option<StdDuration>,
+        deadline: Option<Instant>,
     ) -> Result<Vec<HubEvent>, HubError> {
         let mut previous: Option<Vec<String>> = None;
         for _ in 0..self.max_reads {
-            let events = self.read_all_pages(w, budget).await?;
+            let events = self.read_all_pages(w, deadline).await?;
             let mut fingerprint: Vec<String> = events.iter().map(canonical).collect();
             fingerprint.sort_unstable();
             if previous.as_ref() == Some(&fingerprint) {
-                return Ok(events);
+                return Ok(inside(w, events));
             }
             previous = Some(fingerprint);
         }
@@ -142,24 +154,25 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
         )))
     }
 
+    /// Every page of the padded query, unfiltered.
     async fn read_all_pages(
         &mut self,
         w: Window,
-        budget: Option<StdDuration>,
+        deadline: Option<Instant>,
     ) -> Result<Vec<HubEvent>, HubError> {
         let mut all = Vec::new();
         for page in 1..=MAX_PAGES {
-            let events = self.get(w, page, budget).await?;
+            let events = self.get(w, page, deadline).await?;
             let n = events.len() as u32;
             if n == 0 {
-                return Ok(inside(w, all));
+                return Ok(all);
             }
             if n >= self.page_size {
                 self.learn(self.page_size);
             }
             all.extend(events);
             if self.known_full.is_some_and(|full| n < full) {
-                return Ok(inside(w, all));
+                return Ok(all);
             }
         }
         Err(HubError::Rejected(format!(

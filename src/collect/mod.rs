@@ -201,10 +201,11 @@ where
                 self.checkpoints.heartbeat(lease).await?;
                 last_heartbeat = self.clock.now();
             }
-            let budget = match deadline {
+            // Absolute for every request of this window, so retries and pages share it.
+            let request_deadline = match deadline {
                 None => None,
                 Some(d) => match (d - self.clock.now()).to_std() {
-                    Ok(b) if !b.is_zero() => Some(b),
+                    Ok(b) if !b.is_zero() => Some(std::time::Instant::now() + b),
                     _ => {
                         report.stopped_early = Some("the run's time was up".into());
                         break;
@@ -212,12 +213,12 @@ where
                 },
             };
             let w = Window::new(cursor, (cursor + span).min(window.to));
-            let read = match fetcher.read(w, budget).await {
+            let read = match fetcher.read(w, request_deadline).await {
                 Ok(Read::TooMany) if w.len() > Duration::seconds(1) => {
                     span = window::shrink(w.len());
                     continue;
                 }
-                Ok(Read::TooMany) => fetcher.read_dense(w, budget).await,
+                Ok(Read::TooMany) => fetcher.read_dense(w, request_deadline).await,
                 Ok(Read::Complete(events)) => Ok(events),
                 Err(e) => Err(e),
             };

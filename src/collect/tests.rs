@@ -38,6 +38,9 @@ struct FakeHub {
     to_inclusive: bool,
     /// Events inserted (visible at once, timestamp inside the query) on page >= 2 requests.
     insert_while_paging: Mutex<Vec<Value>>,
+    /// Insert them in the query's last second (the padding after a dense second) rather
+    /// than its middle.
+    insert_at_end: bool,
     /// The request number (1-based) from which every request fails.
     fail_from: Mutex<Option<u64>>,
     requests: Mutex<u64>,
@@ -71,6 +74,7 @@ impl FakeHub {
             from_inclusive: false,
             to_inclusive: true,
             insert_while_paging: Mutex::new(Vec::new()),
+            insert_at_end: false,
             fail_from: Mutex::new(None),
             requests: Mutex::new(0),
         }
@@ -142,10 +146,16 @@ impl AuditLog for FakeHub {
         if self.fail_from.lock().unwrap().is_some_and(|from| n >= from) {
             return Err(HubError::Unavailable("Docker Hub is down".into()));
         }
-        if q.page >= 2 {
+        // At the end: only while a dense second (a padded 3-second query) is paged.
+        let targeted = !self.insert_at_end || q.to - q.from <= Duration::seconds(3);
+        if q.page >= 2 && targeted {
             if let Some(mut e) = self.insert_while_paging.lock().unwrap().pop() {
-                let mid = q.from + (q.to - q.from) / 2;
-                e["timestamp"] = json!(ts(crate::types::floor_second(mid)));
+                let at = if self.insert_at_end {
+                    q.to - Duration::seconds(1)
+                } else {
+                    q.from + (q.to - q.from) / 2
+                };
+                e["timestamp"] = json!(ts(crate::types::floor_second(at)));
                 self.add(e, self.clock.now());
             }
         }
@@ -594,4 +604,38 @@ async fn an_incremental_run_costs_few_requests() {
         backfill.pages_requested
     );
     assert_eq!(inc.pages_requested, n);
+}
+
+#[tokio::test]
+async fn events_landing_next_to_a_dense_second_do_not_double_it() {
+    let clock = ManualClock::new(t0());
+    let mut hub = FakeHub::new(clock.clone(), 10, Order::NewestFirst);
+    hub.insert_at_end = true;
+    let second = t0() - Duration::minutes(30);
+    for i in 0..35 {
+        hub.add(
+            json!({"action": "repo.tag.push", "timestamp": ts(second), "data": {"i": i.to_string()}}),
+            second,
+        );
+    }
+    // Each lands in the second after the dense one while its pages are read: newest first,
+    // it shifts every page of the dense second by one.
+    *hub.insert_while_paging.lock().unwrap() =
+        (0..3).map(|i| json!({"action": "org.member.add", "actor": "late", "data": {"n": i.to_string()}, "timestamp": ""})).collect();
+    let (cps, sink) = (MemCheckpoints::default(), MemSink::default());
+    let mut c = cfg();
+    c.lookback = Duration::hours(1);
+    run(&hub, &cps, &sink, &clock, &c).await.unwrap();
+    let dense = sink
+        .stored()
+        .iter()
+        .filter(|e| e.contains("repo.tag.push"))
+        .count();
+    assert_eq!(
+        dense, 35,
+        "the dense second is stored exactly, no shifted copy taken for a twin"
+    );
+    clock.advance(Duration::minutes(5));
+    run(&hub, &cps, &sink, &clock, &c).await.unwrap();
+    assert_exact(&hub, &sink, clock.now() - c.lag);
 }

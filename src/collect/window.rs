@@ -13,13 +13,16 @@ pub const MAX_SPAN: Duration = Duration::days(7);
 /// are no longer remembered and could not be deduplicated) or, on the first run,
 /// `now - lookback`; to `now - lag`. Both ends on whole seconds.
 pub fn plan(cp: &Checkpoint, cfg: &PollConfig, now: DateTime<Utc>) -> Window {
-    let end = floor_second(now - cfg.lag);
+    // Checked: a corrupted checkpoint must not panic the run (validated configs never
+    // come near chrono's limits).
+    let minus = |t: DateTime<Utc>, d: Duration| t.checked_sub_signed(d).unwrap_or(t);
+    let end = floor_second(minus(now, cfg.lag));
     let start = match cp.watermark {
         Some(w) => {
-            let s = w - cfg.overlap;
+            let s = minus(w, cfg.overlap);
             cp.seen_from.map_or(s, |f| s.max(f))
         }
-        None => now - cfg.lookback,
+        None => minus(now, cfg.lookback),
     };
     Window::new(floor_second(start), end)
 }

@@ -53,7 +53,7 @@ pub fn pacing(remaining: u64, limit: Option<u64>, to_reset: Duration) -> Duratio
     if remaining == 0 {
         to_reset
     } else if remaining <= low_water {
-        to_reset / (remaining as u32 + 1)
+        to_reset.div_f64(remaining as f64 + 1.0)
     } else {
         Duration::ZERO
     }
@@ -133,6 +133,9 @@ mod tests {
         assert_eq!(pacing(100, Some(180), r), Duration::ZERO);
         assert_eq!(pacing(0, Some(180), r), r);
         assert_eq!(pacing(2, Some(180), r), Duration::from_secs(10));
+        // Hostile headers cannot overflow or divide by zero.
+        assert!(pacing(u64::from(u32::MAX), Some(u64::MAX), r) < Duration::from_millis(1));
+        assert!(pacing(u64::MAX, Some(u64::MAX), r) < Duration::from_millis(1));
     }
 
     #[test]

@@ -4,15 +4,21 @@ use serde_json::Value;
 
 use crate::event::HubEvent;
 
-/// Parses `{"logs": [...]}`. A missing or null `logs` is an empty page (gRPC-gateway
-/// backends omit empty lists); anything else that is not a list of valid events is an
-/// error naming what was wrong, and no event of that page is used.
+/// Parses `{"logs": [...]}`. `{}` and `{"logs": null}` are an empty page (gRPC-gateway
+/// backends omit empty lists); an object without `logs` but with other fields (an error
+/// body sent with 200, a changed API) is not taken for "no events", since that would move
+/// the watermark past events. Anything that is not a list of valid events is an error
+/// naming what was wrong, and no event of that page is used.
 pub fn parse_page(body: &[u8]) -> Result<Vec<HubEvent>, String> {
     let v: Value = serde_json::from_slice(body).map_err(|e| format!("the body is not valid JSON ({e})"))?;
     let Value::Object(mut top) = v else {
         return Err("the body is not a JSON object".into());
     };
     match top.remove("logs") {
+        None if !top.is_empty() => {
+            let keys: Vec<&str> = top.keys().map(String::as_str).take(5).collect();
+            Err(format!("the body has no `logs` but has {keys:?}"))
+        }
         None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::Array(items)) => items
             .into_iter()
@@ -65,6 +71,9 @@ mod tests {
     fn pages() {
         assert_eq!(parse_page(br#"{"logs": []}"#).unwrap().len(), 0);
         assert_eq!(parse_page(b"{}").unwrap().len(), 0);
+        assert_eq!(parse_page(br#"{"logs": null}"#).unwrap().len(), 0);
+        let err = parse_page(br#"{"message": "internal error"}"#).unwrap_err();
+        assert!(err.contains("no `logs`"), "{err}");
         let two = parse_page(br#"{"logs": [{"timestamp": "2021-02-19T01:34:35Z"}, {"timestamp": "2021-02-19T01:34:36Z", "x": 1}], "next": null}"#).unwrap();
         assert_eq!(two.len(), 2);
         for bad in [
