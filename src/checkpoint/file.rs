@@ -5,6 +5,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 
@@ -22,6 +23,9 @@ pub struct FileCheckpoints {
 #[derive(Debug)]
 pub struct FileLease {
     org: Org,
+    /// The version on disk: only the lock holder writes, so it is known without reading
+    /// the file again at every save.
+    stored: AtomicU64,
     _lock: File,
 }
 
@@ -94,13 +98,12 @@ impl Checkpoints for FileCheckpoints {
             }
         }
         let cp = self.read(org)?.unwrap_or_else(|| Checkpoint::new(org.clone()));
-        Ok(Some((
-            FileLease {
-                org: org.clone(),
-                _lock: lock,
-            },
-            cp,
-        )))
+        let lease = FileLease {
+            org: org.clone(),
+            stored: AtomicU64::new(cp.version),
+            _lock: lock,
+        };
+        Ok(Some((lease, cp)))
     }
 
     async fn save(&self, lease: &FileLease, cp: &mut Checkpoint) -> Result<(), StoreError> {
@@ -110,7 +113,7 @@ impl Checkpoints for FileCheckpoints {
                 lease.org, cp.org
             )));
         }
-        let current = self.read(&cp.org)?.map_or(0, |c| c.version);
+        let current = lease.stored.load(Ordering::SeqCst);
         if current != cp.version {
             return Err(StoreError::Conflict(format!(
                 "checkpoint for {} changed under this run (version {current}, expected {})",
@@ -124,6 +127,7 @@ impl Checkpoints for FileCheckpoints {
         atomic_write(&path, &body)
             .map_err(|e| io(format!("cannot write checkpoint {}: {e}", path.display())))?;
         cp.version = next.version;
+        lease.stored.store(next.version, Ordering::SeqCst);
         Ok(())
     }
 
