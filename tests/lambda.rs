@@ -201,20 +201,39 @@ async fn the_lambda_runs_invocations_through_the_runtime_api() {
     )
     .await;
 
-    // EMF: one valid document per run, on stdout, with the org as dimension.
+    // EMF: one valid document per invocation, bad inputs included, on stdout.
     let emf: Vec<Value> = stdout
         .lines()
         .filter(|l| l.contains("\"_aws\""))
         .map(|l| serde_json::from_str(l).expect("EMF is JSON"))
         .collect();
-    assert_eq!(emf.len(), 2, "{stdout}");
+    assert_eq!(emf.len(), events.len(), "{stdout}");
     for doc in &emf {
         assert_valid_emf(doc);
-        assert_eq!(doc["org"], "acme");
     }
+    let per_org = |doc: &Value| -> Vec<String> {
+        doc["_aws"]["CloudWatchMetrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["Dimensions"] == json!([["org"]]))
+            .flat_map(|d| d["Metrics"].as_array().unwrap().iter())
+            .map(|m| m["Name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(emf[0]["org"], "acme");
     assert_eq!(emf[0]["EventsWritten"], first["events_written"]);
     assert_eq!(emf[0]["RunsFailed"], 0);
+    assert_eq!(per_org(&emf[0]), ["WatermarkAge"], "a healthy run costs one metric per org");
     assert!(emf[1]["WatermarkAge"].as_f64().unwrap() < 3600.0);
+    // An input without a valid org: failed, published without the org dimension.
+    assert_eq!(emf[2]["org"], "-");
+    assert_eq!(emf[2]["RunsFailed"], 1);
+    assert!(per_org(&emf[2]).is_empty());
+    // A valid org with a bad field: failed for that org, with the stored data's age.
+    assert_eq!(emf[3]["org"], "acme");
+    assert_eq!(per_org(&emf[3]), ["WatermarkAge", "RunsFailed"]);
+    assert!(emf[3]["WatermarkAge"].as_f64().unwrap() < 3600.0);
     // Structured logs carry the request id and the org; no secret anywhere.
     let logs: Vec<Value> = stderr
         .lines()

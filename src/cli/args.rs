@@ -133,9 +133,11 @@ pub struct EmulatorArgs {
     /// Port on 127.0.0.1 (0 = any free port).
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
-    #[arg(long, default_value = "acme")]
-    pub org: String,
-    /// Accepted token (DOCKERHUB_TOKEN); the accepted username is the org name.
+    /// The organizations served, comma-separated or repeated; each has its own events (seed
+    /// + its position), its own tokens and its own rate limit.
+    #[arg(long, default_value = "acme", value_delimiter = ',', required = true)]
+    pub org: Vec<String>,
+    /// Accepted token (DOCKERHUB_TOKEN) of every org; the accepted username is the org name.
     #[arg(
         long,
         env = "EMULATOR_SECRET",

@@ -4,16 +4,21 @@ use std::sync::Arc;
 
 use super::args::EmulatorArgs;
 use crate::clock::SystemClock;
-use crate::emulator::{Emulator, EmulatorConfig, Fault};
+use crate::emulator::{start_many, Emulator, EmulatorConfig, Fault};
 
-pub fn config(a: &EmulatorArgs) -> Result<EmulatorConfig, String> {
+/// The configuration of the `index`-th org of `a.org`.
+pub fn config(a: &EmulatorArgs, index: usize) -> Result<EmulatorConfig, String> {
+    let org = a
+        .org
+        .get(index)
+        .ok_or_else(|| format!("no org number {index} in --org"))?;
     let mut cfg = EmulatorConfig {
-        org: a.org.clone(),
-        username: a.org.clone(),
+        org: org.clone(),
+        username: org.clone(),
         secret: a.secret.clone(),
         events: a.events,
         days: a.days,
-        seed: a.seed,
+        seed: a.seed.wrapping_add(index as u64),
         page_cap: a.page_cap.max(1),
         token_ttl: a.token_ttl,
         rate_limit_per_minute: a.rate_limit,
@@ -39,34 +44,34 @@ pub fn config(a: &EmulatorArgs) -> Result<EmulatorConfig, String> {
 }
 
 pub async fn serve(a: EmulatorArgs) -> Result<(), String> {
-    let cfg = config(&a)?;
-    let emulator = Emulator::new(cfg, Arc::new(SystemClock));
-    let running = emulator.start(a.port).await.map_err(|e| {
+    let clock = Arc::new(SystemClock);
+    let emulators = (0..a.org.len())
+        .map(|i| config(&a, i).map(|cfg| Emulator::new(cfg, clock.clone())))
+        .collect::<Result<Vec<_>, _>>()?;
+    let running = start_many(emulators.clone(), a.port).await.map_err(|e| {
         format!(
-            "cannot listen on 127.0.0.1:{}: {e}; choose another --port",
+            "cannot serve on 127.0.0.1:{}: {e}; choose another --port, and each org once",
             a.port
         )
     })?;
+    let orgs = a.org.join(", ");
+    println!("Docker Hub emulator for {orgs} at {}", running.url());
+    let first = &a.org[0];
     println!(
-        "Docker Hub emulator for organization {:?} at {}",
-        a.org,
-        running.url()
-    );
-    println!(
-        "Try it: DOCKERHUB_USERNAME={} DOCKERHUB_TOKEN=<the --secret value> dockerhub-audit poll --org {} --hub-url {}",
-        a.org,
-        a.org,
+        "Try it: DOCKERHUB_USERNAME={first} DOCKERHUB_TOKEN=<the --secret value> dockerhub-audit poll --org {first} --hub-url {}",
         running.url()
     );
     println!("Ctrl-C stops it.");
     tokio::signal::ctrl_c()
         .await
         .map_err(|e| format!("cannot wait for Ctrl-C: {e}"))?;
-    let s = emulator.stats();
-    println!(
-        "served {} list requests, {} token requests, {} throttled, {} faults",
-        s.list_requests, s.token_requests, s.throttled, s.faults_served
-    );
+    for (org, emulator) in a.org.iter().zip(&emulators) {
+        let s = emulator.stats();
+        println!(
+            "{org}: served {} list requests, {} token requests, {} throttled, {} faults",
+            s.list_requests, s.token_requests, s.throttled, s.faults_served
+        );
+    }
     running.shutdown();
     Ok(())
 }

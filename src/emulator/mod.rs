@@ -1,6 +1,7 @@
 //! An emulator of Docker Hub's audit-log API (API reference §1-§4), for tests and demos.
 //!
-//! It serves one namespace: `POST /v2/auth/token`, `GET /v2/auditlogs/{account}` and
+//! An [`Emulator`] is one namespace ([`start_many`] serves several on one address):
+//! `POST /v2/auth/token`, `GET /v2/auditlogs/{account}` and
 //! `GET /v2/auditlogs/{account}/actions`, with the unfriendly parts of the real service made explicit
 //! and configurable: offset paging over a log that grows while a client pages, exclusive `from`,
 //! identical twins, late events, expiring tokens, rate limits and broken responses.
@@ -250,23 +251,7 @@ impl Emulator {
     /// The server runs until [`RunningEmulator::shutdown`] or the end of the runtime; dropping the
     /// handle does not stop it.
     pub async fn start(&self, port: u16) -> std::io::Result<RunningEmulator> {
-        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)).await?;
-        let addr = listener.local_addr()?;
-        let (stop, stopped) = oneshot::channel::<()>();
-        let router = self.router();
-        tokio::spawn(async move {
-            let signal = async move {
-                // A dropped sender means the handle was dropped: keep serving.
-                if stopped.await.is_err() {
-                    std::future::pending::<()>().await;
-                }
-            };
-            if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(signal).await {
-                tracing::warn!(error = %e, "emulator: server stopped");
-            }
-        });
-        tracing::debug!(%addr, "emulator: listening");
-        Ok(RunningEmulator { addr, stop })
+        serve_router(self.router(), port).await
     }
 
     /// Every event that exists (visible or not yet), as served, in generation order.
@@ -351,6 +336,43 @@ impl Emulator {
         state.catch_up(self.cfg(), now);
         state
     }
+}
+
+/// Serves several namespaces on one address, as Docker Hub does: a list request goes to the
+/// emulator of its path's account, a token request to the one whose org or username is its
+/// `identifier`. Each keeps its own events, tokens, rate limit and faults.
+///
+/// # Errors
+/// When two emulators serve the same org, or the port cannot be bound.
+pub async fn start_many(emulators: Vec<Emulator>, port: u16) -> std::io::Result<RunningEmulator> {
+    let mut orgs: Vec<&str> = emulators.iter().map(|e| e.cfg().org.as_str()).collect();
+    orgs.sort_unstable();
+    if orgs.windows(2).any(|w| w[0] == w[1]) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "two emulators serve the same org",
+        ));
+    }
+    serve_router(routes::multi_router(emulators), port).await
+}
+
+async fn serve_router(router: axum::Router, port: u16) -> std::io::Result<RunningEmulator> {
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)).await?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let signal = async move {
+            // A dropped sender means the handle was dropped: keep serving.
+            if stopped.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(signal).await {
+            tracing::warn!(error = %e, "emulator: server stopped");
+        }
+    });
+    tracing::debug!(%addr, "emulator: listening");
+    Ok(RunningEmulator { addr, stop })
 }
 
 fn in_generation_order<'a>(events: impl Iterator<Item = &'a Stored>) -> Vec<Value> {

@@ -5,6 +5,7 @@
 //! then a fault may replace the answer. Every answer of these routes carries `X-RateLimit-*`.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
@@ -32,6 +33,59 @@ pub(super) fn router(emulator: Emulator) -> Router {
         .route("/v2/auditlogs/{account}", get(list))
         .route("/v2/auditlogs/{account}/actions", get(actions))
         .with_state(emulator)
+}
+
+/// Several namespaces behind one router (see [`super::start_many`]).
+pub(super) fn multi_router(emulators: Vec<Emulator>) -> Router {
+    Router::new()
+        .route("/v2/auth/token", post(multi_token))
+        .route("/v2/auditlogs/{account}", get(multi_list))
+        .route("/v2/auditlogs/{account}/actions", get(multi_actions))
+        .with_state(Arc::new(emulators))
+}
+
+type Namespaces = Arc<Vec<Emulator>>;
+
+fn serving<'a>(all: &'a Namespaces, account: &str) -> Option<&'a Emulator> {
+    all.iter().find(|e| e.cfg().org == account)
+}
+
+async fn multi_token(State(all): State<Namespaces>, body: Bytes) -> Response {
+    let identifier = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v.get("identifier").and_then(Value::as_str).map(str::to_owned));
+    let found = identifier.and_then(|id| {
+        all.iter()
+            .find(|e| e.cfg().org == id || e.cfg().username == id)
+            .cloned()
+    });
+    match found {
+        Some(emu) => token(State(emu), body).await,
+        None => error(StatusCode::UNAUTHORIZED, "Incorrect authentication credentials"),
+    }
+}
+
+async fn multi_list(
+    State(all): State<Namespaces>,
+    Path(account): Path<String>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    headers: HeaderMap,
+) -> Response {
+    match serving(&all, &account) {
+        Some(emu) => list(State(emu.clone()), Path(account), query, headers).await,
+        None => forbidden(),
+    }
+}
+
+async fn multi_actions(
+    State(all): State<Namespaces>,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    match serving(&all, &account) {
+        Some(emu) => actions(State(emu.clone()), Path(account), headers).await,
+        None => forbidden(),
+    }
 }
 
 /// A response with a JSON content type and exactly these bytes as body.

@@ -81,20 +81,68 @@ impl<K: Checkpoints, S: Sink> App<K, S> {
     }
 
     /// Runs the poller for the input's org until caught up or `deadline` minus the safety
-    /// margin, prints one EMF line, and answers a JSON summary.
+    /// margin, prints its EMF line, and answers a JSON summary.
     pub async fn handle(&self, input: Value, deadline: DateTime<Utc>) -> Result<Value, RetryableError> {
+        let (answer, metrics) = self.handle_measured(input, deadline).await;
+        println!("{metrics}");
+        answer
+    }
+
+    /// [`Self::handle`] without the printing: the answer, and the invocation's EMF document.
+    /// Whatever happens (a refused input, a lease held by another run, a failure) there is
+    /// exactly one document, so an org whose runs stop reporting is one whose runs stopped.
+    pub async fn handle_measured(&self, input: Value, deadline: DateTime<Utc>) -> (Result<Value, RetryableError>, Value) {
+        let started = self.clock.now();
+        let named = input
+            .get("org")
+            .and_then(Value::as_str)
+            .and_then(|o| Org::new(o).ok());
+        let mut metrics = RunMetrics::default();
+        let answer = self.invoke(input, deadline, &mut metrics).await;
+        let finished = self.clock.now();
+        metrics.run_duration_ms = (finished - started).num_milliseconds() as f64;
+        let failed = match &answer {
+            Err(_) => true,
+            Ok(v) => v["ok"] == json!(false),
+        };
+        metrics.runs_failed = u64::from(failed);
+        if metrics.watermark_age_seconds.is_none() {
+            // A refused input or a held lease: the age of what is stored is still known.
+            if let Some(org) = &named {
+                if let Ok(Some(cp)) = self.checkpoints.peek(org).await {
+                    metrics.watermark_age_seconds = cp.watermark.map(|w| age_seconds(finished, w));
+                }
+            }
+        }
+        let doc = emf(named.as_ref().map(Org::as_str), finished, &metrics);
+        (answer, doc)
+    }
+
+    async fn invoke(
+        &self,
+        input: Value,
+        deadline: DateTime<Utc>,
+        metrics: &mut RunMetrics,
+    ) -> Result<Value, RetryableError> {
         let started = self.clock.now();
         let input: Input = match serde_json::from_value(input) {
             Ok(i) => i,
-            Err(e) => return Ok(self.refuse(format!("the input is not {{\"org\": \"<org>\", …}} ({e})"))),
+            Err(e) => {
+                return Ok(refuse(format!(
+                    "the input is not {{\"org\": \"<org>\", …}} ({e})"
+                )))
+            }
         };
         let cfg = match input.poll_config(&self.settings) {
             Ok(c) => c,
-            Err(e) => return Ok(self.refuse(e)),
+            Err(e) => return Ok(refuse(e)),
         };
         let client = match self.client(&cfg.org).await {
             Ok(c) => c,
-            Err(e) => return Err(RetryableError(e)),
+            Err(e) => {
+                tracing::error!(error = %e, "could not build the Docker Hub client");
+                return Err(RetryableError(e));
+            }
         };
         let stats = client.stats();
         let before = (
@@ -116,27 +164,22 @@ impl<K: Checkpoints, S: Sink> App<K, S> {
             Ok(r) => (r, None),
             Err(f) => (f.report, Some(f.error)),
         };
-        let metrics = RunMetrics {
+        *metrics = RunMetrics {
             events_written: report.events_written,
             duplicates_dropped: report.duplicates_dropped,
             objects_written: report.objects_written,
             api_requests: ApiStats::get(&stats.requests) + ApiStats::get(&stats.token_requests) - before.0,
             throttled_requests: ApiStats::get(&stats.throttled) - before.1,
-            watermark_age_seconds: report
-                .watermark
-                .map(|w| (finished - w).num_milliseconds() as f64 / 1000.0),
-            run_duration_ms: (finished - started).num_milliseconds() as f64,
-            runs_failed: u64::from(error.is_some()),
+            watermark_age_seconds: report.watermark.map(|w| age_seconds(finished, w)),
+            ..RunMetrics::default()
         };
-        if report.leased || error.is_some() {
-            println!("{}", emf(cfg.org.as_str(), finished, &metrics));
-        }
-        let mut summary = summary(&report, &metrics);
+        let mut summary = summary(&report, metrics);
         match error {
             None => {
                 tracing::info!(
                     events = report.events_written,
                     caught_up = report.caught_up,
+                    leased = report.leased,
                     "run finished"
                 );
                 Ok(summary)
@@ -153,11 +196,15 @@ impl<K: Checkpoints, S: Sink> App<K, S> {
             }
         }
     }
+}
 
-    fn refuse(&self, error: String) -> Value {
-        tracing::error!(%error, "invalid input");
-        json!({"ok": false, "error": error})
-    }
+fn refuse(error: String) -> Value {
+    tracing::error!(%error, "invalid input");
+    json!({"ok": false, "error": error})
+}
+
+fn age_seconds(now: DateTime<Utc>, watermark: DateTime<Utc>) -> f64 {
+    (now - watermark).num_milliseconds() as f64 / 1000.0
 }
 
 /// The run report as the CLI's `--log-format json` prints it, with the request counts.
@@ -167,4 +214,97 @@ fn summary(r: &RunReport, m: &RunMetrics) -> Value {
     v["api_requests"] = json!(m.api_requests);
     v["throttled_requests"] = json!(m.throttled_requests);
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::file::FileCheckpoints;
+    use crate::clock::ManualClock;
+    use crate::credentials::env::StaticCredentials;
+    use crate::ports::Secret;
+    use crate::sink::local::LocalSink;
+    use crate::types::RunId;
+
+    fn app(dir: &std::path::Path, clock: &ManualClock) -> App<FileCheckpoints, LocalSink> {
+        let get = |k: &str| match k {
+            "DOCKERHUB_AUDIT_TABLE" | "DOCKERHUB_AUDIT_BUCKET" => Some("unused".to_string()),
+            // Nothing listens there: these tests never reach Docker Hub.
+            "DOCKERHUB_AUDIT_HUB_URL" => Some("http://127.0.0.1:9".to_string()),
+            _ => None,
+        };
+        App::new(
+            Settings::from_env(get).unwrap(),
+            FileCheckpoints::new(dir.join("_checkpoints")),
+            LocalSink::new(dir),
+            Arc::new(clock.clone()),
+            Box::new(|_: &str| -> Arc<dyn CredentialSource> {
+                Arc::new(StaticCredentials::new("acme", Secret::new("unused")))
+            }),
+        )
+    }
+
+    fn per_org(doc: &Value) -> Vec<String> {
+        doc["_aws"]["CloudWatchMetrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["Dimensions"] == json!([["org"]]))
+            .flat_map(|d| d["Metrics"].as_array().unwrap().iter())
+            .map(|m| m["Name"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_held_lease_still_reports_the_age_of_the_stored_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let clock = ManualClock::new(now);
+        let app = app(dir.path(), &clock);
+        let org = Org::new("acme").unwrap();
+        // Another run holds the lease, over a checkpoint whose data is 7 minutes old.
+        let (lease, mut cp) = app
+            .checkpoints
+            .acquire(&org, &RunId("other".into()))
+            .await
+            .unwrap()
+            .unwrap();
+        cp.watermark = Some(now - chrono::Duration::minutes(7));
+        app.checkpoints.save(&lease, &mut cp).await.unwrap();
+
+        let (answer, doc) = app
+            .handle_measured(json!({"org": "acme"}), now + chrono::Duration::minutes(4))
+            .await;
+        let answer = answer.unwrap();
+        assert_eq!(answer["leased"], false);
+        assert_eq!(answer["ok"], true);
+        assert_eq!(doc["org"], "acme");
+        assert_eq!(doc["RunsFailed"], 0);
+        assert_eq!(doc["WatermarkAge"], 420.0);
+        assert_eq!(per_org(&doc), ["WatermarkAge"]);
+        app.checkpoints.release(lease).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn refused_inputs_are_reported_as_failed_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let clock = ManualClock::new(now);
+        let app = app(dir.path(), &clock);
+        let deadline = now + chrono::Duration::minutes(4);
+
+        let (answer, doc) = app.handle_measured(json!({"org": "acme", "lag": "soon"}), deadline).await;
+        assert_eq!(answer.unwrap()["ok"], false);
+        assert_eq!(doc["org"], "acme");
+        assert_eq!(doc["RunsFailed"], 1);
+        assert_eq!(per_org(&doc), ["RunsFailed"], "no checkpoint yet, so no age");
+
+        for input in [json!({"org": "Not An Org"}), json!(["acme"]), json!({"organization": "acme"})] {
+            let (answer, doc) = app.handle_measured(input.clone(), deadline).await;
+            assert_eq!(answer.unwrap()["ok"], false, "{input}");
+            assert_eq!(doc["org"], "-", "{input}");
+            assert_eq!(doc["RunsFailed"], 1, "{input}");
+            assert!(per_org(&doc).is_empty(), "{input}");
+        }
+    }
 }

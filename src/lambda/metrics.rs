@@ -1,12 +1,18 @@
-//! Metrics as CloudWatch Embedded Metric Format: one JSON line on stdout per run, which
-//! CloudWatch turns into metrics with the dimension `org` (no API call, no extra latency).
+//! Metrics as CloudWatch Embedded Metric Format: one JSON line on stdout per invocation,
+//! which CloudWatch turns into metrics (no API call, no extra latency).
+//!
+//! CloudWatch bills every metric (name + dimensions) that is sent in an hour, so the line is
+//! built for cost: per org, only `WatermarkAge` is published on every run (its alarm treats
+//! silence as failure); `RunsFailed` and `ThrottledRequests` are published per org only when
+//! they are not zero, so a healthy org costs one metric. The deployment-wide totals carry no
+//! dimension. Every count is also a plain field of the line, for Logs Insights.
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
 pub const NAMESPACE: &str = "DockerHubAudit";
 
-/// What one run measured.
+/// What one invocation measured.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunMetrics {
     pub events_written: u64,
@@ -17,39 +23,70 @@ pub struct RunMetrics {
     /// Seconds between the watermark and the end of the run; absent before the first commit.
     pub watermark_age_seconds: Option<f64>,
     pub run_duration_ms: f64,
-    /// 1 when the run failed (alarm on it), else 0.
+    /// 1 when the invocation failed (alarm on it), else 0.
     pub runs_failed: u64,
 }
 
-/// The EMF document for one run of `org`, timestamped `at`.
-pub fn emf(org: &str, at: DateTime<Utc>, m: &RunMetrics) -> Value {
-    let mut metrics = vec![
-        ("EventsWritten", "Count", json!(m.events_written)),
-        ("DuplicatesDropped", "Count", json!(m.duplicates_dropped)),
-        ("ObjectsWritten", "Count", json!(m.objects_written)),
-        ("ApiRequests", "Count", json!(m.api_requests)),
-        ("ThrottledRequests", "Count", json!(m.throttled_requests)),
-        ("RunDuration", "Milliseconds", json!(m.run_duration_ms)),
-        ("RunsFailed", "Count", json!(m.runs_failed)),
+/// Metrics published with the dimension `org` (each only when present in the line).
+pub const PER_ORG: [&str; 3] = ["WatermarkAge", "RunsFailed", "ThrottledRequests"];
+/// Metrics published without dimensions: totals over every org of the deployment.
+pub const DEPLOYMENT: [&str; 4] = ["EventsWritten", "ApiRequests", "ThrottledRequests", "RunsFailed"];
+
+/// The EMF document of one invocation, timestamped `at`. `org` is `None` when the input
+/// named no valid org: then nothing is published per org.
+pub fn emf(org: Option<&str>, at: DateTime<Utc>, m: &RunMetrics) -> Value {
+    let fields: Vec<(&str, &str, Option<Value>)> = vec![
+        ("EventsWritten", "Count", Some(json!(m.events_written))),
+        ("DuplicatesDropped", "Count", Some(json!(m.duplicates_dropped))),
+        ("ObjectsWritten", "Count", Some(json!(m.objects_written))),
+        ("ApiRequests", "Count", Some(json!(m.api_requests))),
+        ("ThrottledRequests", "Count", Some(json!(m.throttled_requests))),
+        ("RunDuration", "Milliseconds", Some(json!(m.run_duration_ms))),
+        ("RunsFailed", "Count", Some(json!(m.runs_failed))),
+        (
+            "WatermarkAge",
+            "Seconds",
+            m.watermark_age_seconds.map(|a| json!(a)),
+        ),
     ];
-    if let Some(age) = m.watermark_age_seconds {
-        metrics.push(("WatermarkAge", "Seconds", json!(age)));
+    let unit = |name: &str| fields.iter().find(|f| f.0 == name).map(|f| f.1).unwrap_or("None");
+    let declare = |names: &[&str]| -> Vec<Value> {
+        names
+            .iter()
+            .map(|n| json!({"Name": n, "Unit": unit(n)}))
+            .collect()
+    };
+    let per_org: Vec<&str> = PER_ORG
+        .into_iter()
+        .filter(|name| match *name {
+            "WatermarkAge" => m.watermark_age_seconds.is_some(),
+            "RunsFailed" => m.runs_failed > 0,
+            "ThrottledRequests" => m.throttled_requests > 0,
+            _ => false,
+        })
+        .collect();
+    let mut directives = vec![json!({
+        "Namespace": NAMESPACE,
+        "Dimensions": [[]],
+        "Metrics": declare(&DEPLOYMENT),
+    })];
+    if org.is_some() && !per_org.is_empty() {
+        directives.push(json!({
+            "Namespace": NAMESPACE,
+            "Dimensions": [["org"]],
+            "Metrics": declare(&per_org),
+        }));
     }
     let mut doc = Map::new();
     doc.insert(
         "_aws".into(),
-        json!({
-            "Timestamp": at.timestamp_millis(),
-            "CloudWatchMetrics": [{
-                "Namespace": NAMESPACE,
-                "Dimensions": [["org"]],
-                "Metrics": metrics.iter().map(|(name, unit, _)| json!({"Name": name, "Unit": unit})).collect::<Vec<_>>(),
-            }],
-        }),
+        json!({"Timestamp": at.timestamp_millis(), "CloudWatchMetrics": directives}),
     );
-    doc.insert("org".into(), json!(org));
-    for (name, _, value) in metrics {
-        doc.insert(name.into(), value);
+    doc.insert("org".into(), json!(org.unwrap_or("-")));
+    for (name, _, value) in fields {
+        if let Some(v) = value {
+            doc.insert(name.into(), v);
+        }
     }
     Value::Object(doc)
 }
@@ -58,24 +95,66 @@ pub fn emf(org: &str, at: DateTime<Utc>, m: &RunMetrics) -> Value {
 mod tests {
     use super::*;
 
+    fn declared(doc: &Value, dims: Value) -> Vec<String> {
+        doc["_aws"]["CloudWatchMetrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["Dimensions"] == dims)
+            .flat_map(|d| d["Metrics"].as_array().unwrap().iter())
+            .map(|m| m["Name"].as_str().unwrap().to_string())
+            .collect()
+    }
+
     #[test]
-    fn emf_has_every_declared_metric_as_a_member() {
+    fn a_healthy_run_publishes_one_metric_per_org() {
         let m = RunMetrics {
             events_written: 3,
             watermark_age_seconds: Some(61.5),
             ..Default::default()
         };
-        let doc = emf("acme", DateTime::from_timestamp(1_700_000_000, 0).unwrap(), &m);
-        let decl = &doc["_aws"]["CloudWatchMetrics"][0];
-        assert_eq!(decl["Namespace"], NAMESPACE);
-        assert_eq!(decl["Dimensions"], json!([["org"]]));
-        assert_eq!(doc["org"], "acme");
-        for metric in decl["Metrics"].as_array().unwrap() {
-            let name = metric["Name"].as_str().unwrap();
-            assert!(doc[name].is_number(), "{name} declared but not set");
+        let doc = emf(
+            Some("acme"),
+            DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+            &m,
+        );
+        assert_eq!(declared(&doc, json!([["org"]])), ["WatermarkAge"]);
+        assert_eq!(declared(&doc, json!([[]])), DEPLOYMENT);
+        for d in doc["_aws"]["CloudWatchMetrics"].as_array().unwrap() {
+            assert_eq!(d["Namespace"], NAMESPACE);
+            for metric in d["Metrics"].as_array().unwrap() {
+                let name = metric["Name"].as_str().unwrap();
+                assert!(doc[name].is_number(), "{name} declared but not set");
+                assert_ne!(metric["Unit"], "None");
+            }
         }
+        assert_eq!(doc["org"], "acme");
         assert_eq!(doc["EventsWritten"], 3);
+        assert_eq!(
+            doc["DuplicatesDropped"], 0,
+            "every count stays a field of the line"
+        );
         assert_eq!(doc["WatermarkAge"], 61.5);
         assert_eq!(doc["_aws"]["Timestamp"], 1_700_000_000_000i64);
+    }
+
+    #[test]
+    fn failures_and_throttling_are_published_per_org_only_when_they_happen() {
+        let m = RunMetrics {
+            runs_failed: 1,
+            throttled_requests: 4,
+            ..Default::default()
+        };
+        let doc = emf(Some("acme"), Utc::now(), &m);
+        assert_eq!(
+            declared(&doc, json!([["org"]])),
+            ["RunsFailed", "ThrottledRequests"]
+        );
+        assert!(doc.get("WatermarkAge").is_none(), "no watermark, no value");
+        // An input without a valid org publishes the totals only.
+        let doc = emf(None, Utc::now(), &m);
+        assert!(declared(&doc, json!([["org"]])).is_empty());
+        assert_eq!(doc["RunsFailed"], 1);
+        assert_eq!(doc["org"], "-");
     }
 }

@@ -1,0 +1,395 @@
+//! A real deployment: `sam deploy` of the built `template.yaml` onto ministack (an AWS emulator
+//! that runs CloudFormation and Lambda, started by ./scripts/test after `sam build`), for two
+//! orgs served by the Docker Hub emulator. Each schedule is read back from the Scheduler API
+//! and the function is invoked with that schedule's own input, twice; then the bucket is
+//! compared with the emulator's events (exact multisets), and the Glue table, the alarms and
+//! the function's metric lines are checked as deployed.
+
+#[path = "common/aws.rs"]
+mod awsenv;
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use awsenv::*;
+use common::*;
+use dockerhub_audit::clock::SystemClock;
+use dockerhub_audit::emulator::{start_many, Emulator};
+use serde_json::{json, Value};
+
+const ORGS: [&str; 2] = ["acme", "example"];
+
+struct Stack {
+    endpoint: String,
+    bin: PathBuf,
+}
+
+impl Stack {
+    fn from_env() -> Self {
+        let endpoint = std::env::var("DOCKERHUB_AUDIT_TEST_MINISTACK").expect(
+            "DOCKERHUB_AUDIT_TEST_MINISTACK is not set: run ./scripts/test, which builds the template and starts ministack",
+        );
+        let bin = std::env::var("DOCKERHUB_AUDIT_TEST_SAM_BIN").expect(
+            "DOCKERHUB_AUDIT_TEST_SAM_BIN (the folder of `sam` and `aws`) is not set: run ./scripts/test",
+        );
+        Stack {
+            endpoint,
+            bin: PathBuf::from(bin),
+        }
+    }
+
+    /// Runs a tool of the SAM venv against ministack; its stdout, or a panic with its stderr.
+    fn run(&self, tool: &str, args: &[&str], limit: Duration) -> String {
+        let mut cmd = Command::new(self.bin.join(tool));
+        cmd.args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("AWS_ENDPOINT_URL", &self.endpoint)
+            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env("AWS_REGION", "us-east-1")
+            .env("SAM_CLI_TELEMETRY", "0")
+            .env_remove("AWS_PROFILE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("{tool} does not start: {e}"));
+        let pid = child.id();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        let out = match rx.recv_timeout(limit) {
+            Ok(out) => out.unwrap(),
+            Err(_) => {
+                let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+                panic!("{tool} {args:?} did not finish within {limit:?}");
+            }
+        };
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{tool} {args:?} failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+
+    fn aws(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.extend(["--output", "json"]);
+        let out = self.run("aws", &all, Duration::from_secs(120));
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("aws {args:?}: not JSON ({e}): {out}"))
+    }
+}
+
+fn ddl_columns() -> Vec<(String, String)> {
+    let ddl = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("infra/athena/events-table.sql"),
+    )
+    .unwrap();
+    let body = &ddl[ddl.find("CREATE EXTERNAL TABLE").unwrap()..ddl.find("PARTITIONED BY").unwrap()];
+    body.lines()
+        .filter_map(|l| {
+            let l = l.trim().trim_end_matches(',');
+            let rest = l.strip_prefix('`')?;
+            let (name, ty) = rest.split_once("` ")?;
+            Some((name.to_string(), ty.to_string()))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sam_deploy_then_each_schedule_input_collects_its_org_exactly() {
+    let stack = Stack::from_env();
+    let template = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".aws-sam/build/template.yaml");
+    assert!(
+        template.exists(),
+        "{} is missing: ./scripts/test runs `sam build` first",
+        template.display()
+    );
+
+    let emulators: Vec<Emulator> = ORGS
+        .iter()
+        .enumerate()
+        .map(|(i, org)| {
+            let mut cfg = emulator_config(700 - 300 * i, 20, 81 + i as u64);
+            cfg.org = org.to_string();
+            cfg.username = org.to_string();
+            cfg.secret = format!("{SECRET}_{org}");
+            cfg.page_cap = 50;
+            cfg.twin_fraction = 0.02;
+            Emulator::new(cfg, Arc::new(SystemClock))
+        })
+        .collect();
+    let hub = start_many(emulators.clone(), 0).await.unwrap();
+
+    let name = unique("dha").replace('-', "");
+    let sdk = sdk(&stack.endpoint).await;
+    let s3c = s3(&sdk);
+    let artifacts = format!("{name}-artifacts");
+    create_bucket(&s3c, &artifacts).await;
+    let prefix = format!("{name}/");
+    for org in ORGS {
+        put_secret(
+            &sdk,
+            &format!("{prefix}{org}"),
+            &format!(r#"{{"username": "{org}", "token": "{SECRET}_{org}"}}"#),
+        )
+        .await;
+    }
+
+    let template = template.to_string_lossy().to_string();
+    let overrides = [
+        format!("Organizations={}", ORGS.join(",")),
+        format!("DockerHubUrl={}", hub.url()),
+        format!("SecretPrefix={prefix}"),
+        format!("GlueDatabaseName={name}"),
+        "Architecture=x86_64".into(),
+        // ministack rejects AWS::Athena::NamedQuery (toolchain notes); their SQL is tested
+        // on DuckDB by tests/queries.rs.
+        "NamedQueries=false".into(),
+        "Lookback=30d".into(),
+        // ministack fires schedules on its own clock: keep them out of the way of this test.
+        "ScheduleExpression=\"rate(1 day)\"".into(),
+    ];
+    let mut args = vec![
+        "deploy",
+        "--template-file",
+        &template,
+        "--stack-name",
+        &name,
+        "--s3-bucket",
+        &artifacts,
+        "--capabilities",
+        "CAPABILITY_IAM",
+        "CAPABILITY_AUTO_EXPAND",
+        "--no-confirm-changeset",
+        "--no-fail-on-empty-changeset",
+        "--language-extensions",
+        "--parameter-overrides",
+    ];
+    args.extend(overrides.iter().map(String::as_str));
+    stack.run("sam", &args, Duration::from_secs(300));
+
+    let outputs: BTreeMap<String, String> =
+        stack.aws(&["cloudformation", "describe-stacks", "--stack-name", &name])["Stacks"][0]["Outputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| (s(&o["OutputKey"]), s(&o["OutputValue"])))
+            .collect();
+    for key in [
+        "FunctionName",
+        "BucketName",
+        "TableName",
+        "GlueDatabase",
+        "GlueTable",
+        "WorkGroup",
+        "DeadLetterQueueUrl",
+        "AlarmTopicArn",
+    ] {
+        assert!(
+            outputs.get(key).is_some_and(|v| !v.is_empty()),
+            "output {key}: {outputs:?}"
+        );
+    }
+    let function = &outputs["FunctionName"];
+    let bucket = &outputs["BucketName"];
+
+    // One schedule per org, read back; the function is invoked with each schedule's input.
+    let group = &outputs["ScheduleGroup"];
+    let listed = stack.aws(&["scheduler", "list-schedules", "--group-name", group]);
+    let names: Vec<String> = listed["Schedules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| s(&x["Name"]))
+        .collect();
+    assert_eq!(names.len(), ORGS.len(), "{listed}");
+    let out_dir = tempfile::tempdir().unwrap();
+    let mut answers: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for schedule in &names {
+        let sch = stack.aws(&[
+            "scheduler",
+            "get-schedule",
+            "--group-name",
+            group,
+            "--name",
+            schedule,
+        ]);
+        let target = &sch["Target"];
+        assert!(
+            s(&target["Arn"]).ends_with(&format!(":function:{function}")),
+            "{sch}"
+        );
+        assert_eq!(sch["FlexibleTimeWindow"]["Mode"], "FLEXIBLE");
+        assert!(
+            target["RetryPolicy"]["MaximumRetryAttempts"].as_u64().is_some(),
+            "{sch}"
+        );
+        assert!(s(&target["DeadLetterConfig"]["Arn"]).contains(":sqs:"), "{sch}");
+        let input = s(&target["Input"]);
+        let org = serde_json::from_str::<Value>(&input).unwrap()["org"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        for n in 0..2 {
+            let file = out_dir.path().join(format!("{org}-{n}.json"));
+            let file = file.to_string_lossy().to_string();
+            let meta = stack.aws(&[
+                "lambda",
+                "invoke",
+                "--function-name",
+                &s(&target["Arn"]),
+                "--payload",
+                &input,
+                &file,
+            ]);
+            assert!(meta.get("FunctionError").is_none(), "{org}: {meta}");
+            let answer: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+            answers.entry(org.clone()).or_default().push(answer);
+        }
+    }
+    assert_eq!(answers.keys().map(String::as_str).collect::<Vec<_>>(), ORGS);
+
+    for (org, emu) in ORGS.iter().zip(&emulators) {
+        let want = expected(emu, chrono::Utc::now() - chrono::Duration::minutes(1));
+        let runs = &answers[*org];
+        assert_eq!(runs[0]["ok"], true, "{org}: {}", runs[0]);
+        assert_eq!(runs[0]["caught_up"], true, "{org}: {}", runs[0]);
+        assert_eq!(runs[0]["events_written"], json!(want.len()), "{org}: {}", runs[0]);
+        assert_eq!(runs[1]["ok"], true, "{org}: {}", runs[1]);
+        assert_eq!(runs[1]["events_written"], 0, "{org}: the second run adds nothing");
+        assert_exact_s3(&want, &s3c, bucket, &format!("dockerhub-audit/org={org}/")).await;
+    }
+    let stored = read_all(&s3c, bucket, "dockerhub-audit/").await;
+    assert!(stored.iter().all(|(k, _)| ORGS
+        .iter()
+        .any(|o| k.starts_with(&format!("dockerhub-audit/org={o}/dt=")))));
+
+    // A bad input: answered, not retried, and still reported.
+    let bad = out_dir.path().join("bad.json").to_string_lossy().to_string();
+    stack.aws(&[
+        "lambda",
+        "invoke",
+        "--function-name",
+        function,
+        "--payload",
+        r#"{"org": "Not An Org"}"#,
+        &bad,
+    ]);
+    let answer: Value = serde_json::from_str(&std::fs::read_to_string(&bad).unwrap()).unwrap();
+    assert_eq!(answer["ok"], false, "{answer}");
+
+    // Every invocation printed one metrics line; per-org metrics carry the org.
+    let config = stack.aws(&[
+        "lambda",
+        "get-function-configuration",
+        "--function-name",
+        function,
+    ]);
+    let log_group = s(&config["LoggingConfig"]["LogGroup"]);
+    assert_eq!(config["Runtime"], "provided.al2023");
+    assert_eq!(config["Architectures"], json!(["x86_64"]));
+    assert!(
+        config["Timeout"].as_u64().unwrap() < 300,
+        "below the 5-minute period"
+    );
+    let logs = stack.aws(&["logs", "filter-log-events", "--log-group-name", &log_group]);
+    let emf: Vec<Value> = logs["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Value>(e["message"].as_str()?).ok())
+        .filter(|v| v.get("_aws").is_some())
+        .collect();
+    assert_eq!(emf.len(), 2 * ORGS.len() + 1, "{logs}");
+    for org in ORGS {
+        let mine: Vec<&Value> = emf.iter().filter(|d| d["org"] == org).collect();
+        assert_eq!(mine.len(), 2);
+        assert!(mine.iter().all(|d| d["WatermarkAge"].as_f64().unwrap() < 600.0));
+        assert_eq!(mine[0]["EventsWritten"], answers[org][0]["events_written"]);
+    }
+    assert!(emf.iter().any(|d| d["org"] == "-" && d["RunsFailed"] == 1));
+
+    // The Glue table as deployed: the DDL's columns, org and dt as partitions only, projection.
+    let table = &stack.aws(&[
+        "glue",
+        "get-table",
+        "--database-name",
+        &outputs["GlueDatabase"],
+        "--name",
+        &outputs["GlueTable"],
+    ])["Table"];
+    let columns: Vec<(String, String)> = table["StorageDescriptor"]["Columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (s(&c["Name"]), s(&c["Type"])))
+        .collect();
+    assert_eq!(columns, ddl_columns());
+    let keys: Vec<String> = table["PartitionKeys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| s(&c["Name"]))
+        .collect();
+    assert_eq!(keys, ["org", "dt"]);
+    assert!(!columns.iter().any(|(c, _)| c == "org" || c == "dt"));
+    let p = &table["Parameters"];
+    assert_eq!(p["projection.enabled"], "true");
+    assert_eq!(p["projection.org.type"], "enum");
+    assert_eq!(p["projection.org.values"], ORGS.join(","));
+    assert_eq!(p["projection.dt.type"], "date");
+    assert_eq!(p["projection.dt.format"], "yyyy-MM-dd");
+    assert_eq!(p["projection.dt.range"], "2021-01-01,NOW");
+    assert_eq!(
+        p["storage.location.template"],
+        format!("s3://{bucket}/dockerhub-audit/org=${{org}}/dt=${{dt}}/")
+    );
+    assert_eq!(
+        table["StorageDescriptor"]["SerdeInfo"]["SerializationLibrary"],
+        "org.apache.hive.hcatalog.data.JsonSerDe"
+    );
+
+    // Alarms per org, on the metrics the function publishes.
+    let alarms = stack.aws(&["cloudwatch", "describe-alarms"]);
+    for org in ORGS {
+        let mine: Vec<&Value> = alarms["MetricAlarms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["AlarmActions"] == json!([outputs["AlarmTopicArn"]]))
+            .filter(|a| a["Dimensions"] == json!([{"Name": "org", "Value": org}]))
+            .collect();
+        let mut metrics: Vec<String> = mine.iter().map(|a| s(&a["MetricName"])).collect();
+        metrics.sort();
+        assert_eq!(
+            metrics,
+            ["RunsFailed", "ThrottledRequests", "WatermarkAge"],
+            "{org}"
+        );
+        let age = mine.iter().find(|a| a["MetricName"] == "WatermarkAge").unwrap();
+        assert_eq!(age["TreatMissingData"], "breaching");
+        assert_eq!(age["Threshold"], 1800.0);
+    }
+
+    stack.run(
+        "aws",
+        &["cloudformation", "delete-stack", "--stack-name", &name],
+        Duration::from_secs(60),
+    );
+    hub.shutdown();
+}
+
+fn s(v: &Value) -> String {
+    v.as_str().unwrap_or_default().to_string()
+}
