@@ -1,5 +1,5 @@
 //! The AWS adapters against a real AWS emulator (moto, over HTTP, with the real SDK
-//! clients) and a strict S3 (s3s-fs) for checksums: S3 conditional writes, DynamoDB
+//! clients) and a strict S3 (ministack's) for checksums: S3 conditional writes, DynamoDB
 //! leases, versions and the 400 KB limit, Secrets Manager errors and rotation, and the
 //! exactly-once pipeline on S3 + DynamoDB.
 

@@ -14,10 +14,10 @@ pub fn moto() -> String {
         .expect("DOCKERHUB_AUDIT_TEST_MOTO is not set: run ./scripts/test, which starts the AWS emulator")
 }
 
-/// The strict S3 (s3s-fs) address, from the test command.
+/// A strict S3 (ministack's, which verifies checksums), from the test command.
 pub fn strict_s3() -> String {
     std::env::var("DOCKERHUB_AUDIT_TEST_STRICT_S3")
-        .expect("DOCKERHUB_AUDIT_TEST_STRICT_S3 is not set: run ./scripts/test, which starts s3s-fs")
+        .expect("DOCKERHUB_AUDIT_TEST_STRICT_S3 is not set: run ./scripts/test, which starts ministack")
 }
 
 pub const ACCESS_KEY: &str = "testing";
