@@ -224,7 +224,11 @@ async fn the_lambda_runs_invocations_through_the_runtime_api() {
     assert_eq!(emf[0]["org"], "acme");
     assert_eq!(emf[0]["EventsWritten"], first["events_written"]);
     assert_eq!(emf[0]["RunsFailed"], 0);
-    assert_eq!(per_org(&emf[0]), ["WatermarkAge"], "a healthy run costs one metric per org");
+    assert_eq!(
+        per_org(&emf[0]),
+        ["WatermarkAge"],
+        "a healthy run costs one metric per org"
+    );
     assert!(emf[1]["WatermarkAge"].as_f64().unwrap() < 3600.0);
     // An input without a valid org: failed, published without the org dimension.
     assert_eq!(emf[2]["org"], "-");

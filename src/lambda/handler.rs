@@ -91,7 +91,11 @@ impl<K: Checkpoints, S: Sink> App<K, S> {
     /// [`Self::handle`] without the printing: the answer, and the invocation's EMF document.
     /// Whatever happens (a refused input, a lease held by another run, a failure) there is
     /// exactly one document, so an org whose runs stop reporting is one whose runs stopped.
-    pub async fn handle_measured(&self, input: Value, deadline: DateTime<Utc>) -> (Result<Value, RetryableError>, Value) {
+    pub async fn handle_measured(
+        &self,
+        input: Value,
+        deadline: DateTime<Utc>,
+    ) -> (Result<Value, RetryableError>, Value) {
         let started = self.clock.now();
         let named = input
             .get("org")
@@ -293,13 +297,19 @@ mod tests {
         let app = app(dir.path(), &clock);
         let deadline = now + chrono::Duration::minutes(4);
 
-        let (answer, doc) = app.handle_measured(json!({"org": "acme", "lag": "soon"}), deadline).await;
+        let (answer, doc) = app
+            .handle_measured(json!({"org": "acme", "lag": "soon"}), deadline)
+            .await;
         assert_eq!(answer.unwrap()["ok"], false);
         assert_eq!(doc["org"], "acme");
         assert_eq!(doc["RunsFailed"], 1);
         assert_eq!(per_org(&doc), ["RunsFailed"], "no checkpoint yet, so no age");
 
-        for input in [json!({"org": "Not An Org"}), json!(["acme"]), json!({"organization": "acme"})] {
+        for input in [
+            json!({"org": "Not An Org"}),
+            json!(["acme"]),
+            json!({"organization": "acme"}),
+        ] {
             let (answer, doc) = app.handle_measured(input.clone(), deadline).await;
             assert_eq!(answer.unwrap()["ok"], false, "{input}");
             assert_eq!(doc["org"], "-", "{input}");
