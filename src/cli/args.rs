@@ -135,7 +135,7 @@ pub struct EmulatorArgs {
     pub port: u16,
     /// The organizations served, comma-separated or repeated; each has its own events (seed
     /// + its position), its own tokens and its own rate limit.
-    #[arg(long, default_value = "acme", value_delimiter = ',', required = true)]
+    #[arg(long, default_value = "acme", value_delimiter = ',')]
     pub org: Vec<String>,
     /// Accepted token (DOCKERHUB_TOKEN) of every org; the accepted username is the org name.
     #[arg(

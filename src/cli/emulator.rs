@@ -48,9 +48,12 @@ pub async fn serve(a: EmulatorArgs) -> Result<(), String> {
     let emulators = (0..a.org.len())
         .map(|i| config(&a, i).map(|cfg| Emulator::new(cfg, clock.clone())))
         .collect::<Result<Vec<_>, _>>()?;
+    if let Some(twice) = a.org.iter().enumerate().find(|(i, o)| a.org[..*i].contains(o)) {
+        return Err(format!("--org names {} twice; name each org once", twice.1));
+    }
     let running = start_many(emulators.clone(), a.port).await.map_err(|e| {
         format!(
-            "cannot serve on 127.0.0.1:{}: {e}; choose another --port, and each org once",
+            "cannot listen on 127.0.0.1:{}: {e}; choose another --port",
             a.port
         )
     })?;
