@@ -211,16 +211,7 @@ async fn the_lambda_runs_invocations_through_the_runtime_api() {
     for doc in &emf {
         assert_valid_emf(doc);
     }
-    let per_org = |doc: &Value| -> Vec<String> {
-        doc["_aws"]["CloudWatchMetrics"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|d| d["Dimensions"] == json!([["org"]]))
-            .flat_map(|d| d["Metrics"].as_array().unwrap().iter())
-            .map(|m| m["Name"].as_str().unwrap().to_string())
-            .collect()
-    };
+    let per_org = |doc: &Value| dockerhub_audit::lambda::metrics::declared(doc, &json!([["org"]]));
     assert_eq!(emf[0]["org"], "acme");
     assert_eq!(emf[0]["EventsWritten"], first["events_written"]);
     assert_eq!(emf[0]["RunsFailed"], 0);

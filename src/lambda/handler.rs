@@ -249,14 +249,7 @@ mod tests {
     }
 
     fn per_org(doc: &Value) -> Vec<String> {
-        doc["_aws"]["CloudWatchMetrics"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|d| d["Dimensions"] == json!([["org"]]))
-            .flat_map(|d| d["Metrics"].as_array().unwrap().iter())
-            .map(|m| m["Name"].as_str().unwrap().to_string())
-            .collect()
+        crate::lambda::metrics::declared(doc, &json!([["org"]]))
     }
 
     #[tokio::test]

@@ -91,20 +91,22 @@ pub fn emf(org: Option<&str>, at: DateTime<Utc>, m: &RunMetrics) -> Value {
     Value::Object(doc)
 }
 
+/// The metric names an EMF document declares with exactly these dimension sets (e.g.
+/// `[["org"]]` or `[[]]`): what CloudWatch will publish that way. For checks and tests.
+pub fn declared(doc: &Value, dimensions: &Value) -> Vec<String> {
+    let directives = doc["_aws"]["CloudWatchMetrics"].as_array();
+    directives
+        .into_iter()
+        .flatten()
+        .filter(|d| &d["Dimensions"] == dimensions)
+        .flat_map(|d| d["Metrics"].as_array().into_iter().flatten())
+        .filter_map(|m| m["Name"].as_str().map(str::to_string))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn declared(doc: &Value, dims: Value) -> Vec<String> {
-        doc["_aws"]["CloudWatchMetrics"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|d| d["Dimensions"] == dims)
-            .flat_map(|d| d["Metrics"].as_array().unwrap().iter())
-            .map(|m| m["Name"].as_str().unwrap().to_string())
-            .collect()
-    }
 
     #[test]
     fn a_healthy_run_publishes_one_metric_per_org() {
@@ -118,8 +120,8 @@ mod tests {
             DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
             &m,
         );
-        assert_eq!(declared(&doc, json!([["org"]])), ["WatermarkAge"]);
-        assert_eq!(declared(&doc, json!([[]])), DEPLOYMENT);
+        assert_eq!(declared(&doc, &json!([["org"]])), ["WatermarkAge"]);
+        assert_eq!(declared(&doc, &json!([[]])), DEPLOYMENT);
         for d in doc["_aws"]["CloudWatchMetrics"].as_array().unwrap() {
             assert_eq!(d["Namespace"], NAMESPACE);
             for metric in d["Metrics"].as_array().unwrap() {
@@ -147,13 +149,13 @@ mod tests {
         };
         let doc = emf(Some("acme"), Utc::now(), &m);
         assert_eq!(
-            declared(&doc, json!([["org"]])),
+            declared(&doc, &json!([["org"]])),
             ["RunsFailed", "ThrottledRequests"]
         );
         assert!(doc.get("WatermarkAge").is_none(), "no watermark, no value");
         // An input without a valid org publishes the totals only.
         let doc = emf(None, Utc::now(), &m);
-        assert!(declared(&doc, json!([["org"]])).is_empty());
+        assert!(declared(&doc, &json!([["org"]])).is_empty());
         assert_eq!(doc["RunsFailed"], 1);
         assert_eq!(doc["org"], "-");
     }
