@@ -32,6 +32,33 @@ pub fn s3_client(cfg: &SdkConfig) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(conf)
 }
 
+/// The longest a DynamoDB or Secrets Manager call may take, retries included: well under the
+/// lease's heartbeat period, so a stalled call cannot let the lease lapse unnoticed.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+
+fn call_timeouts() -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .operation_timeout(CALL_TIMEOUT)
+        .operation_attempt_timeout(Duration::from_secs(5))
+        .build()
+}
+
+/// A DynamoDB client with bounded calls.
+pub fn dynamodb_client(cfg: &SdkConfig) -> aws_sdk_dynamodb::Client {
+    let conf = aws_sdk_dynamodb::config::Builder::from(cfg)
+        .timeout_config(call_timeouts())
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(conf)
+}
+
+/// A Secrets Manager client with bounded calls.
+pub fn secrets_client(cfg: &SdkConfig) -> aws_sdk_secretsmanager::Client {
+    let conf = aws_sdk_secretsmanager::config::Builder::from(cfg)
+        .timeout_config(call_timeouts())
+        .build();
+    aws_sdk_secretsmanager::Client::from_conf(conf)
+}
+
 /// The innermost cause of an SDK error, which is where the useful words are.
 pub fn error_text<E: std::error::Error + 'static>(e: &E) -> String {
     let mut msg = e.to_string();

@@ -71,8 +71,20 @@ pub enum StoreError {
     /// Another run changed the checkpoint (version or lease no longer ours): stop writing.
     #[error("{0}")]
     Conflict(String),
+    /// The store could not be reached or answered an error that may pass.
     #[error("{0}")]
     Io(String),
+    /// What is stored cannot be used as it is (corrupt, too large, written for another
+    /// output): a retry will not help; the message says what to do.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl StoreError {
+    /// Whether a later run could succeed without anyone changing anything.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Io(_))
+    }
 }
 
 /// Per-org checkpoints with a lease.
@@ -98,6 +110,12 @@ pub trait Checkpoints: Send + Sync {
     /// Stores whose lease cannot lapse (an OS lock) need not do anything.
     async fn heartbeat(&self, _lease: &Self::Lease) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    /// How often a run must renew its lease (with a save or a heartbeat) to keep it;
+    /// `None` for stores whose lease cannot lapse while the holder lives (an OS lock).
+    fn heartbeat_every(&self) -> Option<Duration> {
+        None
     }
 
     /// Gives the lease up.

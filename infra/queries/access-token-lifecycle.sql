@@ -1,5 +1,5 @@
--- Organization access tokens created, updated and deleted, oldest first, so each token's
--- lifecycle reads top to bottom. Parameters: first day, last day (YYYY-MM-DD).
+-- Organization access tokens created, updated and deleted, oldest first, so the lifecycle
+-- of each token reads top to bottom. Parameters: first day, last day (YYYY-MM-DD).
 SELECT
   from_iso8601_timestamp("timestamp") AS event_time,
   org,

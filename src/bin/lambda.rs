@@ -20,14 +20,17 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     logging::init(LogFormat::Json, "info");
     let settings = Settings::from_env(|k| std::env::var(k).ok())?;
     let sdk = dockerhub_audit::aws::load().await;
-    let checkpoints = DynamoCheckpoints::new(aws_sdk_dynamodb::Client::new(&sdk), settings.table.clone());
+    let checkpoints = DynamoCheckpoints::new(
+        dockerhub_audit::aws::dynamodb_client(&sdk),
+        settings.table.clone(),
+    );
     let sink = S3Sink::new(
         dockerhub_audit::aws::s3_client(&sdk),
         settings.bucket.clone(),
         &settings.prefix,
         settings.kms_key_id.clone(),
     );
-    let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+    let secrets = dockerhub_audit::aws::secrets_client(&sdk);
     let credentials = Box::new(move |id: &str| -> Arc<dyn CredentialSource> {
         Arc::new(SecretsManagerCredentials::new(secrets.clone(), id))
     });

@@ -24,11 +24,13 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, Delete, KeysAndAttributes, Put, ReturnValue, TransactWriteItem,
 };
 use aws_sdk_dynamodb::Client;
-use chrono::Utc;
 use flate2::{read::GzDecoder, write::GzEncoder, Compression};
+
+use std::sync::Arc;
 
 use super::Checkpoint;
 use crate::aws::error_text;
+use crate::clock::{Clock, SystemClock};
 use crate::ports::{Checkpoints, StoreError};
 use crate::types::{rfc3339, Org, RunId};
 
@@ -40,11 +42,23 @@ pub const CHUNK: usize = 280_000;
 /// At most this many chunks (with the main item, under the 4 MB transaction limit).
 pub const MAX_CHUNKS: usize = 10;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DynamoCheckpoints {
     client: Client,
     table: String,
     lease_ttl: Duration,
+    /// Lease times come from this clock; runs on different machines may disagree by minutes,
+    /// which costs at most an early takeover, never a duplicate (see `collect::commit`).
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for DynamoCheckpoints {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DynamoCheckpoints")
+            .field("table", &self.table)
+            .field("lease_ttl", &self.lease_ttl)
+            .finish()
+    }
 }
 
 /// This run's hold on an org. The lease expires by itself `lease_ttl` after the last
@@ -74,7 +88,14 @@ impl DynamoCheckpoints {
             client,
             table: table.into(),
             lease_ttl: Duration::from_secs(60),
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// Reads lease times from `clock` instead of the system's.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// How long a lease lasts without a heartbeat (default one minute).
@@ -84,13 +105,14 @@ impl DynamoCheckpoints {
     }
 
     fn until(&self) -> AttributeValue {
-        n(Utc::now().timestamp_millis() + self.lease_ttl.as_millis() as i64)
+        n(self.clock.now().timestamp_millis() + self.lease_ttl.as_millis() as i64)
     }
 
     fn io<E: std::error::Error + 'static>(&self, what: &str, e: &E) -> StoreError {
         StoreError::Io(format!(
             "DynamoDB {what} on table {:?} failed ({}); check the table name, the region and the \
-             dynamodb:GetItem/PutItem/UpdateItem/BatchGetItem/TransactWriteItems permissions",
+             dynamodb:GetItem, PutItem, UpdateItem, DeleteItem and BatchGetItem permissions (transactions need \
+             those of the writes they contain)",
             self.table,
             error_text(e)
         ))
@@ -130,6 +152,27 @@ impl DynamoCheckpoints {
         }
     }
 
+    /// Whether the stored item is the very write `write_id`: one that was applied but whose
+    /// answer was lost, so the SDK's retry failed its own condition. Such a save succeeded;
+    /// it is not a takeover.
+    async fn is_ours(&self, lease: &DynamoLease, write_id: &str) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("org", s(lease.org.as_str()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.io("GetItem", &e))?;
+        let stored = out
+            .item
+            .as_ref()
+            .and_then(|i| i.get("write_id"))
+            .and_then(|v| v.as_s().ok());
+        Ok(stored.is_some_and(|w| w == write_id))
+    }
+
     /// Reads and decodes the checkpoint of an item already fetched.
     async fn decode(
         &self,
@@ -149,7 +192,7 @@ impl DynamoCheckpoints {
             .and_then(|v| v.parse::<usize>().ok())
             .unwrap_or(0);
         if chunks > MAX_CHUNKS {
-            return Err(StoreError::Io(format!(
+            return Err(StoreError::Invalid(format!(
                 "the checkpoint item of {org} claims {chunks} chunks (at most {MAX_CHUNKS}); it is corrupted: restore it \
                  from a backup (point-in-time recovery)"
             )));
@@ -158,19 +201,25 @@ impl DynamoCheckpoints {
             item.get("body")
                 .and_then(|v| v.as_b().ok())
                 .map(|b| b.as_ref().to_vec())
-                .ok_or_else(|| StoreError::Io(format!("the checkpoint item of {org} has no body")))?
+                .ok_or_else(|| {
+                    StoreError::Invalid(format!(
+                        "the checkpoint item of {org} has no body; it is corrupted: restore it from a backup \
+                         (point-in-time recovery)"
+                    ))
+                })?
         } else {
             self.read_chunks(org, chunks, version).await?
         };
         let mut json = Vec::new();
         GzDecoder::new(&gz[..]).read_to_end(&mut json).map_err(|e| {
-            StoreError::Io(format!(
-                "the checkpoint of {org} in table {:?} is not valid gzip ({e})",
+            StoreError::Invalid(format!(
+                "the checkpoint of {org} in table {:?} is not valid gzip ({e}); restore the item from a backup \
+                 (point-in-time recovery)",
                 self.table
             ))
         })?;
         let mut cp: Checkpoint = serde_json::from_slice(&json).map_err(|e| {
-            StoreError::Io(format!(
+            StoreError::Invalid(format!(
                 "the checkpoint of {org} in table {:?} is not valid ({e}); restore the item from a backup \
                  (point-in-time recovery), or delete it to start again from the lookback",
                 self.table
@@ -227,9 +276,12 @@ impl DynamoCheckpoints {
         }
         let mut body = Vec::new();
         for i in 0..count {
-            let part = parts
-                .remove(&chunk_key(org, i))
-                .ok_or_else(|| StoreError::Io(format!("chunk {i} of the checkpoint of {org} is missing")))?;
+            let part = parts.remove(&chunk_key(org, i)).ok_or_else(|| {
+                StoreError::Invalid(format!(
+                    "chunk {i} of the checkpoint of {org} is missing; restore the items from a backup \
+                         (point-in-time recovery)"
+                ))
+            })?;
             body.extend(part);
         }
         Ok(body)
@@ -262,7 +314,7 @@ impl Checkpoints for DynamoCheckpoints {
             )
             .expression_attribute_values(":me", s(owner.0.clone()))
             .expression_attribute_values(":until", self.until())
-            .expression_attribute_values(":now", n(Utc::now().timestamp_millis()))
+            .expression_attribute_values(":now", n(self.clock.now().timestamp_millis()))
             .return_values(ReturnValue::AllNew)
             .send()
             .await;
@@ -311,7 +363,7 @@ impl Checkpoints for DynamoCheckpoints {
             body.len().div_ceil(CHUNK)
         };
         if new_chunks > MAX_CHUNKS {
-            return Err(StoreError::Io(format!(
+            return Err(StoreError::Invalid(format!(
                 "the checkpoint of {org} would be {} KB, more than DynamoDB can hold in one transaction: too many \
                  events inside one --overlap window ({} ids); shorten --overlap",
                 body.len() / 1000,
@@ -329,9 +381,13 @@ impl Checkpoints for DynamoCheckpoints {
         }
         // The whole main item is replaced (PutItem), lease included, so its size is the new
         // item's alone.
+        // Names this very write, so a write that was applied but unanswered can be told
+        // from another one when the SDK's retry fails its condition.
+        let write_id = RunId::generate(self.clock.now()).0;
         let mut item = HashMap::from([
             ("org".to_string(), s(org.as_str())),
             ("version".to_string(), n(next.version)),
+            ("write_id".to_string(), s(write_id.clone())),
             ("chunks".to_string(), n(new_chunks)),
             ("lease_owner".to_string(), s(lease.owner.0.clone())),
             ("lease_until".to_string(), self.until()),
@@ -410,12 +466,16 @@ impl Checkpoints for DynamoCheckpoints {
                 Err(e) => return Err(self.io("TransactWriteItems", &e)),
             };
         }
-        if conditional_failed {
+        if conditional_failed && !self.is_ours(lease, &write_id).await? {
             return Err(self.taken_over(org));
         }
         lease.chunks.store(new_chunks as u32, Ordering::SeqCst);
         cp.version = next.version;
         Ok(())
+    }
+
+    fn heartbeat_every(&self) -> Option<Duration> {
+        Some(self.lease_ttl / 3)
     }
 
     async fn heartbeat(&self, lease: &DynamoLease) -> Result<(), StoreError> {

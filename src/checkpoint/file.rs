@@ -48,13 +48,13 @@ impl FileCheckpoints {
             Err(e) => return Err(io(format!("cannot read checkpoint {}: {e}", path.display()))),
         };
         let cp: Checkpoint = serde_json::from_slice(&bytes).map_err(|e| {
-            io(format!(
+            StoreError::Invalid(format!(
                 "checkpoint {} is not valid ({e}); restore it from a backup, or move it aside to start again from --lookback",
                 path.display()
             ))
         })?;
         if &cp.org != org {
-            return Err(io(format!(
+            return Err(StoreError::Invalid(format!(
                 "checkpoint {} belongs to org {}, not {org}",
                 path.display(),
                 cp.org

@@ -120,7 +120,7 @@ pub async fn poll(a: PollArgs, format: LogFormat) -> Result<(), String> {
         Some(id) => {
             let sdk = crate::aws::load().await;
             Arc::new(SecretsManagerCredentials::new(
-                aws_sdk_secretsmanager::Client::new(&sdk),
+                crate::aws::secrets_client(&sdk),
                 id,
             ))
         }

@@ -48,6 +48,12 @@ impl Checkpoints for AnyCheckpoints {
             _ => Err(mismatch()),
         }
     }
+    fn heartbeat_every(&self) -> Option<std::time::Duration> {
+        match self {
+            AnyCheckpoints::File(s) => s.heartbeat_every(),
+            AnyCheckpoints::Dynamo(s) => s.heartbeat_every(),
+        }
+    }
     async fn heartbeat(&self, lease: &AnyLease) -> Result<(), StoreError> {
         match (self, lease) {
             (AnyCheckpoints::File(s), AnyLease::File(l)) => s.heartbeat(l).await,
@@ -100,7 +106,7 @@ impl Stores {
         if loc.starts_with("dynamodb://") {
             let table = parse_dynamodb_url(&loc)?;
             let sdk = crate::aws::load().await;
-            let store = DynamoCheckpoints::new(aws_sdk_dynamodb::Client::new(&sdk), table)
+            let store = DynamoCheckpoints::new(crate::aws::dynamodb_client(&sdk), table)
                 .with_lease_ttl(self.lease_ttl);
             Ok(AnyCheckpoints::Dynamo(store))
         } else {

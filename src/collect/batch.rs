@@ -1,12 +1,12 @@
 //! A batch: the new events of consecutive complete windows, ready to become objects.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::checkpoint::{Checkpoint, PendingObject};
 use crate::event::id::assign_ids;
-use crate::event::key::object_key;
+use crate::event::key::{object_key, ObjectKey};
 use crate::event::{encode, record, HubEvent};
 use crate::types::{EventId, Org, Window};
 
@@ -76,24 +76,77 @@ impl Batch {
         }
         by_day
             .into_iter()
-            .map(|(day, mut events)| {
-                events.sort_by(|a, b| (a.1.timestamp(), &a.0).cmp(&(b.1.timestamp(), &b.0)));
+            .map(|(day, events)| {
                 let ids: Vec<EventId> = events.iter().map(|(id, _)| id.clone()).collect();
-                let first = events[0].1.timestamp();
-                let key = object_key(org, day, first, &ids);
-                let records: Vec<_> = events
+                let first = events
                     .iter()
-                    .map(|(id, e)| record::build(org, id, e, prov))
-                    .collect();
-                Object {
-                    body: encode::encode(&records),
-                    events: events.len(),
-                    meta: PendingObject {
-                        key,
-                        events: events.into_iter().map(|(id, e)| (id, e.timestamp())).collect(),
-                    },
-                }
+                    .map(|(_, e)| e.timestamp())
+                    .min()
+                    .unwrap_or_default();
+                object(org, object_key(org, day, first, &ids), events, prov)
             })
             .collect()
+    }
+}
+
+/// The objects of an interrupted commit, made again from a fresh read of their events.
+pub struct Rebuilt {
+    pub objects: Vec<Object>,
+    /// Recorded events the fresh read no longer served (expired from Docker Hub).
+    pub lost: u64,
+}
+
+/// Makes `missing` objects again, each under its **recorded key** and holding exactly the
+/// recorded events that `read` (a fresh read of their time range, with ids) still holds.
+/// The same key means a late upload of the original and this one cannot both land
+/// (`If-None-Match`), and the same events mean they hold the same trail.
+pub fn rebuild(
+    org: &Org,
+    missing: &[PendingObject],
+    read: Vec<(EventId, HubEvent)>,
+    prov: &record::Provenance,
+) -> Rebuilt {
+    let mut by_id: HashMap<EventId, HubEvent> = read.into_iter().collect();
+    let mut lost = 0;
+    let objects = missing
+        .iter()
+        .filter_map(|o| {
+            let events: Vec<(EventId, HubEvent)> = o
+                .events
+                .iter()
+                .filter_map(|(id, _)| match by_id.remove(id) {
+                    Some(e) => Some((id.clone(), e)),
+                    None => {
+                        lost += 1;
+                        None
+                    }
+                })
+                .collect();
+            (!events.is_empty()).then(|| object(org, o.key.clone(), events, prov))
+        })
+        .collect();
+    Rebuilt { objects, lost }
+}
+
+/// One object under `key`: records sorted by (timestamp, id), so the same events always
+/// give the same bytes.
+fn object(
+    org: &Org,
+    key: ObjectKey,
+    mut events: Vec<(EventId, HubEvent)>,
+    prov: &record::Provenance,
+) -> Object {
+    events.sort_by(|a, b| (a.1.timestamp(), &a.0).cmp(&(b.1.timestamp(), &b.0)));
+    let records: Vec<_> = events
+        .iter()
+        .map(|(id, e)| record::build(org, id, e, prov))
+        .collect();
+    Object {
+        body: encode::encode(&records),
+        events: events.len(),
+        meta: PendingObject {
+            key,
+            events: events.into_iter().map(|(id, e)| (id, e.timestamp())).collect(),
+        },
     }
 }

@@ -1,19 +1,23 @@
-//! The commit protocol: no loss and no duplicates, whatever crashes where.
+//! The commit protocol: no loss and no duplicates, whatever crashes or stalls where.
 //!
 //! 1. record the intent (object keys and the ids they hold) in the checkpoint;
 //! 2. write the objects (a key that exists already holds the same events);
 //! 3. advance the watermark and `seen`, clearing the intent.
 //!
 //! Each checkpoint write is conditional on the version (and, in stores that have one, the
-//! lease), so a run that lost its lease cannot move anything. A run that finds an intent
-//! left by a crash completes it if every object exists, and otherwise keeps the ids of the
-//! objects that do exist (they are stored) and leaves the watermark where it was, so the
-//! rest is read again.
+//! lease), so a run that lost its lease cannot move anything.
+//!
+//! A run that finds an intent left by another run **rolls it forward**: objects that exist
+//! are kept, missing ones are made again from a fresh read of their events under the same
+//! keys, and the intent is completed. It never writes an intent's events under other keys,
+//! because the run that recorded it may only be paused (a sleeping laptop, a stalled
+//! network) and its upload may land later, after any timeout and whatever the clocks say:
+//! under the same key, `If-None-Match` lets only one copy land.
 
 use chrono::Duration;
 
-use super::batch::Batch;
-use crate::checkpoint::{Checkpoint, Intent};
+use super::batch::{Batch, Object, Rebuilt};
+use crate::checkpoint::{Checkpoint, Intent, PendingObject};
 use crate::event::record::Provenance;
 use crate::ports::{Checkpoints, PutOutcome, Sink, StoreError};
 use crate::types::Org;
@@ -34,13 +38,36 @@ pub struct Committed {
     pub objects_existing: u64,
 }
 
-/// What was found of an earlier run's unfinished commit.
+/// What was done with an earlier run's unfinished commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recovery {
     /// Every object was there: the commit was completed.
     Completed { objects: usize },
-    /// Some objects were missing: their events will be read again.
-    Discarded { present: usize, missing: usize },
+    /// Missing objects were made again under their keys, then the commit was completed.
+    /// `lost`: recorded events that Docker Hub no longer served, so could not be written.
+    RolledForward {
+        present: usize,
+        rewritten: usize,
+        lost: u64,
+    },
+}
+
+impl Checkpoint {
+    /// Saves a changed copy of `cp` and only then takes it, so `cp` always is what the
+    /// store holds: a failed save leaves neither a watermark nor an intent that was never
+    /// stored.
+    pub(crate) async fn save_changed<K: Checkpoints>(
+        &mut self,
+        store: &K,
+        lease: &K::Lease,
+        change: impl FnOnce(&mut Checkpoint),
+    ) -> Result<(), StoreError> {
+        let mut next = self.clone();
+        change(&mut next);
+        store.save(lease, &mut next).await?;
+        *self = next;
+        Ok(())
+    }
 }
 
 /// Commits `batch`: afterwards its events are stored and the watermark is at
@@ -57,8 +84,8 @@ pub async fn commit<K: Checkpoints, S: Sink + ?Sized>(
     if batch.is_empty() {
         // Nothing read (a failure on the first window) moves nothing.
         if to > batch.from && cp.watermark.is_none_or(|w| w < to) {
-            cp.advance(to, overlap);
-            d.store.save(d.lease, cp).await?;
+            cp.save_changed(d.store, d.lease, |c| c.advance(to, overlap))
+                .await?;
         }
         return Ok(Committed::default());
     }
@@ -68,14 +95,22 @@ pub async fn commit<K: Checkpoints, S: Sink + ?Sized>(
         watermark: to,
         objects: objects.iter().map(|o| o.meta.clone()).collect(),
     };
-    cp.pending = Some(intent.clone());
-    d.store.save(d.lease, cp).await?;
+    cp.save_changed(d.store, d.lease, |c| c.pending = Some(intent.clone()))
+        .await?;
+    let done = put_all(d, objects).await?;
+    cp.save_changed(d.store, d.lease, |c| c.complete(&intent, overlap))
+        .await?;
+    Ok(done)
+}
 
+/// Writes the objects, each on a freshly renewed lease (the save before renewed it for the
+/// first). A key that exists already holds the same events.
+async fn put_all<K: Checkpoints, S: Sink + ?Sized>(
+    d: &Durable<'_, K, S>,
+    objects: Vec<Object>,
+) -> Result<Committed, StoreError> {
     let mut done = Committed::default();
     for (i, o) in objects.into_iter().enumerate() {
-        // Each upload starts on a freshly renewed lease (the intent's save renewed it for the
-        // first); the sink gives up on an upload well within a lease's life, so an object of
-        // a stalled run cannot land after another run took over and read its events again.
         if i > 0 {
             d.store.heartbeat(d.lease).await?;
         }
@@ -86,41 +121,66 @@ pub async fn commit<K: Checkpoints, S: Sink + ?Sized>(
         done.events += o.events as u64;
         tracing::debug!(key = %o.meta.key, events = o.events, "object stored");
     }
-    cp.complete(&intent, overlap);
-    d.store.save(d.lease, cp).await?;
     Ok(done)
 }
 
-/// Finishes or discards an intent left by a run that stopped mid-commit.
-pub async fn recover<K: Checkpoints, S: Sink + ?Sized>(
+/// The objects of `intent` that are stored, and those that are not (yet).
+pub async fn check<K: Checkpoints, S: Sink + ?Sized>(
     d: &Durable<'_, K, S>,
-    cp: &mut Checkpoint,
-    overlap: Duration,
-) -> Result<Option<Recovery>, StoreError> {
-    let Some(intent) = cp.pending.clone() else {
-        return Ok(None);
-    };
-    let mut present = Vec::new();
+    intent: &Intent,
+) -> Result<(Vec<PendingObject>, Vec<PendingObject>), StoreError> {
+    let (mut present, mut missing) = (Vec::new(), Vec::new());
     for o in &intent.objects {
         if d.sink.exists(&o.key).await? {
             present.push(o.clone());
+        } else {
+            missing.push(o.clone());
         }
     }
-    let missing = intent.objects.len() - present.len();
-    let outcome = if missing == 0 {
-        cp.complete(&intent, overlap);
+    Ok((present, missing))
+}
+
+/// Completes an earlier run's `intent`: writes the `rebuilt` objects (made from a fresh read,
+/// under their recorded keys), then records every stored event and the intent's watermark.
+/// With nothing missing, `rebuilt` is empty and this only completes it.
+pub async fn roll_forward<K: Checkpoints, S: Sink + ?Sized>(
+    d: &Durable<'_, K, S>,
+    cp: &mut Checkpoint,
+    intent: &Intent,
+    present: Vec<PendingObject>,
+    rebuilt: Rebuilt,
+    overlap: Duration,
+) -> Result<(Recovery, Committed), StoreError> {
+    let rewritten = rebuilt.objects.len();
+    let lost = rebuilt.lost;
+    // What is stored now: the objects found, and the events of those written again (not the
+    // lost ones: should Docker Hub serve them again, a later read stores them).
+    let mut stored = present.clone();
+    stored.extend(rebuilt.objects.iter().map(|o| o.meta.clone()));
+    let done = put_all(d, rebuilt.objects).await?;
+    let completed = Intent {
+        objects: stored,
+        ..intent.clone()
+    };
+    cp.save_changed(d.store, d.lease, |c| c.complete(&completed, overlap))
+        .await?;
+    let outcome = if rewritten == 0 && lost == 0 {
         Recovery::Completed {
             objects: present.len(),
         }
     } else {
-        cp.record_stored(&present);
-        cp.pending = None;
-        Recovery::Discarded {
+        Recovery::RolledForward {
             present: present.len(),
-            missing,
+            rewritten,
+            lost,
         }
     };
-    d.store.save(d.lease, cp).await?;
+    if lost > 0 {
+        tracing::warn!(
+            run = %intent.run_id, lost,
+            "an interrupted commit held events that Docker Hub no longer serves; they could not be written"
+        );
+    }
     tracing::info!(run = %intent.run_id, ?outcome, "finished an earlier run's interrupted commit");
-    Ok(Some(outcome))
+    Ok((outcome, done))
 }

@@ -61,6 +61,11 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
         }
     }
 
+    /// The page size asked for.
+    pub fn page_size(&self) -> u32 {
+        self.page_size
+    }
+
     /// What the server has shown it gives per full page, if known.
     pub fn known_page_size(&self) -> Option<u32> {
         self.known_full

@@ -3,29 +3,31 @@
 //!
 //! - [`window`]: which range a run reads and how request spans adapt;
 //! - [`fetch`]: reading a window as one consistent multiset;
+//! - [`reader`]: a range as a sequence of complete windows, within the deadline;
 //! - [`batch`]: dedupe and turning events into objects;
-//! - [`commit`]: the commit protocol and crash recovery.
+//! - [`commit`]: the commit protocol and rolling an interrupted commit forward.
 
 pub mod batch;
 pub mod commit;
 pub mod fetch;
+pub mod reader;
 pub mod window;
+
+use std::future::Future;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
-use self::batch::Batch;
+use self::batch::{Batch, Rebuilt};
 use self::commit::{Committed, Durable, Recovery};
-use self::fetch::{Fetcher, Read};
-use crate::checkpoint::{Checkpoint, LastRun};
+use self::reader::Reader;
+use crate::checkpoint::{Checkpoint, Intent, LastRun};
 use crate::clock::Clock;
 use crate::config::PollConfig;
+use crate::event::id::assign_ids;
 use crate::event::record::Provenance;
 use crate::ports::{AuditLog, Checkpoints, HubError, Sink, StoreError};
-use crate::types::{RunId, Window};
-
-/// How often a long run renews its lease between saves (leases last a minute).
-const HEARTBEAT_EVERY: Duration = Duration::seconds(20);
+use crate::types::{floor_second, RunId, Window};
 
 /// Why a run failed. Whatever it committed before stays committed.
 #[derive(Debug, thiserror::Error)]
@@ -41,8 +43,7 @@ impl CollectError {
     pub fn is_transient(&self) -> bool {
         match self {
             CollectError::Hub(e) => e.is_transient(),
-            CollectError::Store(StoreError::Conflict(_)) => false,
-            CollectError::Store(StoreError::Io(_)) => true,
+            CollectError::Store(e) => e.is_transient(),
         }
     }
 }
@@ -52,7 +53,8 @@ impl CollectError {
 pub struct RunReport {
     pub org: String,
     pub run_id: RunId,
-    /// False when another run held the lease and this one did nothing.
+    /// False when another run held the lease (this one did nothing) or took it over (this
+    /// one stopped, keeping what it had committed, and the other continues).
     pub leased: bool,
     pub window: Option<Window>,
     pub events_written: u64,
@@ -61,11 +63,12 @@ pub struct RunReport {
     /// Objects found already written (a retried commit).
     pub objects_existing: u64,
     pub pages_requested: u64,
+    /// The watermark as stored when the run ended.
     pub watermark: Option<DateTime<Utc>>,
     /// True when the window was read to its end (false: deadline or error).
     pub caught_up: bool,
     pub recovered: Option<String>,
-    /// Why the run stopped before its end without failing (deadline, rate limit).
+    /// Why the run stopped before its end without failing (deadline, rate limit, takeover).
     pub stopped_early: Option<String>,
 }
 
@@ -85,6 +88,19 @@ pub struct Poller<'a, A: ?Sized, K, S: ?Sized> {
     pub clock: &'a dyn Clock,
 }
 
+/// When the lease was last renewed (by a save or a heartbeat), in real time: stores
+/// expire leases in real time.
+struct Beat {
+    every: Option<std::time::Duration>,
+    last: tokio::time::Instant,
+}
+
+impl Beat {
+    fn renewed(&mut self) {
+        self.last = tokio::time::Instant::now();
+    }
+}
+
 impl<'a, A, K, S> Poller<'a, A, K, S>
 where
     A: AuditLog + ?Sized,
@@ -94,8 +110,8 @@ where
     /// One run for `cfg.org`. `deadline` (on the injected clock) bounds when new requests
     /// may start; commits in progress finish.
     ///
-    /// Invariant kept whatever fails: the checkpoint never claims an event that is not
-    /// stored, and a stored event is never stored again.
+    /// Invariant kept whatever fails, stalls or runs at the same time: the checkpoint never
+    /// claims an event that is not stored, and a stored event is never stored again.
     pub async fn run(
         &self,
         cfg: &PollConfig,
@@ -133,23 +149,37 @@ where
             }
         };
         report.leased = true;
-        let result = self.run_leased(cfg, deadline, &lease, &mut cp, &mut report).await;
+        let mut beat = Beat {
+            every: self.checkpoints.heartbeat_every(),
+            last: tokio::time::Instant::now(),
+        };
+        let result = self
+            .run_leased(cfg, deadline, &lease, &mut beat, &mut cp, &mut report)
+            .await;
+        // `cp` is always what the store holds: its watermark was saved.
         report.watermark = cp.watermark;
 
-        // Record how the run went, unless the checkpoint is no longer ours to write.
-        let conflict = matches!(result, Err(CollectError::Store(StoreError::Conflict(_))));
-        if !conflict {
-            cp.last_run = Some(LastRun {
-                run_id: run_id.clone(),
-                started_at: started,
-                finished_at: self.clock.now(),
-                events_written: report.events_written,
-                caught_up: report.caught_up,
-                error: result.as_ref().err().map(|e| e.to_string()),
-            });
-            if let Err(e) = self.checkpoints.save(&lease, &mut cp).await {
-                tracing::warn!(error = %e, "could not record the run summary in the checkpoint");
-            }
+        if let Err(CollectError::Store(StoreError::Conflict(msg))) = &result {
+            // Another run took the org over (this one was paused or slow past its lease).
+            // It continues from the stored checkpoint; this one writes nothing more.
+            tracing::warn!(%org, reason = %msg, "another run took over this org; stopping");
+            report.leased = false;
+            report.stopped_early = Some(format!("another run took over the org ({msg})"));
+            return Ok(report);
+        }
+        let summary = LastRun {
+            run_id: run_id.clone(),
+            started_at: started,
+            finished_at: self.clock.now(),
+            events_written: report.events_written,
+            caught_up: report.caught_up,
+            error: result.as_ref().err().map(|e| e.to_string()),
+        };
+        if let Err(e) = cp
+            .save_changed(self.checkpoints, &lease, |c| c.last_run = Some(summary))
+            .await
+        {
+            tracing::warn!(error = %e, "could not record the run summary in the checkpoint");
         }
         if let Err(e) = self.checkpoints.release(lease).await {
             tracing::warn!(error = %e, "could not release the lease; it expires by itself");
@@ -160,11 +190,64 @@ where
         }
     }
 
+    /// Runs `work` while renewing the lease whenever a renewal is due, so a read that
+    /// waits long (rate limits, retries) does not let the lease lapse. A lost lease ends
+    /// the work.
+    async fn keep_alive<T>(
+        &self,
+        lease: &K::Lease,
+        beat: &mut Beat,
+        work: impl Future<Output = T>,
+    ) -> Result<T, StoreError> {
+        let Some(every) = beat.every else {
+            return Ok(work.await);
+        };
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                biased;
+                out = &mut work => return Ok(out),
+                _ = tokio::time::sleep_until(beat.last + every) => {
+                    self.checkpoints.heartbeat(lease).await?;
+                    beat.renewed();
+                }
+            }
+        }
+    }
+
+    /// Reads `range` as complete windows, each handed to `take` with its events and ids.
+    /// Ends early (`Ok(false)`) when the run's time is up.
+    async fn read_range(
+        &self,
+        reader: &mut Reader<'_, A>,
+        lease: &K::Lease,
+        beat: &mut Beat,
+        range: Window,
+        mut take: impl FnMut(Window, Vec<crate::event::HubEvent>),
+    ) -> Result<Result<DateTime<Utc>, HubError>, StoreError> {
+        reader.start(range);
+        let mut cursor = range.from;
+        while cursor < range.to {
+            match self
+                .keep_alive(lease, beat, reader.next(cursor, range.to))
+                .await?
+            {
+                Ok((w, events)) => {
+                    take(w, events);
+                    cursor = w.to;
+                }
+                Err(e) => return Ok(Err(e)),
+            }
+        }
+        Ok(Ok(cursor))
+    }
+
     async fn run_leased(
         &self,
         cfg: &PollConfig,
         deadline: Option<DateTime<Utc>>,
         lease: &K::Lease,
+        beat: &mut Beat,
         cp: &mut Checkpoint,
         report: &mut RunReport,
     ) -> Result<(), CollectError> {
@@ -174,13 +257,19 @@ where
             lease,
             sink: self.sink,
         };
-        if let Some(r) = commit::recover(&durable, cp, cfg.overlap).await? {
-            report.recovered = Some(match r {
-                Recovery::Completed { objects } => format!("completed an interrupted commit of {objects} object(s)"),
-                Recovery::Discarded { present, missing } => format!(
-                    "found an interrupted commit with {missing} object(s) missing ({present} present); their events are read again"
-                ),
-            });
+        let mut reader = Reader::new(self.api, org, cfg.page_size, deadline, self.clock);
+        if let Some(intent) = cp.pending.clone() {
+            let finished = self
+                .recover(cfg, &durable, &mut reader, beat, cp, &intent, report)
+                .await;
+            report.pages_requested = reader.fetcher.requests;
+            match finished? {
+                Some(stop) => {
+                    report.stopped_early = Some(stop);
+                    return Ok(());
+                }
+                None => beat.renewed(),
+            }
         }
         let window = window::plan(cp, cfg, self.clock.now());
         report.window = Some(window);
@@ -190,55 +279,30 @@ where
         }
         tracing::info!(%org, %window, "reading");
 
-        let mut fetcher = Fetcher::new(self.api, org, cfg.page_size);
-        let mut span = window::initial_span(window);
+        reader.start(window);
         let mut cursor = window.from;
         let mut batch = Batch::new(cursor);
         let mut failure: Option<HubError> = None;
-        let mut last_heartbeat = self.clock.now();
         while cursor < window.to {
-            if self.clock.now() - last_heartbeat >= HEARTBEAT_EVERY {
-                self.checkpoints.heartbeat(lease).await?;
-                last_heartbeat = self.clock.now();
-            }
-            // Absolute for every request of this window, so retries and pages share it.
-            let request_deadline = match deadline {
-                None => None,
-                Some(d) => match (d - self.clock.now()).to_std() {
-                    Ok(b) if !b.is_zero() => Some(std::time::Instant::now() + b),
-                    _ => {
-                        report.stopped_early = Some("the run's time was up".into());
-                        break;
-                    }
-                },
-            };
-            let w = Window::new(cursor, (cursor + span).min(window.to));
-            let read = match fetcher.read(w, request_deadline).await {
-                Ok(Read::TooMany) if w.len() > Duration::seconds(1) => {
-                    span = window::shrink(w.len());
-                    continue;
-                }
-                Ok(Read::TooMany) => fetcher.read_dense(w, request_deadline).await,
-                Ok(Read::Complete(events)) => Ok(events),
-                Err(e) => Err(e),
-            };
-            let events = match read {
-                Ok(events) => events,
+            let (w, events) = match self
+                .keep_alive(lease, beat, reader.next(cursor, window.to))
+                .await?
+            {
+                Ok(read) => read,
                 Err(e) => {
                     failure = Some(e);
                     break;
                 }
             };
-            let page = fetcher.known_page_size().unwrap_or(cfg.page_size);
-            span = window::grow(span, events.len(), page);
             batch.add_window(org, w, events, cp);
             cursor = w.to;
             if batch.len() >= cfg.batch_events {
                 let full = std::mem::replace(&mut batch, Batch::new(cursor));
                 self.commit(cp, lease, cfg, full, report).await?;
+                beat.renewed();
             }
         }
-        report.pages_requested = fetcher.requests;
+        report.pages_requested = reader.fetcher.requests;
         // What was read completely is committed even when the run stops on an error.
         self.commit(cp, lease, cfg, batch, report).await?;
         match failure {
@@ -252,6 +316,93 @@ where
             }
             Some(e) => Err(e.into()),
         }
+    }
+
+    /// Rolls an earlier run's interrupted commit forward: objects missing from the sink are
+    /// made again, under their recorded keys, from a fresh read of their time range. Returns
+    /// why it stopped before finishing (the run's time was up), or `None` when done.
+    #[allow(clippy::too_many_arguments)]
+    async fn recover(
+        &self,
+        cfg: &PollConfig,
+        durable: &Durable<'_, K, S>,
+        reader: &mut Reader<'_, A>,
+        beat: &mut Beat,
+        cp: &mut Checkpoint,
+        intent: &Intent,
+        report: &mut RunReport,
+    ) -> Result<Option<String>, CollectError> {
+        let org = &cfg.org;
+        let (present, missing) = commit::check(durable, intent).await?;
+        let rebuilt = if missing.is_empty() {
+            Rebuilt {
+                objects: Vec::new(),
+                lost: 0,
+            }
+        } else {
+            let (first, last) = missing
+                .iter()
+                .flat_map(|o| o.events.iter().map(|(_, t)| *t))
+                .fold(
+                    (None, None),
+                    |(lo, hi): (Option<DateTime<Utc>>, Option<DateTime<Utc>>), t| {
+                        (Some(lo.map_or(t, |l| l.min(t))), Some(hi.map_or(t, |h| h.max(t))))
+                    },
+                );
+            let (Some(first), Some(last)) = (first, last) else {
+                return Err(StoreError::Invalid(format!(
+                    "the pending commit of {org} names objects without events; the checkpoint is corrupted: restore it \
+                     from a backup"
+                ))
+                .into());
+            };
+            // Whole seconds, as every window: the ordinals of identical events come out the same.
+            let range = Window::new(floor_second(first), floor_second(last) + Duration::seconds(1));
+            tracing::info!(%org, run = %intent.run_id, objects = missing.len(), %range,
+                "an earlier run's commit is missing objects; reading their events again");
+            let mut read = Vec::new();
+            let outcome = self
+                .read_range(reader, durable.lease, beat, range, |_, events| {
+                    read.extend(assign_ids(org, events))
+                })
+                .await?;
+            match outcome {
+                Ok(_) => {}
+                Err(HubError::OutOfTime(msg)) => return Ok(Some(msg)),
+                Err(e) => return Err(e.into()),
+            }
+            let prov = Provenance {
+                ingested_at: self.clock.now(),
+                window: range,
+                run_id: report.run_id.clone(),
+            };
+            batch::rebuild(org, &missing, read, &prov)
+        };
+        let (outcome, done) =
+            commit::roll_forward(durable, cp, intent, present, rebuilt, cfg.overlap).await?;
+        report.events_written += done.events;
+        report.objects_written += done.objects_created;
+        report.objects_existing += done.objects_existing;
+        report.recovered = Some(match outcome {
+            Recovery::Completed { objects } => {
+                format!("completed an interrupted commit of {objects} object(s)")
+            }
+            Recovery::RolledForward {
+                present,
+                rewritten,
+                lost,
+            } => {
+                let lost = if lost > 0 {
+                    format!(", {lost} event(s) no longer served by Docker Hub could not be written")
+                } else {
+                    String::new()
+                };
+                format!(
+                    "rolled an interrupted commit forward: {present} object(s) found, {rewritten} written again from a fresh read{lost}"
+                )
+            }
+        });
+        Ok(None)
     }
 
     async fn commit(

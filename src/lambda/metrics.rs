@@ -23,7 +23,7 @@ pub struct RunMetrics {
     /// Seconds between the watermark and the end of the run; absent before the first commit.
     pub watermark_age_seconds: Option<f64>,
     pub run_duration_ms: f64,
-    /// 1 when the invocation failed (alarm on it), else 0.
+    /// 1 when the invocation failed in a way a retry does not fix (alarm on it), else 0.
     pub runs_failed: u64,
 }
 

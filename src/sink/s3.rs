@@ -84,6 +84,19 @@ impl Sink for S3Sink {
         match req.send().await {
             Ok(_) => Ok(PutOutcome::Created),
             Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => Ok(PutOutcome::AlreadyExisted),
+            // Another write of the same key was in flight (S3's ConditionalRequestConflict):
+            // whichever landed holds the same events; if none did, the commit is retried.
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 409) => {
+                if self.exists(key).await? {
+                    Ok(PutOutcome::AlreadyExisted)
+                } else {
+                    Err(StoreError::Io(format!(
+                        "cannot write {}: a concurrent write of the same key conflicted and neither landed; \
+                         the next run writes it again",
+                        self.url(key)
+                    )))
+                }
+            }
             Err(e) => Err(StoreError::Io(format!(
                 "cannot write {} ({}); check the bucket, its region and s3:PutObject (and kms:GenerateDataKey for a KMS key)",
                 self.url(key),

@@ -50,6 +50,9 @@ ATTS = {
 def readable(resource):
     if isinstance(resource, str):
         return resource
+    if "Fn::If" in resource:
+        # The default deployment: the stack creates the resource.
+        return readable(resource["Fn::If"][1])
     if "Fn::Sub" in resource:
         sub = resource["Fn::Sub"]
         text = sub if isinstance(sub, str) else sub[0]
@@ -100,7 +103,7 @@ class Template(unittest.TestCase):
         self.assertEqual(loop[0], "Org")
         self.assertEqual(loop[1], {"Ref": "Organizations"})
         (name, schedule), = loop[2].items()
-        self.assertEqual(name, "Schedule&{Org}")
+        self.assertEqual(name, "OrgSchedule&{Org}")
         target = schedule["Properties"]["Target"]
         self.assertEqual(target["Input"], {"Fn::Sub": '{"org": "${Org}"}'})
         self.assertIn("RetryPolicy", target)
@@ -183,10 +186,10 @@ class Template(unittest.TestCase):
             allowed = per_org if dims == ["org"] else deployment
             self.assertIn(p["MetricName"], allowed, name)
             seen[name] = p
-        age = seen["WatermarkAgeAlarm&{Org}"]
+        age = seen["OrgWatermarkAgeAlarm&{Org}"]
         self.assertEqual(age["TreatMissingData"], "breaching")
-        self.assertIn("RunsFailedAlarm&{Org}", seen)
-        self.assertIn("ThrottlingAlarm&{Org}", seen)
+        self.assertIn("OrgRunsFailedAlarm&{Org}", seen)
+        self.assertIn("OrgThrottlingAlarm&{Org}", seen)
 
     def test_glue_table_duckdb_view_and_ddl_agree(self):
         ddl = (ROOT / "infra/athena/events-table.sql").read_text()

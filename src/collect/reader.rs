@@ -1,0 +1,74 @@
+//! Reading a time range as a sequence of complete windows, each from one consistent read,
+//! with the request span adapting to the density of events and every request bounded by
+//! the run's deadline.
+
+use std::time::Instant;
+
+use chrono::{DateTime, Duration, Utc};
+
+use super::fetch::{Fetcher, Read};
+use super::window;
+use crate::clock::Clock;
+use crate::event::HubEvent;
+use crate::ports::{AuditLog, HubError};
+use crate::types::{Org, Window};
+
+pub struct Reader<'a, A: AuditLog + ?Sized> {
+    pub fetcher: Fetcher<'a, A>,
+    span: Duration,
+    deadline: Option<DateTime<Utc>>,
+    clock: &'a dyn Clock,
+}
+
+impl<'a, A: AuditLog + ?Sized> Reader<'a, A> {
+    pub fn new(
+        api: &'a A,
+        org: &'a Org,
+        page_size: u32,
+        deadline: Option<DateTime<Utc>>,
+        clock: &'a dyn Clock,
+    ) -> Self {
+        Reader {
+            fetcher: Fetcher::new(api, org, page_size),
+            span: Duration::days(1),
+            deadline,
+            clock,
+        }
+    }
+
+    /// Starts the span for a range: its whole length, up to a day.
+    pub fn start(&mut self, range: Window) {
+        self.span = window::initial_span(range);
+    }
+
+    /// Reads the next complete window `[from, to)` with `to <= end`: every event the API
+    /// served for it, from one consistent read. `OutOfTime` once the deadline has passed.
+    pub async fn next(
+        &mut self,
+        from: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<(Window, Vec<HubEvent>), HubError> {
+        loop {
+            // Absolute for every request of this window, so retries and pages share it.
+            let request_deadline = match self.deadline {
+                None => None,
+                Some(d) => match (d - self.clock.now()).to_std() {
+                    Ok(b) if !b.is_zero() => Some(Instant::now() + b),
+                    _ => return Err(HubError::OutOfTime("the run's time was up".into())),
+                },
+            };
+            let w = Window::new(from, (from + self.span).min(end));
+            let events = match self.fetcher.read(w, request_deadline).await? {
+                Read::TooMany if w.len() > Duration::seconds(1) => {
+                    self.span = window::shrink(w.len());
+                    continue;
+                }
+                Read::TooMany => self.fetcher.read_dense(w, request_deadline).await?,
+                Read::Complete(events) => events,
+            };
+            let page = self.fetcher.known_page_size().unwrap_or(self.fetcher.page_size());
+            self.span = window::grow(self.span, events.len(), page);
+            return Ok((w, events));
+        }
+    }
+}
