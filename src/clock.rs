@@ -46,3 +46,17 @@ impl<C: Clock + ?Sized> Clock for Arc<C> {
         (**self).now()
     }
 }
+
+/// Another clock, off by a fixed amount: what a machine with a wrong clock reads. For drills
+/// of clock skew between runs.
+#[derive(Debug, Clone)]
+pub struct Skewed<C> {
+    pub inner: C,
+    pub by: Duration,
+}
+
+impl<C: Clock> Clock for Skewed<C> {
+    fn now(&self) -> DateTime<Utc> {
+        self.inner.now() + self.by
+    }
+}

@@ -6,6 +6,8 @@
 #[path = "common/aws.rs"]
 mod awsenv;
 mod common;
+#[path = "common/gate.rs"]
+mod gate;
 
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
@@ -15,7 +17,7 @@ use chrono::Duration;
 use common::*;
 use dockerhub_audit::checkpoint::dynamodb::DynamoCheckpoints;
 use dockerhub_audit::checkpoint::Checkpoint;
-use dockerhub_audit::clock::{Clock, ManualClock};
+use dockerhub_audit::clock::{Clock, ManualClock, Skewed};
 use dockerhub_audit::collect::Poller;
 use dockerhub_audit::credentials::secrets_manager::SecretsManagerCredentials;
 use dockerhub_audit::emulator::Fault;
@@ -520,4 +522,112 @@ async fn s3_objects_use_the_given_kms_key() {
         "{:?}",
         head.ssekms_key_id()
     );
+}
+
+/// Run A stops at its `at`-th DynamoDB or S3 operation (before it acts, or after), long
+/// enough for its lease to lapse on B's clock (skewed against A's by up to ±5 minutes); B
+/// runs meanwhile and new events arrive; then A goes on. Then ordinary runs: S3 must hold
+/// every event once. False when A ended before its `at`-th operation.
+async fn stall_on_aws(at: u32, after: bool, skew_a: Duration, skew_b: Duration) -> bool {
+    let aws = sdk(&moto()).await;
+    let (table, bucket) = (unique("stall"), unique("stall"));
+    create_table(&aws, &table).await;
+    let s3c = s3(&aws);
+    create_bucket(&s3c, &bucket).await;
+    let base = ManualClock::new(t0());
+    // A day back from noon: across midnight, so commits write two objects (with a heartbeat
+    // between the uploads).
+    let mut ecfg = emulator_config(120, 1, 300 + u64::from(at));
+    ecfg.page_cap = 20;
+    let (emu, hub) = start(ecfg, Arc::new(base.clone())).await;
+    let hub_client = client(&hub.url(), Arc::new(base.clone()), SECRET);
+    let mut pc = poll_config(2);
+    pc.batch_events = 40;
+    let store = |skew: Duration| {
+        DynamoCheckpoints::new(aws_sdk_dynamodb::Client::new(&aws), table.clone())
+            .with_lease_ttl(StdDuration::from_secs(60))
+            .with_clock(Arc::new(Skewed {
+                inner: base.clone(),
+                by: skew,
+            }))
+    };
+    let sink = || S3Sink::new(s3c.clone(), bucket.clone(), "audit", None);
+    let (clock_a, clock_b) = (
+        Skewed {
+            inner: base.clone(),
+            by: skew_a,
+        },
+        Skewed {
+            inner: base.clone(),
+            by: skew_b,
+        },
+    );
+    let gate = gate::Gate::new(at, after);
+    let a = gate::Gated {
+        store: store(skew_a),
+        sink: sink(),
+        gate: &gate,
+    };
+    let (b_store, b_sink) = (store(skew_b), sink());
+    let run_a = Poller {
+        api: &hub_client,
+        checkpoints: &a,
+        sink: &a,
+        clock: &clock_a,
+    };
+    let run_b = Poller {
+        api: &hub_client,
+        checkpoints: &b_store,
+        sink: &b_sink,
+        clock: &clock_b,
+    };
+    let reached = gate::stall_while(
+        &gate,
+        async {
+            let _ = run_a.run(&pc, None).await;
+        },
+        async {
+            base.advance(Duration::minutes(12));
+            for i in 0..5 {
+                let at = t0() + Duration::minutes(1 + i);
+                emu.add_event(
+                    serde_json::json!({"account": "acme", "action": "org.member.add", "actor": "late",
+                        "data": {"n": i.to_string()}, "timestamp": dockerhub_audit::types::rfc3339(at)}),
+                    at,
+                );
+            }
+            let _ = run_b.run(&pc, None).await;
+        },
+    )
+    .await;
+    let (c_store, c_sink) = (store(Duration::zero()), sink());
+    for _ in 0..3 {
+        base.advance(Duration::minutes(5));
+        let p = Poller {
+            api: &hub_client,
+            checkpoints: &c_store,
+            sink: &c_sink,
+            clock: &base,
+        };
+        p.run(&pc, None).await.unwrap_or_else(|f| panic!("{}", f.error));
+    }
+    assert_exact_s3(&expected(&emu, base.now() - pc.lag), &s3c, &bucket, "audit/").await;
+    hub.shutdown();
+    reached
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_stalled_past_its_lease_at_any_step_on_dynamodb_and_s3_doubles_nothing() {
+    let m = Duration::minutes;
+    let skews = [(m(0), m(0)), (m(-5), m(5)), (m(5), m(-5))];
+    let mut steps = 0;
+    for at in 0..100u32 {
+        // Each step once, stopped before it acts or after, with clocks skewed either way.
+        let (skew_a, skew_b) = skews[at as usize % skews.len()];
+        if !stall_on_aws(at, at % 2 == 1, skew_a, skew_b).await {
+            break;
+        }
+        steps += 1;
+    }
+    assert!(steps >= 10, "a run of three commits has more steps than {steps}");
 }

@@ -3,6 +3,8 @@
 //! a manual one shared with the emulator, so every scenario is deterministic.
 
 mod common;
+#[path = "common/gate.rs"]
+mod gate;
 
 use std::sync::Arc;
 
@@ -311,4 +313,60 @@ async fn a_hub_that_keeps_answering_garbage_stops_the_run_loudly_and_moves_nothi
     }
     run(&c, &clock, dir.path(), &pc).await.unwrap();
     assert_exact(&expected(&emu, t0() - pc.lag), dir.path());
+}
+
+/// On local files the lease is an OS lock, which a stalled run keeps: whatever step it
+/// stalls at, a second run finds the org held and does nothing (or, before the stalled
+/// run's acquire or after its release, works), and the stalled one then finishes. Every
+/// event lands once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_stalled_at_any_step_on_local_files_doubles_nothing() {
+    use dockerhub_audit::checkpoint::file::FileCheckpoints;
+    use dockerhub_audit::collect::Poller;
+    use dockerhub_audit::sink::local::LocalSink;
+    let mut steps = 0;
+    for at in 0..100u32 {
+        let base = ManualClock::new(t0());
+        let mut ecfg = emulator_config(120, 1, 400 + u64::from(at));
+        ecfg.page_cap = 20;
+        let (emu, hub) = start(ecfg, Arc::new(base.clone())).await;
+        let c = client(&hub.url(), Arc::new(base.clone()), SECRET);
+        let dir = tempfile::tempdir().unwrap();
+        let mut pc = poll_config(2);
+        pc.batch_events = 40;
+        let gate = gate::Gate::new(at, at % 2 == 1);
+        let a = gate::Gated {
+            store: FileCheckpoints::new(dir.path().join("_checkpoints")),
+            sink: LocalSink::new(dir.path()),
+            gate: &gate,
+        };
+        let run_a = Poller {
+            api: &c,
+            checkpoints: &a,
+            sink: &a,
+            clock: &base,
+        };
+        let reached = gate::stall_while(
+            &gate,
+            async {
+                run_a.run(&pc, None).await.unwrap();
+            },
+            async {
+                base.advance(Duration::minutes(12));
+                // Between its acquire and its release the stalled run holds the OS lock, and
+                // this run does nothing; before or after, this one works.
+                run(&c, &base, dir.path(), &pc).await.unwrap();
+            },
+        )
+        .await;
+        base.advance(Duration::minutes(5));
+        run(&c, &base, dir.path(), &pc).await.unwrap();
+        assert_exact(&expected(&emu, base.now() - pc.lag), dir.path());
+        hub.shutdown();
+        if !reached {
+            break;
+        }
+        steps += 1;
+    }
+    assert!(steps >= 10, "a run of three commits has more steps than {steps}");
 }

@@ -636,3 +636,279 @@ async fn events_landing_next_to_a_dense_second_do_not_double_it() {
     run(&hub, &cps, &sink, &clock, &c).await.unwrap();
     assert_exact(&hub, &sink, clock.now() - c.lag);
 }
+
+// ---------- two runs interleaved: pauses past the lease, skewed clocks ----------
+
+/// A checkpoint store with a lease that lapses, as DynamoDB's: the holder's clock sets the
+/// expiry, the next run's clock reads it.
+#[derive(Default)]
+struct LeaseStore {
+    items: Mutex<HashMap<String, (Checkpoint, Option<String>, DateTime<Utc>)>>,
+}
+
+/// One run's view of the [`LeaseStore`], through its own (possibly wrong) clock.
+struct LeaseView<'a> {
+    store: &'a LeaseStore,
+    clock: &'a dyn Clock,
+    ttl: Duration,
+}
+
+#[async_trait]
+impl Checkpoints for LeaseView<'_> {
+    type Lease = String;
+    async fn acquire(&self, org: &Org, owner: &RunId) -> Result<Option<(String, Checkpoint)>, StoreError> {
+        let now = self.clock.now();
+        let mut items = self.store.items.lock().unwrap();
+        let item = items
+            .entry(org.to_string())
+            .or_insert_with(|| (Checkpoint::new(org.clone()), None, now));
+        let free = item.1.as_ref().is_none_or(|o| o == &owner.0) || item.2 < now;
+        if !free {
+            return Ok(None);
+        }
+        item.1 = Some(owner.0.clone());
+        item.2 = now + self.ttl;
+        Ok(Some((owner.0.clone(), item.0.clone())))
+    }
+    async fn save(&self, lease: &String, cp: &mut Checkpoint) -> Result<(), StoreError> {
+        let mut items = self.store.items.lock().unwrap();
+        let item = items.get_mut(cp.org.as_str()).expect("acquired first");
+        if item.1.as_ref() != Some(lease) || item.0.version != cp.version {
+            return Err(StoreError::Conflict("taken over".into()));
+        }
+        cp.version += 1;
+        item.0 = cp.clone();
+        item.2 = self.clock.now() + self.ttl;
+        Ok(())
+    }
+    async fn heartbeat(&self, lease: &String) -> Result<(), StoreError> {
+        let mut items = self.store.items.lock().unwrap();
+        for item in items.values_mut() {
+            if item.1.as_ref() == Some(lease) {
+                item.2 = self.clock.now() + self.ttl;
+                return Ok(());
+            }
+        }
+        Err(StoreError::Conflict("taken over".into()))
+    }
+    async fn release(&self, lease: String) -> Result<(), StoreError> {
+        for item in self.store.items.lock().unwrap().values_mut() {
+            if item.1.as_ref() == Some(&lease) {
+                item.1 = None;
+            }
+        }
+        Ok(())
+    }
+    async fn peek(&self, org: &Org) -> Result<Option<Checkpoint>, StoreError> {
+        Ok(self
+            .store
+            .items
+            .lock()
+            .unwrap()
+            .get(org.as_str())
+            .map(|i| i.0.clone()))
+    }
+}
+
+/// Stops the `at`-th store or sink operation of one run (before it acts, or after it acted
+/// and before it answers) until the test lets it go: a laptop that sleeps, a stalled network.
+struct Gate {
+    at: u32,
+    after: bool,
+    seen: std::sync::atomic::AtomicU32,
+    reached: tokio::sync::Notify,
+    go: tokio::sync::Notify,
+}
+
+impl Gate {
+    fn new(at: u32, after: bool) -> Self {
+        Gate {
+            at,
+            after,
+            seen: Default::default(),
+            reached: Default::default(),
+            go: Default::default(),
+        }
+    }
+    /// Counts an operation; at the gated one, waits to be let go.
+    async fn pass(&self, after: bool) {
+        use std::sync::atomic::Ordering;
+        if after != self.after {
+            return;
+        }
+        if self.seen.fetch_add(1, Ordering::SeqCst) == self.at {
+            self.reached.notify_one();
+            self.go.notified().await;
+        }
+    }
+}
+
+/// Run A's stores, through the gate.
+struct Gated<'a> {
+    store: LeaseView<'a>,
+    sink: &'a MemSink,
+    gate: &'a Gate,
+}
+
+macro_rules! gated {
+    ($self:ident, $op:expr) => {{
+        $self.gate.pass(false).await;
+        let out = $op;
+        $self.gate.pass(true).await;
+        out
+    }};
+}
+
+#[async_trait]
+impl Checkpoints for Gated<'_> {
+    type Lease = String;
+    async fn acquire(&self, org: &Org, owner: &RunId) -> Result<Option<(String, Checkpoint)>, StoreError> {
+        gated!(self, self.store.acquire(org, owner).await)
+    }
+    async fn save(&self, lease: &String, cp: &mut Checkpoint) -> Result<(), StoreError> {
+        gated!(self, self.store.save(lease, cp).await)
+    }
+    async fn heartbeat(&self, lease: &String) -> Result<(), StoreError> {
+        gated!(self, self.store.heartbeat(lease).await)
+    }
+    async fn release(&self, lease: String) -> Result<(), StoreError> {
+        gated!(self, self.store.release(lease).await)
+    }
+    async fn peek(&self, org: &Org) -> Result<Option<Checkpoint>, StoreError> {
+        self.store.peek(org).await
+    }
+}
+
+#[async_trait]
+impl Sink for Gated<'_> {
+    async fn put(&self, key: &ObjectKey, body: Vec<u8>) -> Result<PutOutcome, StoreError> {
+        gated!(self, self.sink.put(key, body).await)
+    }
+    async fn exists(&self, key: &ObjectKey) -> Result<bool, StoreError> {
+        gated!(self, self.sink.exists(key).await)
+    }
+}
+
+/// Run A stops at its `at`-th operation (before or after it acts), long enough for its
+/// lease to lapse on B's clock; B (clock skewed against A's) runs meanwhile, and more
+/// events arrive; then A goes on. Returns whether A reached the gate at all.
+async fn interleave(at: u32, after: bool, skew_a: Duration, skew_b: Duration) -> bool {
+    let base = ManualClock::new(t0());
+    let hub = FakeHub::new(base.clone(), 20, Order::NewestFirst);
+    // Across midnight, so some commits write two objects (a heartbeat between the uploads).
+    hub.generate(
+        u64::from(at) + 500,
+        240,
+        t0() - Duration::hours(14),
+        t0() - Duration::minutes(2),
+    );
+    let store = LeaseStore::default();
+    let sink = MemSink::default();
+    let ttl = Duration::minutes(1);
+    let mut c = cfg();
+    // Longer than the events go back, so whichever run comes first reaches them all.
+    c.lookback = Duration::hours(15);
+    c.batch_events = 40;
+    let clock_a = crate::clock::Skewed {
+        inner: base.clone(),
+        by: skew_a,
+    };
+    let clock_b = crate::clock::Skewed {
+        inner: base.clone(),
+        by: skew_b,
+    };
+    let gate = Gate::new(at, after);
+    let a = Gated {
+        store: LeaseView {
+            store: &store,
+            clock: &clock_a,
+            ttl,
+        },
+        sink: &sink,
+        gate: &gate,
+    };
+    let run_a = Poller {
+        api: &hub,
+        checkpoints: &a,
+        sink: &a,
+        clock: &clock_a,
+    };
+    let b = LeaseView {
+        store: &store,
+        clock: &clock_b,
+        ttl,
+    };
+    let run_b = Poller {
+        api: &hub,
+        checkpoints: &b,
+        sink: &sink,
+        clock: &clock_b,
+    };
+
+    let a_done = std::sync::atomic::AtomicBool::new(false);
+    let first = async {
+        let _ = run_a.run(&c, None).await;
+        a_done.store(true, std::sync::atomic::Ordering::SeqCst);
+    };
+    let drive = async {
+        tokio::select! {
+            _ = gate.reached.notified() => {}
+            // A finished without reaching the gate: nothing to interleave.
+            _ = async { while !a_done.load(std::sync::atomic::Ordering::SeqCst) { tokio::task::yield_now().await } } => return false,
+        }
+        // A is stalled. Time passes beyond its lease (and the skew); new events arrive; B runs.
+        base.advance(Duration::minutes(12));
+        hub.generate(
+            u64::from(at) + 900,
+            15,
+            t0() + Duration::minutes(1),
+            t0() + Duration::minutes(9),
+        );
+        let _ = run_b.run(&c, None).await;
+        gate.go.notify_one();
+        true
+    };
+    let (_, reached) = tokio::join!(first, drive);
+    // Then ordinary runs on the true clock until everything is in.
+    let c_store = LeaseView {
+        store: &store,
+        clock: &base,
+        ttl,
+    };
+    for _ in 0..3 {
+        base.advance(Duration::minutes(5));
+        let p = Poller {
+            api: &hub,
+            checkpoints: &c_store,
+            sink: &sink,
+            clock: &base,
+        };
+        p.run(&c, None).await.unwrap_or_else(|f| panic!("{}", f.error));
+    }
+    assert_exact(&hub, &sink, base.now() - c.lag);
+    reached
+}
+
+#[tokio::test]
+async fn a_run_stalled_past_its_lease_at_any_step_under_skewed_clocks_doubles_and_loses_nothing() {
+    let minutes = Duration::minutes;
+    let skews = [
+        (minutes(0), minutes(0)),
+        (minutes(-5), minutes(5)),
+        (minutes(5), minutes(-5)),
+    ];
+    let mut interleavings = 0;
+    for after in [false, true] {
+        for at in 0..200u32 {
+            let (skew_a, skew_b) = skews[at as usize % skews.len()];
+            if !interleave(at, after, skew_a, skew_b).await {
+                break; // past A's last operation: every step was tried
+            }
+            interleavings += 1;
+        }
+    }
+    assert!(
+        interleavings > 40,
+        "a run of several commits has more steps than {interleavings}"
+    );
+}
