@@ -139,6 +139,10 @@ pub trait Sink: Send + Sync {
     /// keys are derived from content, so it holds the same events).
     async fn put(&self, key: &ObjectKey, body: Vec<u8>) -> Result<PutOutcome, StoreError>;
     async fn exists(&self, key: &ObjectKey) -> Result<bool, StoreError>;
+    /// A name for this output that stays the same while it holds the same objects:
+    /// `s3://bucket/prefix`, or a local folder's own id (so a moved folder keeps it). A
+    /// checkpoint records the output it describes, and no other output may use it.
+    async fn identity(&self) -> Result<String, StoreError>;
 }
 
 /// A Docker Hub secret: never printed, never logged.

@@ -339,6 +339,35 @@ async fn the_pipeline_on_s3_and_dynamodb_stores_each_event_once() {
     );
     let cp: Checkpoint = checkpoints.peek(&org()).await.unwrap().unwrap();
     assert!(cp.pending.is_none() && cp.last_run.unwrap().error.is_none());
+    assert_eq!(
+        cp.output.as_deref(),
+        Some(format!("s3://{bucket}/dockerhub-audit").as_str())
+    );
+
+    // The same table with another prefix (another output) is refused, writing nothing.
+    let elsewhere = S3Sink::new(s3c.clone(), &bucket, "elsewhere", None);
+    let wrong = Poller {
+        api: &client,
+        checkpoints: &checkpoints,
+        sink: &elsewhere,
+        clock: &clock,
+    };
+    let failed = wrong.run(&pc, None).await.unwrap_err();
+    assert!(matches!(
+        failed.error,
+        dockerhub_audit::collect::CollectError::Store(StoreError::Invalid(_))
+    ));
+    assert!(!failed.error.is_transient());
+    assert!(
+        failed.error.to_string().contains("belong together"),
+        "{}",
+        failed.error
+    );
+    assert!(read_all(&s3c, &bucket, "elsewhere/").await.is_empty());
+    assert_eq!(
+        checkpoints.peek(&org()).await.unwrap().unwrap().watermark,
+        cp.watermark
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,6 +12,7 @@ use std::time::Duration;
 use common::*;
 use dockerhub_audit::clock::SystemClock;
 use dockerhub_audit::emulator::Emulator;
+use dockerhub_audit::inspect;
 
 const BIN: &str = env!("CARGO_BIN_EXE_dockerhub-audit");
 
@@ -203,6 +204,44 @@ async fn failures_exit_non_zero_with_one_line_that_says_what_to_do() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).1.contains("90d"));
+
+    // A checkpoint belongs to its output: another output with it is refused, and the
+    // checkpoint and the first output are left as they were.
+    let first = tempfile::tempdir().unwrap();
+    let out = poll_cmd(&hub.url(), first.path(), &[]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out).1);
+    let stored = inspect::records(first.path()).unwrap().len();
+    assert!(stored > 0);
+    let cp_file = first.path().join("_checkpoints").join("acme.json");
+    let cp_before = std::fs::read(&cp_file).unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let checkpoints = first.path().join("_checkpoints");
+    let out = poll_cmd(&hub.url(), other.path(), &["--checkpoint"])
+        .arg(&checkpoints)
+        .output()
+        .unwrap();
+    let (_, err) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let last = err.trim().lines().last().unwrap();
+    assert!(
+        last.contains("belong together") && last.contains("local:"),
+        "{err}"
+    );
+    assert!(
+        inspect::records(other.path()).unwrap().is_empty(),
+        "nothing written to the other output"
+    );
+    let cp_after: serde_json::Value = serde_json::from_slice(&std::fs::read(&cp_file).unwrap()).unwrap();
+    let cp_before: serde_json::Value = serde_json::from_slice(&cp_before).unwrap();
+    assert_eq!(cp_after["watermark"], cp_before["watermark"]);
+    assert_eq!(cp_after["output"], cp_before["output"]);
+    // A moved output folder keeps its identity, so its checkpoint still fits.
+    let moved = first.path().with_extension("moved");
+    std::fs::rename(first.path(), &moved).unwrap();
+    let out = poll_cmd(&hub.url(), &moved, &[]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out).1);
+    assert_eq!(inspect::records(&moved).unwrap().len(), stored);
+    std::fs::remove_dir_all(&moved).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -30,6 +30,10 @@ pub struct Checkpoint {
     pub pending: Option<Intent>,
     #[serde(default)]
     pub last_run: Option<LastRun>,
+    /// The output this checkpoint describes ([`crate::ports::Sink::identity`]); set by the
+    /// first run, and any other output is refused.
+    #[serde(default)]
+    pub output: Option<String>,
 }
 
 /// A commit in flight: the objects about to be written and the watermark they complete.
@@ -68,6 +72,7 @@ impl Checkpoint {
             seen: BTreeMap::new(),
             pending: None,
             last_run: None,
+            output: None,
         }
     }
 

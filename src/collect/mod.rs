@@ -252,6 +252,19 @@ where
         report: &mut RunReport,
     ) -> Result<(), CollectError> {
         let org = &cfg.org;
+        let output = self.sink.identity().await?;
+        match cp.output.as_deref() {
+            Some(recorded) if recorded != output => {
+                return Err(StoreError::Invalid(format!(
+                    "the checkpoint of {org} describes the output {recorded}, but this run writes to {output}: \
+                     an output and its checkpoint belong together (the checkpoint remembers what that output \
+                     holds). Give the checkpoint store that goes with this output, or a new one for a new output"
+                ))
+                .into())
+            }
+            // Recorded by the next save.
+            _ => cp.output = Some(output),
+        }
         let durable = Durable {
             store: self.checkpoints,
             lease,

@@ -279,6 +279,9 @@ impl Sink for MemSink {
         self.crash.spend()?;
         Ok(self.objects.lock().unwrap().contains_key(key))
     }
+    async fn identity(&self) -> Result<String, StoreError> {
+        Ok("mem".into())
+    }
 }
 
 impl MemSink {
@@ -641,9 +644,12 @@ async fn events_landing_next_to_a_dense_second_do_not_double_it() {
 
 /// A checkpoint store with a lease that lapses, as DynamoDB's: the holder's clock sets the
 /// expiry, the next run's clock reads it.
+/// An org's stored checkpoint, lease holder and lease expiry.
+type Leased = (Checkpoint, Option<String>, DateTime<Utc>);
+
 #[derive(Default)]
 struct LeaseStore {
-    items: Mutex<HashMap<String, (Checkpoint, Option<String>, DateTime<Utc>)>>,
+    items: Mutex<HashMap<String, Leased>>,
 }
 
 /// One run's view of the [`LeaseStore`], through its own (possibly wrong) clock.
@@ -786,6 +792,9 @@ impl Sink for Gated<'_> {
     }
     async fn exists(&self, key: &ObjectKey) -> Result<bool, StoreError> {
         gated!(self, self.sink.exists(key).await)
+    }
+    async fn identity(&self) -> Result<String, StoreError> {
+        self.sink.identity().await
     }
 }
 

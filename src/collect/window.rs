@@ -9,20 +9,19 @@ use crate::types::{floor_second, Window};
 /// The longest window asked for in one request.
 pub const MAX_SPAN: Duration = Duration::days(7);
 
-/// The run's window: from `watermark - overlap` (never before `seen_from`, since older ids
-/// are no longer remembered and could not be deduplicated) or, on the first run,
-/// `now - lookback`; to `now - lag`. Both ends on whole seconds.
+/// The run's window: from `seen_from`, where the remembered ids start (so exactly the
+/// range that can be deduplicated is read again, whatever `--overlap` this run was given),
+/// else `watermark - overlap`, else, on the first run, `now - lookback`; to `now - lag`.
+/// Both ends on whole seconds.
 pub fn plan(cp: &Checkpoint, cfg: &PollConfig, now: DateTime<Utc>) -> Window {
     // Checked: a corrupted checkpoint must not panic the run (validated configs never
     // come near chrono's limits).
     let minus = |t: DateTime<Utc>, d: Duration| t.checked_sub_signed(d).unwrap_or(t);
     let end = floor_second(minus(now, cfg.lag));
-    let start = match cp.watermark {
-        Some(w) => {
-            let s = minus(w, cfg.overlap);
-            cp.seen_from.map_or(s, |f| s.max(f))
-        }
-        None => minus(now, cfg.lookback),
+    let start = match (cp.seen_from, cp.watermark) {
+        (Some(from), Some(w)) => from.min(w),
+        (None, Some(w)) => minus(w, cfg.overlap),
+        (_, None) => minus(now, cfg.lookback),
     };
     Window::new(floor_second(start), end)
 }
@@ -73,10 +72,14 @@ mod tests {
         cp.seen.insert(EventId("x".into()), t("2026-11-25T10:50:00Z"));
         let w = plan(&cp, &cfg, now);
         assert_eq!(w.from, t("2026-11-25T10:45:00Z"));
-        // A larger overlap than the ids remembered cannot reach further back than seen_from.
-        let mut wide = cfg.clone();
-        wide.overlap = Duration::hours(2);
-        assert_eq!(plan(&cp, &wide, now).from, t("2026-11-25T10:45:00Z"));
+        // A larger overlap than the ids remembered cannot reach further back than seen_from,
+        // and a shorter one still reads all it remembers (events a rolled-forward commit
+        // did not hold, late events) rather than skipping past them.
+        for overlap in [Duration::hours(2), Duration::minutes(1)] {
+            let mut other = cfg.clone();
+            other.overlap = overlap;
+            assert_eq!(plan(&cp, &other, now).from, t("2026-11-25T10:45:00Z"));
+        }
     }
 
     #[test]

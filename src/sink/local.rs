@@ -14,6 +14,9 @@ use async_trait::async_trait;
 use crate::event::key::ObjectKey;
 use crate::ports::{PutOutcome, Sink, StoreError};
 
+/// The file at the top of a local output that names it (an `_` name: no query reads it).
+pub const OUTPUT_ID: &str = "_output-id";
+
 #[derive(Debug, Clone)]
 pub struct LocalSink {
     root: PathBuf,
@@ -75,6 +78,20 @@ impl Sink for LocalSink {
             Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(PutOutcome::AlreadyExisted),
             Err(e) => Err(err("link", e)),
         }
+    }
+
+    async fn identity(&self) -> Result<String, StoreError> {
+        // Made once, never overwritten (the same no-clobber write as objects), then read.
+        let id = format!("local:{}\n", crate::types::RunId::generate(chrono::Utc::now()));
+        self.put(&ObjectKey(OUTPUT_ID.into()), id.into_bytes()).await?;
+        let path = self.root.join(OUTPUT_ID);
+        let text = fs::read_to_string(&path).map_err(|e| {
+            StoreError::Io(format!(
+                "cannot read {}: {e}; check the output folder",
+                path.display()
+            ))
+        })?;
+        Ok(text.trim().to_string())
     }
 
     async fn exists(&self, key: &ObjectKey) -> Result<bool, StoreError> {

@@ -105,6 +105,14 @@ impl Sink for S3Sink {
         }
     }
 
+    async fn identity(&self) -> Result<String, StoreError> {
+        Ok(format!(
+            "s3://{}/{}",
+            self.bucket,
+            self.prefix.trim_end_matches('/')
+        ))
+    }
+
     async fn exists(&self, key: &ObjectKey) -> Result<bool, StoreError> {
         match self
             .client

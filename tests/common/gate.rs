@@ -88,6 +88,9 @@ impl<K: Checkpoints, S: Sink> Sink for Gated<'_, K, S> {
     async fn exists(&self, key: &ObjectKey) -> Result<bool, StoreError> {
         gated!(self, self.sink.exists(key).await)
     }
+    async fn identity(&self) -> Result<String, StoreError> {
+        self.sink.identity().await
+    }
 }
 
 /// Runs `first` until the gate stops it, then `meanwhile`, then lets `first` go on, and
