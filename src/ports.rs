@@ -23,6 +23,35 @@ pub struct PageQuery {
     pub page_size: u32,
 }
 
+/// An item of a page that is not a readable event (not an object, no usable timestamp, a
+/// non-string action). It is kept verbatim in the output's quarantine, never dropped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unreadable {
+    pub item: serde_json::Value,
+    pub reason: String,
+}
+
+/// One page as Docker Hub served it (or the contents of a window read from pages).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Page {
+    pub events: Vec<HubEvent>,
+    pub unreadable: Vec<Unreadable>,
+}
+
+impl Page {
+    /// Items served, readable or not (what counts against the page size).
+    pub fn len(&self) -> usize {
+        self.events.len() + self.unreadable.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub fn extend(&mut self, other: Page) {
+        self.events.extend(other.events);
+        self.unreadable.extend(other.unreadable);
+    }
+}
+
 /// What went wrong talking to Docker Hub, after the adapter's own retries.
 /// Every message says what happened and what to do; none carries a secret.
 #[derive(Debug, thiserror::Error)]
@@ -55,14 +84,9 @@ impl HubError {
 #[async_trait]
 pub trait AuditLog: Send + Sync {
     /// One page of `org`'s events for the query, as the API served it (any order, any
-    /// count up to the server's page size). `budget` bounds the time spent including
-    /// retries and rate-limit waits.
-    async fn page(
-        &self,
-        org: &Org,
-        query: PageQuery,
-        budget: Option<Duration>,
-    ) -> Result<Vec<HubEvent>, HubError>;
+    /// count up to the server's page size), unreadable items set apart. `budget` bounds the
+    /// time spent including retries and rate-limit waits.
+    async fn page(&self, org: &Org, query: PageQuery, budget: Option<Duration>) -> Result<Page, HubError>;
 }
 
 /// A failure of a checkpoint store or a sink.

@@ -337,8 +337,34 @@ async fn status_reports_the_checkpoint() {
         s.contains("watermark:")
             && s.contains("ago")
             && s.contains("caught up")
-            && s.contains("pending:      none"),
+            && s.contains("pending:      none")
+            && s.contains("output:       local:")
+            && s.contains("quarantined:  0"),
         "{s}"
+    );
+    // Ages in whole seconds: "(1m 4s ago)", never milliseconds.
+    let age = s.lines().find(|l| l.starts_with("watermark:")).unwrap();
+    assert!(
+        !age.contains("ms") && !age.contains("us ") && !age.contains("ns "),
+        "{age}"
+    );
+
+    // Its output read by a reader that went away (`| head`): no panic, a clean exit. The
+    // pipe's reading end is closed before the command starts, so its first write fails.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(BIN)
+        .args(["status", "--org", "acme", "--output"])
+        .arg(dir.path())
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !err.contains("panicked"),
+        "{:?} {err}",
+        out.status
     );
 }
 
@@ -355,9 +381,9 @@ fn the_emulator_command_serves_a_poll() {
         .unwrap();
     let mut line = String::new();
     use std::io::BufRead;
-    std::io::BufReader::new(emu.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    // Kept open while the emulator runs: a closed pipe would end it at its next line.
+    let mut lines = std::io::BufReader::new(emu.stdout.take().unwrap());
+    lines.read_line(&mut line).unwrap();
     let url = line
         .split_whitespace()
         .find(|w| w.starts_with("http://"))
@@ -367,6 +393,7 @@ fn the_emulator_command_serves_a_poll() {
     let out = poll_cmd(&url, dir.path(), &[]).output().unwrap();
     let _ = emu.kill();
     let _ = emu.wait();
+    drop(lines);
     assert!(out.status.success(), "{:?}", text(&out));
     let n = stored(dir.path()).len();
     assert!(n >= 150, "{n}");

@@ -370,3 +370,67 @@ async fn a_run_stalled_at_any_step_on_local_files_doubles_nothing() {
     }
     assert!(steps >= 10, "a run of three commits has more steps than {steps}");
 }
+
+/// One bad item does not stop an org: items that are not readable events are kept verbatim
+/// in `_quarantine/`, counted once, and everything else is stored; later runs move on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_items_are_quarantined_and_the_rest_is_stored() {
+    let clock = ManualClock::new(t0());
+    let mut cfg = emulator_config(600, 10, 21);
+    cfg.page_cap = 25;
+    let (emu, hub) = start(cfg, Arc::new(clock.clone())).await;
+    let bad = [
+        json!({"account": "acme", "action": "repo.tag.push", "name": "acme/api"}),
+        json!("not an object"),
+        json!({"account": "acme", "action": 5, "timestamp": "2026-11-20T10:00:00Z"}),
+        json!({"account": "acme", "action": "org.member.add", "timestamp": "yesterday"}),
+    ];
+    for (i, item) in bad.iter().enumerate() {
+        // The first inside the overlap that later runs read again.
+        let at = match i {
+            0 => t0() - Duration::minutes(5),
+            _ => t0() - Duration::days(i as i64) - Duration::minutes(7),
+        };
+        emu.add_unreadable(item.clone(), at, at);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let c = client(&hub.url(), Arc::new(clock.clone()), SECRET);
+    let pc = poll_config(11);
+    let r = run(&c, &clock, dir.path(), &pc).await.unwrap();
+    assert!(r.caught_up, "{r:?}");
+    assert_eq!(r.events_quarantined, bad.len() as u64);
+    assert_exact(&expected(&emu, clock.now() - pc.lag), dir.path());
+
+    // Each item verbatim, with a reason, outside every partition the queries read.
+    let quarantine = dir.path().join("_quarantine/org=acme");
+    let mut kept: Vec<serde_json::Value> = std::fs::read_dir(&quarantine)
+        .unwrap()
+        .map(|e| {
+            let body = std::fs::read(e.unwrap().path()).unwrap();
+            let recs = dockerhub_audit::event::encode::decode(&body).unwrap();
+            assert_eq!(recs.len(), 1);
+            let (reason, item) = dockerhub_audit::collect::quarantine::read(&recs[0]).unwrap();
+            assert!(!reason.is_empty());
+            item
+        })
+        .collect();
+    let mut want = bad.to_vec();
+    kept.sort_by_key(|v| v.to_string());
+    want.sort_by_key(|v| v.to_string());
+    assert_eq!(kept, want);
+
+    // Later runs read the overlap again: nothing counted twice, nothing stuck.
+    for _ in 0..2 {
+        clock.advance(Duration::minutes(5));
+        let r = run(&c, &clock, dir.path(), &pc).await.unwrap();
+        assert!(r.caught_up);
+        assert_eq!(r.events_quarantined, 0);
+    }
+    let cp = dockerhub_audit::checkpoint::file::FileCheckpoints::new(dir.path().join("_checkpoints"));
+    use dockerhub_audit::ports::Checkpoints;
+    assert_eq!(
+        cp.peek(&org()).await.unwrap().unwrap().quarantined,
+        bad.len() as u64
+    );
+    assert_exact(&expected(&emu, clock.now() - pc.lag), dir.path());
+}

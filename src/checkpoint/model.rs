@@ -34,6 +34,9 @@ pub struct Checkpoint {
     /// first run, and any other output is refused.
     #[serde(default)]
     pub output: Option<String>,
+    /// How many unreadable items runs have put in the output's quarantine, in all.
+    #[serde(default)]
+    pub quarantined: u64,
 }
 
 /// A commit in flight: the objects about to be written and the watermark they complete.
@@ -73,6 +76,7 @@ impl Checkpoint {
             pending: None,
             last_run: None,
             output: None,
+            quarantined: 0,
         }
     }
 

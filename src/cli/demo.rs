@@ -47,7 +47,7 @@ pub async fn demo(a: DemoArgs) -> Result<(), String> {
         .start(0)
         .await
         .map_err(|e| format!("cannot start the emulator: {e}"))?;
-    println!(
+    say!(
         "Docker Hub emulator at {} with {} events over 90 days, a live trickle and 3% faults",
         running.url(),
         a.events
@@ -78,7 +78,7 @@ pub async fn demo(a: DemoArgs) -> Result<(), String> {
             tokio::time::sleep(Duration::from_secs(3)).await;
         }
         let ran = run_once(&cfg, hub.clone(), creds.clone(), &stores).await?;
-        println!("run {} ({what}): {}", i + 1, summary(&ran));
+        say!("run {} ({what}): {}", i + 1, summary(&ran));
         watermark = ran.report.watermark;
     }
     let watermark = watermark.ok_or("the demo's runs set no watermark")?;
@@ -96,8 +96,8 @@ pub async fn demo(a: DemoArgs) -> Result<(), String> {
     let cmp = inspect::compare(&expected, &stored);
     let stats = emulator.stats();
     running.shutdown();
-    println!();
-    println!(
+    say!();
+    say!(
         "Verified against the emulator up to {}: {} events expected, {} stored, {} missing, {} duplicated \
          (the emulator injected {} faults on the way: each cost a retry, none an event)",
         rfc3339(watermark),
@@ -107,15 +107,15 @@ pub async fn demo(a: DemoArgs) -> Result<(), String> {
         cmp.extra,
         stats.faults_served + stats.throttled
     );
-    println!("Events per category:");
+    say!("Events per category:");
     for (category, n) in inspect::categories(&records) {
-        println!("  {category:<12} {n}");
+        say!("  {category:<12} {n}");
     }
     let objects = inspect::objects(&output).map_err(|e| e.to_string())?.len();
     let dir = output.display();
-    println!("The data: {objects} objects under {dir}/org=acme/dt=YYYY-MM-DD/ (gzip NDJSON)");
-    println!("Look at it:  zcat {dir}/org=acme/dt=*/*.json.gz | head -n 2");
-    println!("Its state:   dockerhub-audit status --org acme --output {dir}");
+    say!("The data: {objects} objects under {dir}/org=acme/dt=YYYY-MM-DD/ (gzip NDJSON)");
+    say!("Look at it:  zcat {dir}/org=acme/dt=*/*.json.gz | head -n 2");
+    say!("Its state:   dockerhub-audit status --org acme --output {dir}");
     if !cmp.exact() {
         return Err("the output does not match the emulator exactly; please report this".into());
     }

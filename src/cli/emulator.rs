@@ -58,21 +58,24 @@ pub async fn serve(a: EmulatorArgs) -> Result<(), String> {
         )
     })?;
     let orgs = a.org.join(", ");
-    println!("Docker Hub emulator for {orgs} at {}", running.url());
+    say!("Docker Hub emulator for {orgs} at {}", running.url());
     let first = &a.org[0];
-    println!(
+    say!(
         "Try it: DOCKERHUB_USERNAME={first} DOCKERHUB_TOKEN=<the --secret value> dockerhub-audit poll --org {first} --hub-url {}",
         running.url()
     );
-    println!("Ctrl-C stops it.");
+    say!("Ctrl-C stops it.");
     tokio::signal::ctrl_c()
         .await
         .map_err(|e| format!("cannot wait for Ctrl-C: {e}"))?;
     for (org, emulator) in a.org.iter().zip(&emulators) {
         let s = emulator.stats();
-        println!(
+        say!(
             "{org}: served {} list requests, {} token requests, {} throttled, {} faults",
-            s.list_requests, s.token_requests, s.throttled, s.faults_served
+            s.list_requests,
+            s.token_requests,
+            s.throttled,
+            s.faults_served
         );
     }
     running.shutdown();

@@ -1,5 +1,16 @@
 //! The command-line entry point: flags to a config, adapters wired to the poller.
 
+/// Prints a line on stdout, like `println!`, except that a reader that went away
+/// (`dockerhub-audit status … | head -2`) ends the command quietly instead of a panic.
+macro_rules! say {
+    () => {
+        $crate::cli::say_line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::say_line(format_args!($($arg)*))
+    };
+}
+
 mod args;
 mod demo;
 mod emulator;
@@ -14,6 +25,17 @@ pub use args::Cli;
 use args::{Command, LogFormatArg};
 
 use crate::logging::{self, LogFormat};
+
+#[doc(hidden)]
+pub fn say_line(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{line}").and_then(|_| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+    }
+}
 
 /// Parses the command line, runs the command, and turns any failure into one line on
 /// stderr and a non-zero exit status.

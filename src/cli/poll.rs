@@ -84,18 +84,29 @@ pub async fn run_once(
 pub fn summary(ran: &Ran) -> String {
     let r = &ran.report;
     if !r.leased {
-        return format!(
-            "{}: another poller holds this organization's lease; nothing done",
-            r.org
-        );
+        return match &r.stopped_early {
+            // Taken over mid-run: what it committed stays, the other run goes on.
+            Some(why) => format!(
+                "{}: {} events written, then {why}; the other run continues",
+                r.org, r.events_written
+            ),
+            None => format!(
+                "{}: another poller holds this organization's lease; nothing done",
+                r.org
+            ),
+        };
     }
     let state = match (&r.stopped_early, r.caught_up) {
         (Some(why), _) => format!("stopped early: {why}"),
         (None, true) => "caught up".into(),
         (None, false) => "not caught up".into(),
     };
+    let quarantined = match r.events_quarantined {
+        0 => String::new(),
+        n => format!(", {n} unreadable items quarantined (see _quarantine/)"),
+    };
     format!(
-        "{}: {} events written in {} objects, {} duplicates dropped, {} API requests ({} throttled, {} retried); watermark {}; {}",
+        "{}: {} events written in {} objects, {} duplicates dropped{quarantined}, {} API requests ({} throttled, {} retried); watermark {}; {}",
         r.org,
         r.events_written,
         r.objects_written,
@@ -134,13 +145,13 @@ pub async fn poll(a: PollArgs, format: LogFormat) -> Result<(), String> {
     )
     .await?;
     match format {
-        LogFormat::Text => println!("{}", summary(&ran)),
+        LogFormat::Text => say!("{}", summary(&ran)),
         LogFormat::Json => {
             let mut v = serde_json::to_value(&ran.report).map_err(|e| e.to_string())?;
             v["api_requests"] = ran.api_requests.into();
             v["throttled"] = ran.throttled.into();
             v["retries"] = ran.retries.into();
-            println!("{v}");
+            say!("{v}");
         }
     }
     Ok(())
@@ -150,7 +161,7 @@ pub async fn status(a: StatusArgs) -> Result<(), String> {
     let stores = a.store.stores();
     let store = stores.checkpoints().await?;
     let Some(cp) = store.peek(&a.org).await.map_err(|e| e.to_string())? else {
-        println!(
+        say!(
             "{}: no checkpoint in {} yet; the first poll reads back --lookback",
             a.org,
             stores.checkpoint_location()?
@@ -158,35 +169,49 @@ pub async fn status(a: StatusArgs) -> Result<(), String> {
         return Ok(());
     };
     let now = Utc::now();
-    println!("org:          {}", cp.org);
+    say!("org:          {}", cp.org);
     match cp.watermark {
         Some(w) => {
-            let age = now - w;
-            println!(
+            // Whole seconds: "34s ago", not "34s 572ms 914us ago".
+            let age = std::time::Duration::from_secs((now - w).num_seconds().max(0) as u64);
+            say!(
                 "watermark:    {} ({} ago)",
                 rfc3339(w),
-                humantime::format_duration(age.to_std().unwrap_or_default())
+                humantime::format_duration(age)
             );
         }
-        None => println!("watermark:    none yet"),
+        None => say!("watermark:    none yet"),
     }
-    println!(
+    say!(
         "remembered:   {} event ids since {}",
         cp.seen.len(),
         cp.seen_from.map(rfc3339).unwrap_or_else(|| "-".into())
     );
     match &cp.pending {
-        None => println!("pending:      none"),
-        Some(i) => println!(
-            "pending:      a commit of {} object(s) by run {} (finished or discarded by the next poll)",
+        None => say!("pending:      none"),
+        Some(i) => say!(
+            "pending:      a commit of {} object(s) by run {} (the next poll finishes it)",
             i.objects.len(),
             i.run_id
         ),
     }
+    say!(
+        "output:       {}",
+        cp.output.as_deref().unwrap_or("not recorded yet")
+    );
+    say!(
+        "quarantined:  {} unreadable item(s){}",
+        cp.quarantined,
+        if cp.quarantined > 0 {
+            " (under _quarantine/ in the output)"
+        } else {
+            ""
+        }
+    );
     match &cp.last_run {
-        None => println!("last run:     none recorded"),
+        None => say!("last run:     none recorded"),
         Some(r) => {
-            println!(
+            say!(
                 "last run:     {} at {} ({} events written, {})",
                 r.run_id,
                 rfc3339(r.finished_at),
@@ -194,10 +219,10 @@ pub async fn status(a: StatusArgs) -> Result<(), String> {
                 if r.caught_up { "caught up" } else { "not caught up" }
             );
             if let Some(e) = &r.error {
-                println!("last error:   {e}");
+                say!("last error:   {e}");
             }
         }
     }
-    println!("version:      {}", cp.version);
+    say!("version:      {}", cp.version);
     Ok(())
 }

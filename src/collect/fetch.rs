@@ -19,15 +19,15 @@ use std::time::Instant;
 use chrono::Duration;
 
 use crate::event::id::canonical;
-use crate::event::HubEvent;
-use crate::ports::{AuditLog, HubError, PageQuery};
+use crate::ports::{AuditLog, HubError, Page, PageQuery};
 use crate::types::{Org, Window};
 
 /// The answer to "read this window".
 #[derive(Debug)]
 pub enum Read {
-    /// Every event of the window (those inside `[from, to)` only), from one snapshot.
-    Complete(Vec<HubEvent>),
+    /// Every event of the window (those inside `[from, to)` only), from one snapshot, and
+    /// the unreadable items served with them.
+    Complete(Page),
     /// More than one page: cut the window smaller.
     TooMany,
 }
@@ -78,12 +78,7 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
     }
 
     /// One page; `deadline` is absolute, shared by every request of a window.
-    async fn get(
-        &mut self,
-        w: Window,
-        page: u32,
-        deadline: Option<Instant>,
-    ) -> Result<Vec<HubEvent>, HubError> {
+    async fn get(&mut self, w: Window, page: u32, deadline: Option<Instant>) -> Result<Page, HubError> {
         let budget = match deadline {
             None => None,
             Some(d) => match d.checked_duration_since(Instant::now()).filter(|b| !b.is_zero()) {
@@ -106,7 +101,7 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
         let first = self.get(w, 1, deadline).await?;
         let n = first.len() as u32;
         if n == 0 {
-            return Ok(Read::Complete(first));
+            return Ok(Read::Complete(Page::default()));
         }
         if n >= self.page_size {
             // The server gives at least what we ask: there may be more.
@@ -137,18 +132,15 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
     /// padded answer is compared, not only the second itself: an event landing in the
     /// padding shifts the pages too, and would otherwise go unseen while it doubles a
     /// boundary event of the second.
-    pub async fn read_dense(
-        &mut self,
-        w: Window,
-        deadline: Option<Instant>,
-    ) -> Result<Vec<HubEvent>, HubError> {
+    pub async fn read_dense(&mut self, w: Window, deadline: Option<Instant>) -> Result<Page, HubError> {
         let mut previous: Option<Vec<String>> = None;
         for _ in 0..self.max_reads {
-            let events = self.read_all_pages(w, deadline).await?;
-            let mut fingerprint: Vec<String> = events.iter().map(canonical).collect();
+            let page = self.read_all_pages(w, deadline).await?;
+            let mut fingerprint: Vec<String> = page.events.iter().map(canonical).collect();
+            fingerprint.extend(page.unreadable.iter().map(|u| u.item.to_string()));
             fingerprint.sort_unstable();
             if previous.as_ref() == Some(&fingerprint) {
-                return Ok(inside(w, events));
+                return Ok(inside(w, page));
             }
             previous = Some(fingerprint);
         }
@@ -160,22 +152,18 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
     }
 
     /// Every page of the padded query, unfiltered.
-    async fn read_all_pages(
-        &mut self,
-        w: Window,
-        deadline: Option<Instant>,
-    ) -> Result<Vec<HubEvent>, HubError> {
-        let mut all = Vec::new();
+    async fn read_all_pages(&mut self, w: Window, deadline: Option<Instant>) -> Result<Page, HubError> {
+        let mut all = Page::default();
         for page in 1..=MAX_PAGES {
-            let events = self.get(w, page, deadline).await?;
-            let n = events.len() as u32;
+            let got = self.get(w, page, deadline).await?;
+            let n = got.len() as u32;
             if n == 0 {
                 return Ok(all);
             }
             if n >= self.page_size {
                 self.learn(self.page_size);
             }
-            all.extend(events);
+            all.extend(got);
             if self.known_full.is_some_and(|full| n < full) {
                 return Ok(all);
             }
@@ -186,6 +174,15 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
     }
 }
 
-fn inside(w: Window, events: Vec<HubEvent>) -> Vec<HubEvent> {
-    events.into_iter().filter(|e| w.contains(e.timestamp())).collect()
+/// The events of `w` alone (queries are padded); unreadable items have no usable time, so
+/// they are kept whatever query served them.
+fn inside(w: Window, page: Page) -> Page {
+    Page {
+        events: page
+            .events
+            .into_iter()
+            .filter(|e| w.contains(e.timestamp()))
+            .collect(),
+        unreadable: page.unreadable,
+    }
 }

@@ -10,6 +10,7 @@
 pub mod batch;
 pub mod commit;
 pub mod fetch;
+pub mod quarantine;
 pub mod reader;
 pub mod window;
 
@@ -62,6 +63,8 @@ pub struct RunReport {
     pub objects_written: u64,
     /// Objects found already written (a retried commit).
     pub objects_existing: u64,
+    /// Items served that are not readable events, newly kept in the quarantine.
+    pub events_quarantined: u64,
     pub pages_requested: u64,
     /// The watermark as stored when the run ended.
     pub watermark: Option<DateTime<Utc>>,
@@ -129,6 +132,7 @@ where
             duplicates_dropped: 0,
             objects_written: 0,
             objects_existing: 0,
+            events_quarantined: 0,
             pages_requested: 0,
             watermark: None,
             caught_up: false,
@@ -215,31 +219,37 @@ where
         }
     }
 
-    /// Reads `range` as complete windows, each handed to `take` with its events and ids.
-    /// Ends early (`Ok(false)`) when the run's time is up.
-    async fn read_range(
+    /// Reads the next complete window from `cursor` (up to `end`), renewing the lease while
+    /// it waits, and quarantines the unreadable items it served. The inner error is the
+    /// Hub's (the run stops reading); the outer one the stores'.
+    #[allow(clippy::too_many_arguments)]
+    async fn next_window(
         &self,
         reader: &mut Reader<'_, A>,
         lease: &K::Lease,
         beat: &mut Beat,
-        range: Window,
-        mut take: impl FnMut(Window, Vec<crate::event::HubEvent>),
-    ) -> Result<Result<DateTime<Utc>, HubError>, StoreError> {
-        reader.start(range);
-        let mut cursor = range.from;
-        while cursor < range.to {
-            match self
-                .keep_alive(lease, beat, reader.next(cursor, range.to))
-                .await?
-            {
-                Ok((w, events)) => {
-                    take(w, events);
-                    cursor = w.to;
-                }
-                Err(e) => return Ok(Err(e)),
-            }
+        org: &crate::types::Org,
+        cursor: DateTime<Utc>,
+        end: DateTime<Utc>,
+        cp: &mut Checkpoint,
+        report: &mut RunReport,
+    ) -> Result<Result<(Window, Vec<crate::event::HubEvent>), HubError>, StoreError> {
+        let (w, page) = match self.keep_alive(lease, beat, reader.next(cursor, end)).await? {
+            Ok(read) => read,
+            Err(e) => return Ok(Err(e)),
+        };
+        if !page.unreadable.is_empty() {
+            let prov = Provenance {
+                ingested_at: self.clock.now(),
+                window: w,
+                run_id: report.run_id.clone(),
+            };
+            let new = quarantine::keep(self.sink, org, page.unreadable, &prov).await?;
+            report.events_quarantined += new;
+            // Counted in the checkpoint for `status`; stored by the next save.
+            cp.quarantined += new;
         }
-        Ok(Ok(cursor))
+        Ok(Ok((w, page.events)))
     }
 
     async fn run_leased(
@@ -298,7 +308,7 @@ where
         let mut failure: Option<HubError> = None;
         while cursor < window.to {
             let (w, events) = match self
-                .keep_alive(lease, beat, reader.next(cursor, window.to))
+                .next_window(&mut reader, lease, beat, org, cursor, window.to, cp, report)
                 .await?
             {
                 Ok(read) => read,
@@ -374,15 +384,20 @@ where
             tracing::info!(%org, run = %intent.run_id, objects = missing.len(), %range,
                 "an earlier run's commit is missing objects; reading their events again");
             let mut read = Vec::new();
-            let outcome = self
-                .read_range(reader, durable.lease, beat, range, |_, events| {
-                    read.extend(assign_ids(org, events))
-                })
-                .await?;
-            match outcome {
-                Ok(_) => {}
-                Err(HubError::OutOfTime(msg)) => return Ok(Some(msg)),
-                Err(e) => return Err(e.into()),
+            reader.start(range);
+            let mut cursor = range.from;
+            while cursor < range.to {
+                match self
+                    .next_window(reader, durable.lease, beat, org, cursor, range.to, cp, report)
+                    .await?
+                {
+                    Ok((w, events)) => {
+                        read.extend(assign_ids(org, events));
+                        cursor = w.to;
+                    }
+                    Err(HubError::OutOfTime(msg)) => return Ok(Some(msg)),
+                    Err(e) => return Err(e.into()),
+                }
             }
             let prov = Provenance {
                 ingested_at: self.clock.now(),

@@ -9,8 +9,7 @@ use chrono::{DateTime, Duration, Utc};
 use super::fetch::{Fetcher, Read};
 use super::window;
 use crate::clock::Clock;
-use crate::event::HubEvent;
-use crate::ports::{AuditLog, HubError};
+use crate::ports::{AuditLog, HubError, Page};
 use crate::types::{Org, Window};
 
 pub struct Reader<'a, A: AuditLog + ?Sized> {
@@ -42,12 +41,13 @@ impl<'a, A: AuditLog + ?Sized> Reader<'a, A> {
     }
 
     /// Reads the next complete window `[from, to)` with `to <= end`: every event the API
-    /// served for it, from one consistent read. `OutOfTime` once the deadline has passed.
+    /// served for it, from one consistent read (and any unreadable item served with them).
+    /// `OutOfTime` once the deadline has passed.
     pub async fn next(
         &mut self,
         from: DateTime<Utc>,
         end: DateTime<Utc>,
-    ) -> Result<(Window, Vec<HubEvent>), HubError> {
+    ) -> Result<(Window, Page), HubError> {
         loop {
             // Absolute for every request of this window, so retries and pages share it.
             let request_deadline = match self.deadline {
@@ -58,17 +58,17 @@ impl<'a, A: AuditLog + ?Sized> Reader<'a, A> {
                 },
             };
             let w = Window::new(from, (from + self.span).min(end));
-            let events = match self.fetcher.read(w, request_deadline).await? {
+            let page = match self.fetcher.read(w, request_deadline).await? {
                 Read::TooMany if w.len() > Duration::seconds(1) => {
                     self.span = window::shrink(w.len());
                     continue;
                 }
                 Read::TooMany => self.fetcher.read_dense(w, request_deadline).await?,
-                Read::Complete(events) => events,
+                Read::Complete(page) => page,
             };
-            let page = self.fetcher.known_page_size().unwrap_or(self.fetcher.page_size());
-            self.span = window::grow(self.span, events.len(), page);
-            return Ok((w, events));
+            let size = self.fetcher.known_page_size().unwrap_or(self.fetcher.page_size());
+            self.span = window::grow(self.span, page.len(), size);
+            return Ok((w, page));
         }
     }
 }

@@ -137,7 +137,7 @@ impl AuditLog for FakeHub {
         _org: &Org,
         q: PageQuery,
         _budget: Option<StdDuration>,
-    ) -> Result<Vec<HubEvent>, HubError> {
+    ) -> Result<crate::ports::Page, HubError> {
         let n = {
             let mut r = self.requests.lock().unwrap();
             *r += 1;
@@ -185,12 +185,15 @@ impl AuditLog for FakeHub {
         }
         let size = q.page_size.min(self.cap) as usize;
         let skip = (q.page as usize - 1) * size;
-        Ok(matching
+        let served: Vec<Value> = matching
             .into_iter()
             .skip(skip)
             .take(size)
-            .map(|(_, e, _)| HubEvent::from_wire(e).unwrap())
-            .collect())
+            .map(|(_, e, _)| e)
+            .collect();
+        // The same parser as the real client's, so unreadable items are set apart the same way.
+        let body = serde_json::to_vec(&json!({ "logs": served })).unwrap();
+        Ok(crate::hub::wire::parse_page(&body).expect("the fake serves a valid body"))
     }
 }
 

@@ -292,6 +292,17 @@ impl Emulator {
         });
     }
 
+    /// Adds an item that is not a readable event (no timestamp, not an object, a non-string
+    /// action, ...), served verbatim by queries whose window holds `at`, as a backend whose
+    /// data went bad would.
+    pub fn add_unreadable(&self, item: Value, at: DateTime<Utc>, visible_at: DateTime<Utc>) {
+        self.lock().insert(Generated {
+            event: item,
+            timestamp: at,
+            visible_at,
+        });
+    }
+
     /// Faults served, in order, to the next list requests (before random faults are considered).
     pub fn push_faults(&self, faults: impl IntoIterator<Item = Fault>) {
         self.lock().pushed_faults.extend(faults);

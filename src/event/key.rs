@@ -27,6 +27,17 @@ pub fn partition(org: &Org, date: NaiveDate) -> String {
     format!("org={}/dt={}", org, date.format("%Y-%m-%d"))
 }
 
+/// Where items that are not readable events go: outside every `org=/dt=` partition (query
+/// engines skip keys that start with `_`), named by the item's content, so the same item
+/// read again lands on the same key.
+pub fn quarantine_key(org: &Org, item: &serde_json::Value) -> ObjectKey {
+    let hash = hex::encode(&Sha256::digest(item.to_string().as_bytes())[..10]);
+    ObjectKey(format!("{QUARANTINE}/org={org}/{hash}.json.gz"))
+}
+
+/// The top folder of the quarantine.
+pub const QUARANTINE: &str = "_quarantine";
+
 /// The key of an object holding `ids` (any order), whose earliest event is at `first`.
 pub fn object_key(org: &Org, date: NaiveDate, first: DateTime<Utc>, ids: &[EventId]) -> ObjectKey {
     let mut sorted: Vec<&str> = ids.iter().map(|i| i.0.as_str()).collect();

@@ -14,8 +14,7 @@ use super::auth::BearerToken;
 use super::retry::{backoff, pacing, parse_reset, parse_retry_after, Jitter};
 use super::wire;
 use crate::clock::Clock;
-use crate::event::HubEvent;
-use crate::ports::{AuditLog, CredentialSource, HubError, PageQuery};
+use crate::ports::{AuditLog, CredentialSource, HubError, Page, PageQuery};
 use crate::types::{rfc3339, Org};
 
 /// How the client talks to the Hub.
@@ -401,12 +400,7 @@ async fn read_body(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>, S
 
 #[async_trait]
 impl AuditLog for HubClient {
-    async fn page(
-        &self,
-        org: &Org,
-        q: PageQuery,
-        budget: Option<Duration>,
-    ) -> Result<Vec<HubEvent>, HubError> {
+    async fn page(&self, org: &Org, q: PageQuery, budget: Option<Duration>) -> Result<Page, HubError> {
         let deadline = budget.map(|b| Instant::now() + b);
         let url = self.url(&format!("/v2/auditlogs/{org}"));
         let what = format!(
@@ -432,7 +426,7 @@ impl AuditLog for HubClient {
                     || self.http.get(url.clone()).query(&params).bearer_auth(token.token.expose()),
                     |status, body| match status {
                         StatusCode::OK => match wire::parse_page(body) {
-                            Ok(events) => Verdict::Done(events),
+                            Ok(page) => Verdict::Done(page),
                             Err(e) => Verdict::Retry(format!("malformed response: {e}")),
                         },
                         StatusCode::UNAUTHORIZED => Verdict::Unauthorized(format!(
@@ -447,7 +441,7 @@ impl AuditLog for HubClient {
                             wire::error_summary(body)
                         ))),
                         // Past the last page some backends answer 404 rather than an empty list.
-                        StatusCode::NOT_FOUND if q.page > 1 => Verdict::Done(Vec::new()),
+                        StatusCode::NOT_FOUND if q.page > 1 => Verdict::Done(Page::default()),
                         StatusCode::NOT_FOUND => Verdict::Fail(HubError::Rejected(format!(
                             "{what}: HTTP 404 ({}). Check that {org} is the organization's Docker Hub namespace and \
                              that --hub-url points at Docker Hub",

@@ -3,13 +3,15 @@
 use serde_json::Value;
 
 use crate::event::HubEvent;
+use crate::ports::{Page, Unreadable};
 
 /// Parses `{"logs": [...]}`. `{}` and `{"logs": null}` are an empty page (gRPC-gateway
 /// backends omit empty lists); an object without `logs` but with other fields (an error
 /// body sent with 200, a changed API) is not taken for "no events", since that would move
-/// the watermark past events. Anything that is not a list of valid events is an error
-/// naming what was wrong, and no event of that page is used.
-pub fn parse_page(body: &[u8]) -> Result<Vec<HubEvent>, String> {
+/// the watermark past events. A body that is not such an object is an error (retried, then
+/// loud). One item that is not a readable event does not spoil the page: it is set apart,
+/// verbatim, with the reason, for the quarantine.
+pub fn parse_page(body: &[u8]) -> Result<Page, String> {
     let v: Value = serde_json::from_slice(body).map_err(|e| format!("the body is not valid JSON ({e})"))?;
     let Value::Object(mut top) = v else {
         return Err("the body is not a JSON object".into());
@@ -19,12 +21,20 @@ pub fn parse_page(body: &[u8]) -> Result<Vec<HubEvent>, String> {
             let keys: Vec<&str> = top.keys().map(String::as_str).take(5).collect();
             Err(format!("the body has no `logs` but has {keys:?}"))
         }
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(items)) => items
-            .into_iter()
-            .enumerate()
-            .map(|(i, item)| HubEvent::from_wire(item).map_err(|e| format!("logs[{i}]: {e}")))
-            .collect(),
+        None | Some(Value::Null) => Ok(Page::default()),
+        Some(Value::Array(items)) => {
+            let mut page = Page::default();
+            for item in items {
+                match HubEvent::from_wire(item.clone()) {
+                    Ok(e) => page.events.push(e),
+                    Err(e) => page.unreadable.push(Unreadable {
+                        item,
+                        reason: e.to_string(),
+                    }),
+                }
+            }
+            Ok(page)
+        }
         Some(_) => Err("`logs` is not a list".into()),
     }
 }
@@ -75,19 +85,25 @@ mod tests {
         let err = parse_page(br#"{"message": "internal error"}"#).unwrap_err();
         assert!(err.contains("no `logs`"), "{err}");
         let two = parse_page(br#"{"logs": [{"timestamp": "2021-02-19T01:34:35Z"}, {"timestamp": "2021-02-19T01:34:36Z", "x": 1}], "next": null}"#).unwrap();
-        assert_eq!(two.len(), 2);
+        assert_eq!(two.events.len(), 2);
         for bad in [
             &b"{\"logs\": [ {\"action\": "[..],
             b"[1]",
             b"{\"logs\": {\"a\": 1}}",
-            b"{\"logs\": [{\"timestamp\": 5}]}",
             b"{\"logs\": [\"\xff\"]}",
         ] {
             assert!(parse_page(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
-        let err =
-            parse_page(br#"{"logs": [{"timestamp": "2021-02-19T01:34:35Z"}, {"action": "a"}]}"#).unwrap_err();
-        assert!(err.contains("logs[1]"), "{err}");
+        // Bad items are set apart, verbatim; the good ones are kept.
+        let mixed = parse_page(
+            br#"{"logs": [{"timestamp": "2021-02-19T01:34:35Z"}, {"action": "a"}, 7, {"timestamp": 5}, {"timestamp": "2021-02-19T01:34:35Z", "action": 1}]}"#,
+        )
+        .unwrap();
+        assert_eq!(mixed.events.len(), 1);
+        let reasons: Vec<&str> = mixed.unreadable.iter().map(|u| u.reason.as_str()).collect();
+        assert_eq!(mixed.unreadable.len(), 4, "{reasons:?}");
+        assert_eq!(mixed.unreadable[1].item, serde_json::json!(7));
+        assert!(reasons.iter().all(|r| !r.is_empty()));
     }
 
     #[test]

@@ -173,6 +173,7 @@ impl<K: Checkpoints, S: Sink> App<K, S> {
             objects_written: report.objects_written,
             api_requests: ApiStats::get(&stats.requests) + ApiStats::get(&stats.token_requests) - before.0,
             throttled_requests: ApiStats::get(&stats.throttled) - before.1,
+            events_quarantined: report.events_quarantined,
             watermark_age_seconds: report.watermark.map(|w| age_seconds(finished, w)),
             ..RunMetrics::default()
         };

@@ -20,6 +20,8 @@ pub struct RunMetrics {
     pub objects_written: u64,
     pub api_requests: u64,
     pub throttled_requests: u64,
+    /// Items Docker Hub served that are not readable events, newly quarantined.
+    pub events_quarantined: u64,
     /// Seconds between the watermark and the end of the run; absent before the first commit.
     pub watermark_age_seconds: Option<f64>,
     pub run_duration_ms: f64,
@@ -28,9 +30,20 @@ pub struct RunMetrics {
 }
 
 /// Metrics published with the dimension `org` (each only when present in the line).
-pub const PER_ORG: [&str; 3] = ["WatermarkAge", "RunsFailed", "ThrottledRequests"];
+pub const PER_ORG: [&str; 4] = [
+    "WatermarkAge",
+    "RunsFailed",
+    "ThrottledRequests",
+    "EventsQuarantined",
+];
 /// Metrics published without dimensions: totals over every org of the deployment.
-pub const DEPLOYMENT: [&str; 4] = ["EventsWritten", "ApiRequests", "ThrottledRequests", "RunsFailed"];
+pub const DEPLOYMENT: [&str; 5] = [
+    "EventsWritten",
+    "ApiRequests",
+    "ThrottledRequests",
+    "RunsFailed",
+    "EventsQuarantined",
+];
 
 /// The EMF document of one invocation, timestamped `at`. `org` is `None` when the input
 /// named no valid org: then nothing is published per org.
@@ -43,6 +56,7 @@ pub fn emf(org: Option<&str>, at: DateTime<Utc>, m: &RunMetrics) -> Value {
         ("ThrottledRequests", "Count", Some(json!(m.throttled_requests))),
         ("RunDuration", "Milliseconds", Some(json!(m.run_duration_ms))),
         ("RunsFailed", "Count", Some(json!(m.runs_failed))),
+        ("EventsQuarantined", "Count", Some(json!(m.events_quarantined))),
         (
             "WatermarkAge",
             "Seconds",
@@ -62,6 +76,7 @@ pub fn emf(org: Option<&str>, at: DateTime<Utc>, m: &RunMetrics) -> Value {
             "WatermarkAge" => m.watermark_age_seconds.is_some(),
             "RunsFailed" => m.runs_failed > 0,
             "ThrottledRequests" => m.throttled_requests > 0,
+            "EventsQuarantined" => m.events_quarantined > 0,
             _ => false,
         })
         .collect();

@@ -90,11 +90,13 @@ pub async fn run(
     poller.run(cfg, None).await
 }
 
-/// Canonical forms of the emulator's events visible now with a timestamp before `before`.
+/// Canonical forms of the emulator's events visible now with a timestamp before `before`
+/// (items that are not readable events belong in the quarantine, not here).
 pub fn expected(emu: &Emulator, before: DateTime<Utc>) -> Vec<String> {
     emu.visible_events_before(before)
         .into_iter()
-        .map(|v| canonical(&HubEvent::from_wire(v).unwrap()))
+        .filter_map(|v| HubEvent::from_wire(v).ok())
+        .map(|e| canonical(&e))
         .collect()
 }
 
