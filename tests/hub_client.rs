@@ -9,8 +9,10 @@ use chrono::Duration;
 use common::*;
 use dockerhub_audit::clock::ManualClock;
 use dockerhub_audit::emulator::{Fault, RetryAfterForm};
-use dockerhub_audit::hub::ApiStats;
-use dockerhub_audit::ports::{AuditLog, HubError, PageQuery};
+use dockerhub_audit::hub::{ApiStats, HubClient, HubConfig};
+use dockerhub_audit::ports::{
+    AuditLog, CredentialSource, Credentials, CredentialsError, HubError, PageQuery, Secret,
+};
 
 fn q(page: u32) -> PageQuery {
     PageQuery {
@@ -76,8 +78,56 @@ async fn bad_credentials_fail_at_once_without_a_retry_storm() {
     );
     assert_eq!(emu.stats().token_requests, 1);
     assert_eq!(emu.stats().list_requests, 0);
-    // A second call tries once more (a new run would), never in a loop.
-    let _ = c.page(&org(), q(1), None).await;
+    // The next run of a warm client does not log in again with what was refused.
+    let again = c.page(&org(), q(1), None).await.unwrap_err();
+    assert!(again.to_string().contains("not tried again"), "{again}");
+    assert_eq!(emu.stats().token_requests, 1);
+}
+
+/// Credentials that an operator replaces while the client lives (a rotated secret).
+struct Rotating(std::sync::Mutex<String>, std::sync::atomic::AtomicU32);
+
+#[async_trait::async_trait]
+impl CredentialSource for Rotating {
+    async fn get(&self) -> Result<Credentials, CredentialsError> {
+        Ok(Credentials {
+            identifier: "acme".into(),
+            secret: Secret::new(self.0.lock().unwrap().clone()),
+        })
+    }
+    async fn invalidate(&self) {
+        self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_login_reads_the_secret_again_and_tries_only_a_new_one() {
+    let clock = ManualClock::new(t0());
+    let (emu, hub) = start(emulator_config(10, 1, 3), Arc::new(clock.clone())).await;
+    let creds = Arc::new(Rotating(
+        std::sync::Mutex::new("dckr_oat_revoked".into()),
+        Default::default(),
+    ));
+    let cfg = HubConfig {
+        base_url: url::Url::parse(&hub.url()).unwrap(),
+        retry_base: std::time::Duration::from_millis(5),
+        ..HubConfig::default()
+    };
+    let c = HubClient::new(cfg, creds.clone(), Arc::new(clock.clone())).unwrap();
+    assert!(matches!(c.page(&org(), q(1), None).await, Err(HubError::Auth(_))));
+    assert!(
+        creds.1.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "the secret is read again"
+    );
+    assert!(c.page(&org(), q(1), None).await.is_err());
+    assert_eq!(
+        emu.stats().token_requests,
+        1,
+        "the refused secret is not sent twice"
+    );
+    // The operator puts the new token in place: the very next run uses it.
+    *creds.0.lock().unwrap() = SECRET.into();
+    assert_eq!(c.page(&org(), q(1), None).await.unwrap().len(), 10);
     assert_eq!(emu.stats().token_requests, 2);
 }
 

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use url::Url;
 
 use super::auth::BearerToken;
-use super::retry::{backoff, pacing, parse_reset, parse_retry_after, Jitter};
+use super::retry::{backoff, pacing, parse_reset, parse_retry_after, throttle_wait, Jitter};
 use super::wire;
 use crate::clock::Clock;
 use crate::ports::{AuditLog, CredentialSource, HubError, Page, PageQuery};
@@ -83,6 +83,9 @@ pub struct HubClient {
     not_before: Mutex<Option<Instant>>,
     jitter: Mutex<Jitter>,
     stats: Arc<ApiStats>,
+    /// A fingerprint of the credentials Docker Hub refused last: never sent again (failed
+    /// logins lock the account), until the source hands out others.
+    refused: Mutex<Option<[u8; 32]>>,
 }
 
 /// What one answer means to the retry loop.
@@ -135,6 +138,7 @@ impl HubClient {
             not_before: Mutex::new(None),
             jitter: Mutex::new(Jitter::from_time()),
             stats: Arc::new(ApiStats::default()),
+            refused: Mutex::new(None),
         })
     }
 
@@ -156,6 +160,24 @@ impl HubClient {
             return Ok(t.clone());
         }
         let creds = self.creds.get().await.map_err(|e| HubError::Auth(e.0))?;
+        let fingerprint: [u8; 32] = {
+            use sha2::{Digest, Sha256};
+            let mut h = Sha256::new();
+            h.update(creds.identifier.as_bytes());
+            h.update([0]);
+            h.update(creds.secret.expose().as_bytes());
+            h.finalize().into()
+        };
+        if *self.refused.lock().unwrap_or_else(|e| e.into_inner()) == Some(fingerprint) {
+            // Read again for the next attempt, which then tries only a changed secret.
+            self.creds.invalidate().await;
+            return Err(HubError::Auth(format!(
+                "Docker Hub refused the credentials for {:?} earlier and they have not changed since; not \
+                 tried again (failed logins lock the account for 10 minutes). Put a valid token where they \
+                 come from (DOCKERHUB_TOKEN, or the secret)",
+                creds.identifier
+            )));
+        }
         let url = self.url("/v2/auth/token");
         let body = serde_json::json!({"identifier": creds.identifier, "secret": creds.secret.expose()});
         let identifier = creds.identifier.clone();
@@ -186,7 +208,16 @@ impl HubClient {
                 },
             )
             .await
-            .map_err(Stop::into_hub)?;
+            .map_err(Stop::into_hub);
+        let token = match token {
+            Err(HubError::Auth(msg)) => {
+                *self.refused.lock().unwrap_or_else(|e| e.into_inner()) = Some(fingerprint);
+                // The next attempt reads the secret again, so a rotated one is used at once.
+                self.creds.invalidate().await;
+                return Err(HubError::Auth(msg));
+            }
+            other => other?,
+        };
         let t = BearerToken::new(token, self.clock.now());
         *cached = Some(t.clone());
         Ok(t)
@@ -283,19 +314,18 @@ impl HubClient {
     fn throttle_wait(&self, h: &HeaderMap, throttles: u32) -> Duration {
         let now = self.clock.now();
         let header = |name: &str| h.get(name).and_then(|v| v.to_str().ok());
-        header("retry-after")
+        let asked = header("retry-after")
             .or_else(|| header("x-retry-after"))
             .and_then(|v| parse_retry_after(v, now))
-            .or_else(|| header("x-ratelimit-reset").and_then(|v| parse_reset(v, now)))
-            .unwrap_or_else(|| {
-                let mut j = self.jitter.lock().unwrap_or_else(|e| e.into_inner());
-                backoff(
-                    throttles,
-                    self.cfg.retry_base.max(Duration::from_secs(1)),
-                    self.cfg.retry_cap,
-                    &mut j,
-                )
-            })
+            .or_else(|| header("x-ratelimit-reset").and_then(|v| parse_reset(v, now)));
+        let mut j = self.jitter.lock().unwrap_or_else(|e| e.into_inner());
+        throttle_wait(
+            asked,
+            throttles,
+            self.cfg.retry_base.max(Duration::from_secs(1)),
+            self.cfg.retry_cap,
+            &mut j,
+        )
     }
 
     /// Slows down before the limit is hit, from `X-RateLimit-Remaining` / `-Reset`.

@@ -69,6 +69,21 @@ pub fn backoff(attempt: u32, base: Duration, cap: Duration, jitter: &mut Jitter)
     floor + (exp - floor).mul_f64(jitter.next_unit())
 }
 
+/// How long to wait after the `attempt`-th 429 in a row: what the server asked
+/// (`Retry-After`, or the reset time), but never less than the backoff for that attempt. A
+/// unix time already in the past (a clock ahead of Docker Hub's, or a reset that just
+/// passed) reads as "now", and must not fire every retry at once.
+pub fn throttle_wait(
+    asked: Option<Duration>,
+    attempt: u32,
+    base: Duration,
+    cap: Duration,
+    jitter: &mut Jitter,
+) -> Duration {
+    let floor = backoff(attempt, base, cap, jitter);
+    asked.map_or(floor, |a| a.max(floor))
+}
+
 /// A small xorshift generator for jitter (not for anything secret).
 #[derive(Debug, Clone)]
 pub struct Jitter(u64);
@@ -101,6 +116,31 @@ mod tests {
 
     fn now() -> DateTime<Utc> {
         DateTime::from_timestamp(1_746_136_900, 0).unwrap()
+    }
+
+    #[test]
+    fn a_retry_after_in_the_past_still_backs_off() {
+        let now = DateTime::from_timestamp(1_746_136_938, 0).unwrap();
+        let base = Duration::from_secs(1);
+        let cap = Duration::from_secs(60);
+        let mut j = Jitter::new(7);
+        // Docker Hub's unix time, read on a clock a minute ahead: "now".
+        let past = parse_retry_after("1746136878", now);
+        assert_eq!(past, Some(Duration::ZERO));
+        let waits: Vec<Duration> = (0..6)
+            .map(|a| throttle_wait(past, a, base, cap, &mut j))
+            .collect();
+        assert!(waits.iter().all(|w| *w >= base / 2), "{waits:?}");
+        let total: Duration = waits.iter().sum();
+        assert!(
+            total >= Duration::from_secs(15),
+            "six 429s in a row wait, in all: {total:?}"
+        );
+        // What the server asks is kept when it is longer.
+        assert_eq!(
+            throttle_wait(Some(Duration::from_secs(40)), 0, base, cap, &mut j),
+            Duration::from_secs(40)
+        );
     }
 
     #[test]
