@@ -14,13 +14,15 @@ use crate::types::{Org, RunId};
 pub use crate::clock::Clock;
 
 /// One page request of the audit-log list endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PageQuery {
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
     /// 1-based.
     pub page: u32,
     pub page_size: u32,
+    /// Only events with this `action` (the API's exact-match filter).
+    pub action: Option<String>,
 }
 
 /// An item of a page that is not a readable event (not an object, no usable timestamp, a

@@ -269,9 +269,10 @@ async fn a_rotated_token_is_picked_up_after_a_401_without_a_redeploy() {
         to: t0(),
         page: 1,
         page_size: 100,
+        action: None,
     };
     use dockerhub_audit::ports::AuditLog;
-    assert_eq!(client.page(&org(), q, None).await.unwrap().len(), 100);
+    assert_eq!(client.page(&org(), q.clone(), None).await.unwrap().len(), 100);
     // The owner rotates: Docker Hub accepts only the new token, the secret holds it.
     emu.rotate_secret("dckr_oat_rotated");
     sm.put_secret_value()

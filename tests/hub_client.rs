@@ -20,6 +20,7 @@ fn q(page: u32) -> PageQuery {
         to: t0(),
         page,
         page_size: 100,
+        action: None,
     }
 }
 
@@ -230,6 +231,7 @@ async fn throttles_honour_retry_after_in_both_forms() {
             to: chrono::Utc::now(),
             page: 1,
             page_size: 100,
+            action: None,
         };
         emu.push_faults([Fault::TooManyRequests]);
         let started = std::time::Instant::now();

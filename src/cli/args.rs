@@ -185,6 +185,13 @@ pub struct EmulatorArgs {
     /// Insert this many events inside the queried window while a client pages.
     #[arg(long, default_value_t = 0)]
     pub insert_while_paging: u32,
+    /// Order events of the same second differently on every page (as SQL LIMIT/OFFSET over
+    /// equal keys may).
+    #[arg(long)]
+    pub unstable_ties: bool,
+    /// Cut each page short by up to this many events, offsets following the cut size.
+    #[arg(long, default_value_t = 0)]
+    pub page_size_varies: u32,
 }
 
 #[derive(Debug, Args)]

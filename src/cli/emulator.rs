@@ -28,6 +28,8 @@ pub fn config(a: &EmulatorArgs, index: usize) -> Result<EmulatorConfig, String> 
         trickle_per_minute: a.trickle_per_minute,
         fault_rate: a.fault_rate,
         insert_while_paging: a.insert_while_paging,
+        unstable_ties: a.unstable_ties,
+        page_size_varies: a.page_size_varies,
         ..EmulatorConfig::default()
     };
     if !a.faults.is_empty() {

@@ -175,6 +175,7 @@ impl AuditLog for FakeHub {
                     })
                     && (if self.to_inclusive { *t <= q.to } else { *t < q.to })
             })
+            .filter(|(_, (e, _, _))| q.action.as_ref().is_none_or(|a| e["action"].as_str() == Some(a)))
             .map(|(i, (e, t, _))| (i, e.clone(), *t))
             .collect();
         match self.order {

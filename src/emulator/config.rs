@@ -65,6 +65,14 @@ pub struct EmulatorConfig {
     pub insert_while_paging: u32,
     /// Delay of the [`Fault::Slow`] fault.
     pub slow: std::time::Duration,
+    /// Events with the same timestamp come in an order that depends on the page asked for,
+    /// as SQL `LIMIT/OFFSET` over equal sort keys may: pages of a crowded second overlap and
+    /// miss, and two reads give the same wrong multiset.
+    pub unstable_ties: bool,
+    /// Each request's page size is cut by up to this many events (depending on the page
+    /// and the window), with the offset computed from the cut size: pages of one query
+    /// disagree about where they start.
+    pub page_size_varies: u32,
 }
 
 impl Default for EmulatorConfig {
@@ -91,6 +99,8 @@ impl Default for EmulatorConfig {
             fault_kinds: Fault::random_kinds(),
             insert_while_paging: 0,
             slow: std::time::Duration::from_secs(3),
+            unstable_ties: false,
+            page_size_varies: 0,
         }
     }
 }
@@ -120,6 +130,8 @@ impl fmt::Debug for EmulatorConfig {
             .field("fault_kinds", &self.fault_kinds)
             .field("insert_while_paging", &self.insert_while_paging)
             .field("slow", &self.slow)
+            .field("unstable_ties", &self.unstable_ties)
+            .field("page_size_varies", &self.page_size_varies)
             .finish()
     }
 }

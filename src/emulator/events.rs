@@ -13,6 +13,7 @@ pub(super) const STREAM_BASE: u64 = 0x6261_7365_0000_0001;
 pub(super) const STREAM_TRICKLE: u64 = 0x7472_6963_6b6c_6502;
 pub(super) const STREAM_INSERT: u64 = 0x696e_7365_7274_0003;
 pub(super) const STREAM_FAULTS: u64 = 0x6661_756c_7473_0004;
+pub(super) const STREAM_TIES: u64 = 0x7469_6573_0000_0005;
 
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
 

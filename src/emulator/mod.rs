@@ -159,19 +159,35 @@ impl State {
         }
     }
 
-    /// One page of the events visible at `now` that `filter` admits, newest first.
+    /// One page of the events visible at `now` that `filter` admits, newest first (ties in
+    /// an order that depends on `page` when `cfg.unstable_ties`).
     fn page(
         &self,
         cfg: &EmulatorConfig,
         filter: &Filter,
         now: DateTime<Utc>,
+        page: u32,
         offset: usize,
         size: usize,
     ) -> Vec<Value> {
-        self.events
+        let admitted = self
+            .events
             .iter()
             .rev()
-            .filter(|e| e.visible_at <= now && filter.admits(cfg, e))
+            .filter(|e| e.visible_at <= now && filter.admits(cfg, e));
+        if !cfg.unstable_ties {
+            return admitted
+                .skip(offset)
+                .take(size)
+                .map(|e| e.event.clone())
+                .collect();
+        }
+        let mut all: Vec<&Stored> = admitted.collect();
+        all.sort_by_key(|e| {
+            let tie = events::Rng::for_item(u64::from(page), events::STREAM_TIES, e.seq).next_u64();
+            (std::cmp::Reverse(e.timestamp), tie)
+        });
+        all.into_iter()
             .skip(offset)
             .take(size)
             .map(|e| e.event.clone())

@@ -302,10 +302,19 @@ fn list_response(
         Some(fault) => Some(fault),
         None => faults::pick(&mut state.fault_rng, cfg.fault_rate, &cfg.fault_kinds),
     };
-    // (page - 1) * page_size fits in u64 for any u32 inputs; past the end is simply an empty page.
-    let offset = u64::from(params.page - 1) * u64::from(params.page_size);
+    let size = match cfg.page_size_varies {
+        0 => params.page_size,
+        v => {
+            let from = params.filter.from.map_or(0, |t| t.timestamp() as u64);
+            let cut = events::Rng::for_item(from, events::STREAM_TIES, u64::from(params.page))
+                .below(u64::from(v) + 1);
+            params.page_size.saturating_sub(cut as u32).max(1)
+        }
+    };
+    // (page - 1) * size fits in u64 for any u32 inputs; past the end is simply an empty page.
+    let offset = u64::from(params.page - 1) * u64::from(size);
     let offset = usize::try_from(offset).unwrap_or(usize::MAX);
-    let page = state.page(cfg, &params.filter, now, offset, params.page_size as usize);
+    let page = state.page(cfg, &params.filter, now, params.page, offset, size as usize);
     let Some(fault) = fault else {
         return (json_bytes(StatusCode::OK, logs_body(&page)), rate, None);
     };

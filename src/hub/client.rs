@@ -439,12 +439,15 @@ impl AuditLog for HubClient {
             rfc3339(q.from),
             rfc3339(q.to)
         );
-        let params = [
+        let mut params = vec![
             ("from", rfc3339(q.from)),
             ("to", rfc3339(q.to)),
             ("page", q.page.to_string()),
             ("page_size", q.page_size.to_string()),
         ];
+        if let Some(action) = &q.action {
+            params.push(("action", action.clone()));
+        }
         let mut reauthorized = false;
         loop {
             let token = self.bearer(deadline).await?;

@@ -125,3 +125,28 @@ pub fn assert_exact(expected: &[String], dir: &Path) {
     ids.dedup();
     assert_eq!(ids.len(), n, "an event_id is stored twice");
 }
+
+/// What is stored is part of what was expected (a multiset), with no event_id twice: a run
+/// that stopped loudly left nothing wrong behind.
+pub fn assert_no_wrong_event(expected: &[String], dir: &Path) {
+    let mut left: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for e in expected {
+        *left.entry(e.as_str()).or_default() += 1;
+    }
+    for s in stored(dir) {
+        let n = left
+            .get_mut(s.as_str())
+            .unwrap_or_else(|| panic!("stored an event the API does not hold: {s}"));
+        assert!(*n > 0, "stored more copies than the API holds: {s}");
+        *n -= 1;
+    }
+    let mut ids: Vec<String> = inspect::records(dir)
+        .unwrap()
+        .iter()
+        .map(|r| r["event_id"].as_str().unwrap().to_string())
+        .collect();
+    let n = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "an event_id is stored twice");
+}
