@@ -487,27 +487,47 @@ async fn sigkill_and_concurrent_runs_on_s3_and_dynamodb_lose_and_double_nothing(
             x ^= x << 17;
             x % n
         };
-        for _ in 0..2 {
+        for attempt in 0..2 {
+            // The first killed while stalled in a request (a kill that always lands), the
+            // second at a random moment (mid-write, mid-commit...), which may miss.
+            let held = attempt == 0;
             let base = emu.stats().list_requests;
-            let target = base + 1 + below(40);
+            let hold = emu.hold_list_request(base + 1 + below(if held { 6 } else { 40 }));
             let mut child = aws_poll(&hub.url(), &bucket, &table).spawn().unwrap();
             let reached = loop {
-                if emu.stats().list_requests >= target {
-                    break true;
+                tokio::select! {
+                    _ = hold.reached.notified() => break true,
+                    _ = tokio::time::sleep(StdDuration::from_millis(5)) => {
+                        if child.try_wait().unwrap().is_some() {
+                            break false;
+                        }
+                    }
                 }
-                if child.try_wait().unwrap().is_some() {
-                    break false;
-                }
-                tokio::time::sleep(StdDuration::from_millis(1)).await;
             };
-            if reached {
+            if reached && !held {
+                hold.release.notify_one();
                 tokio::time::sleep(StdDuration::from_micros(below(20_000))).await;
-                let _ = child.kill();
-                kills += 1;
             }
+            let _ = child.kill();
+            assert!(
+                !held || reached,
+                "seed {seed}: the run ended before its 6th request"
+            );
+            kills += u32::from(held);
             let _ = child.wait();
-            // A killed run's lease lapses one second after its last renewal.
-            tokio::time::sleep(StdDuration::from_millis(1100)).await;
+            hold.release.notify_one();
+            // The killed run's lease would lapse a second after its last renewal; expire it
+            // now instead of waiting for the wall clock.
+            aws_sdk_dynamodb::Client::new(&cfg)
+                .update_item()
+                .table_name(&table)
+                .key("org", aws_sdk_dynamodb::types::AttributeValue::S("acme".into()))
+                .update_expression("SET lease_until = :past")
+                .condition_expression("attribute_exists(org)")
+                .expression_attribute_values(":past", aws_sdk_dynamodb::types::AttributeValue::N("0".into()))
+                .send()
+                .await
+                .ok();
         }
         // Two runs at once: one holds the lease, the other does nothing (or finds nothing new).
         let a = aws_poll(&hub.url(), &bucket, &table).spawn().unwrap();
@@ -523,7 +543,7 @@ async fn sigkill_and_concurrent_runs_on_s3_and_dynamodb_lose_and_double_nothing(
         assert_exact_s3(&want, &s3c, &bucket, "audit/").await;
         hub.shutdown();
     }
-    assert!(kills >= 5, "the drill must kill runs mid-flight ({kills})");
+    assert_eq!(kills, 4, "every held run was killed mid-flight");
 }
 
 #[tokio::test]

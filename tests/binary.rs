@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use common::*;
 use dockerhub_audit::clock::SystemClock;
-use dockerhub_audit::emulator::Emulator;
 use dockerhub_audit::inspect;
 
 const BIN: &str = env!("CARGO_BIN_EXE_dockerhub-audit");
@@ -46,23 +45,24 @@ impl Rng {
     }
 }
 
-/// Waits (without blocking the emulator's threads) until the emulator has served `n` list
-/// requests or the child has exited.
-async fn wait_for_requests(emu: &Emulator, child: &mut Child, n: u64) -> bool {
+/// Waits until the held request arrives (the child is then stalled inside it, so a kill
+/// lands for sure), or the child ends first.
+async fn wait_for_hold(hold: &dockerhub_audit::emulator::Hold, child: &mut Child) -> bool {
     loop {
-        if emu.stats().list_requests >= n {
-            return true;
+        tokio::select! {
+            _ = hold.reached.notified() => return true,
+            _ = tokio::time::sleep(Duration::from_millis(5)) => {
+                if child.try_wait().unwrap().is_some() {
+                    return false;
+                }
+            }
         }
-        if child.try_wait().unwrap().is_some() {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_random_moments_loses_and_doubles_nothing() {
-    let mut kills = 0;
+    let mut held_kills = 0;
     for seed in 1..=10u64 {
         let mut cfg = emulator_config(1200, 20, 100 + seed);
         cfg.page_cap = 25;
@@ -70,22 +70,32 @@ async fn sigkill_at_random_moments_loses_and_doubles_nothing() {
         let (emu, hub) = start(cfg, Arc::new(SystemClock)).await;
         let dir = tempfile::tempdir().unwrap();
         let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
-        // A few killed runs, each from where the last left off, then one to the end.
-        for _ in 0..3 {
+        // Killed runs, each from where the last left off, then one to the end. The first
+        // and last are killed while stalled in a request (a kill that always lands); the
+        // middle one at a random moment after some requests (between requests, mid-encode,
+        // mid-write, mid-commit), which may miss if the run is quicker.
+        for attempt in 0..3 {
             let base = emu.stats().list_requests;
+            let held = attempt != 1;
+            let hold = emu.hold_list_request(base + 1 + rng.below(if held { 8 } else { 60 }));
             let mut child = poll_cmd(&hub.url(), dir.path(), &["--batch-events", "60"])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
                 .unwrap();
-            let reached = wait_for_requests(&emu, &mut child, base + 1 + rng.below(60)).await;
-            if reached {
-                // Land anywhere: between requests, mid-encode, mid-write, mid-commit.
+            let reached = wait_for_hold(&hold, &mut child).await;
+            if reached && !held {
+                hold.release.notify_one();
                 tokio::time::sleep(Duration::from_micros(rng.below(3000))).await;
-                let _ = child.kill(); // SIGKILL
-                kills += 1;
             }
+            let _ = child.kill(); // SIGKILL
+            assert!(
+                !held || reached,
+                "seed {seed}: the run ended before its 8th request"
+            );
+            held_kills += u32::from(held);
             let _ = child.wait();
+            hold.release.notify_one();
         }
         let out = poll_cmd(&hub.url(), dir.path(), &[]).output().unwrap();
         let (stdout, stderr) = text(&out);
@@ -98,10 +108,7 @@ async fn sigkill_at_random_moments_loses_and_doubles_nothing() {
         );
         hub.shutdown();
     }
-    assert!(
-        kills >= 20,
-        "the drill must actually kill runs mid-flight ({kills})"
-    );
+    assert_eq!(held_kills, 20);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

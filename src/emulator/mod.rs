@@ -63,6 +63,18 @@ struct Shared {
     cfg: EmulatorConfig,
     clock: Arc<dyn Clock>,
     state: Mutex<State>,
+    hold: Mutex<Option<Arc<Hold>>>,
+}
+
+/// A list request held unanswered until released: a client stalled mid-request, at a
+/// known moment (for kill drills that must land).
+pub struct Hold {
+    /// The list request (counted from 1 since the emulator started) that is held.
+    pub at: u64,
+    /// Notified when that request arrives.
+    pub reached: tokio::sync::Notify,
+    /// Lets it go on.
+    pub release: tokio::sync::Notify,
 }
 
 /// Everything that changes after creation.
@@ -253,6 +265,7 @@ impl Emulator {
                 cfg,
                 clock,
                 state: Mutex::new(state),
+                hold: Mutex::new(None),
             }),
         }
     }
@@ -317,6 +330,17 @@ impl Emulator {
             timestamp: at,
             visible_at,
         });
+    }
+
+    /// Holds the `at`-th list request (counted from 1) unanswered until released.
+    pub fn hold_list_request(&self, at: u64) -> Arc<Hold> {
+        let hold = Arc::new(Hold {
+            at,
+            reached: tokio::sync::Notify::new(),
+            release: tokio::sync::Notify::new(),
+        });
+        *self.shared.hold.lock().unwrap_or_else(|e| e.into_inner()) = Some(hold.clone());
+        hold
     }
 
     /// Faults served, in order, to the next list requests (before random faults are considered).

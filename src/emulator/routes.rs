@@ -183,6 +183,11 @@ async fn list(
     if let Some(delay) = delay {
         tokio::time::sleep(delay).await;
     }
+    let held = emu.shared.hold.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    if let Some(hold) = held.filter(|h| h.at == emu.stats().list_requests) {
+        hold.reached.notify_one();
+        hold.release.notified().await;
+    }
     rate_limit::apply_headers(&mut response, rate);
     response
 }
