@@ -19,7 +19,7 @@ use crate::types::Org;
 
 // ---------- a fake Hub with the unfriendly choices switchable ----------
 
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy, PartialEq, Debug)]
 enum Order {
     NewestFirst,
     OldestFirst,
@@ -922,4 +922,114 @@ async fn a_run_stalled_past_its_lease_at_any_step_under_skewed_clocks_doubles_an
         interleavings > 40,
         "a run of several commits has more steps than {interleavings}"
     );
+}
+
+// ---------- property: any events, any cuts and crashes, the API's multiset ----------
+
+mod property {
+    use super::*;
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, RngSeed};
+
+    /// One event of a scenario: its second (from the start), action, payload, identical
+    /// copies, and how long after its time it becomes visible.
+    type Spec = (i64, usize, u8, u8, i64);
+
+    /// One run of a scenario: minutes the clock moves first, and the store or sink operation
+    /// after which it crashes (if any).
+    type Step = (i64, Option<u32>);
+
+    fn config() -> Config {
+        let cases = std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(48);
+        Config {
+            cases,
+            rng_seed: RngSeed::Fixed(0x00c0_11ec_7001),
+            failure_persistence: None,
+            ..Config::default()
+        }
+    }
+
+    fn scenario(events: Vec<Spec>, steps: Vec<Step>, order: Order, cap: u32) -> Result<(), TestCaseError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let clock = ManualClock::new(t0());
+            let hub = FakeHub::new(clock.clone(), cap, order);
+            let start = t0() - Duration::minutes(40);
+            let actions = ["repo.tag.push", "org.member.add", "repo.create"];
+            for (second, action, n, copies, late) in events {
+                let at = start + Duration::seconds(second);
+                let e = json!({"action": actions[action], "timestamp": ts(at), "data": {"n": n.to_string()}});
+                for _ in 0..copies {
+                    hub.add(e.clone(), at + Duration::seconds(late));
+                }
+            }
+            let (cps, sink) = (MemCheckpoints::default(), MemSink::default());
+            let mut c = cfg();
+            c.lookback = Duration::hours(1);
+            c.batch_events = 7;
+            for (minutes, crash) in steps {
+                clock.advance(Duration::minutes(minutes));
+                let crash_point = Crash(Arc::new(Mutex::new(crash)));
+                let (cps, sink) = (
+                    MemCheckpoints {
+                        crash: crash_point.clone(),
+                        ..cps.clone()
+                    },
+                    MemSink {
+                        crash: crash_point,
+                        ..sink.clone()
+                    },
+                );
+                let _ = run(&hub, &cps, &sink, &clock, &c).await;
+                // A crashed process takes its lease with it.
+                *cps.held.lock().unwrap() = false;
+            }
+            // Then clean runs until everything visible is in.
+            for _ in 0..3 {
+                clock.advance(Duration::minutes(5));
+                run(&hub, &cps, &sink, &clock, &c)
+                    .await
+                    .map_err(|f| TestCaseError::fail(f.error.to_string()))?;
+            }
+            let want = hub.visible_before(clock.now() - c.lag);
+            prop_assert_eq!(sink.stored(), want);
+            let mut ids = sink.ids();
+            let n = ids.len();
+            ids.sort();
+            ids.dedup();
+            prop_assert_eq!(ids.len(), n, "an event_id twice");
+            Ok(())
+        })
+    }
+
+    fn order() -> impl Strategy<Value = Order> {
+        prop_oneof![
+            Just(Order::NewestFirst),
+            Just(Order::OldestFirst),
+            Just(Order::Shuffled)
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        /// Events in few seconds (crowded seconds, identical twins, late arrivals inside the
+        /// overlap), read in any order through any page cap, by runs cut anywhere by crashes:
+        /// the output is the API's multiset.
+        #[test]
+        fn any_events_any_cuts_and_crashes_give_the_apis_multiset(
+            events in prop::collection::vec((0i64..2400, 0usize..3, 0u8..4, 1u8..4, prop_oneof![Just(0i64), 1i64..600]), 1..60),
+            steps in prop::collection::vec((1i64..7, prop::option::of(0u32..40)), 1..5),
+            order in order(),
+            cap in 2u32..12,
+        ) {
+            scenario(events, steps, order, cap)?;
+        }
+    }
 }

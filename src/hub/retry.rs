@@ -16,7 +16,7 @@ pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     let v = value.trim();
     if let Ok(n) = v.parse::<u64>() {
         return Some(if n >= UNIX_TIME_THRESHOLD {
-            until_unix(n as i64, now)
+            until_unix(n, now)
         } else {
             Duration::from_secs(n)
         });
@@ -34,13 +34,15 @@ pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
 pub fn parse_reset(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     let n = value.trim().parse::<u64>().ok()?;
     Some(if n >= UNIX_TIME_THRESHOLD {
-        until_unix(n as i64, now)
+        until_unix(n, now)
     } else {
         Duration::from_secs(n)
     })
 }
 
-fn until_unix(t: i64, now: DateTime<Utc>) -> Duration {
+fn until_unix(t: u64, now: DateTime<Utc>) -> Duration {
+    // Clamped, not cast: a hostile 2^63 must read as "far away", never wrap to "now".
+    let t = i64::try_from(t).unwrap_or(i64::MAX);
     let ms = t.saturating_mul(1000).saturating_sub(now.timestamp_millis());
     Duration::from_millis(ms.max(0) as u64)
 }
