@@ -97,6 +97,71 @@ fn assert_valid_emf(doc: &Value) {
     }
 }
 
+/// Starts the Lambda binary against a Runtime API served here, with moto and `env`, hands
+/// it `events` one by one, and returns each answer (request id, kind, body) with what it
+/// printed on stdout and stderr.
+async fn serve(events: &[Value], env: &[(&str, &str)]) -> (Vec<(String, String, Value)>, String, String) {
+    let (tx, mut answers) = mpsc::unbounded_channel();
+    let api = RuntimeApi {
+        queue: Arc::default(),
+        wake: Arc::default(),
+        answers: tx,
+    };
+    api.queue.lock().unwrap().extend(events.iter().cloned());
+    let app = Router::new()
+        .route("/2018-06-01/runtime/invocation/next", get(next))
+        .route("/2018-06-01/runtime/invocation/{id}/{kind}", post(respond))
+        .with_state(api.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
+        .env("AWS_LAMBDA_FUNCTION_NAME", "dockerhub-audit")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_ENDPOINT_URL", moto())
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("AWS_REGION", "us-east-1");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the Lambda binary starts");
+    // Drained while it runs: trace logging fills a pipe's buffer in no time.
+    let drain = |r: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut r = r;
+            let mut s = String::new();
+            let _ = std::io::Read::read_to_string(&mut r, &mut s);
+            s
+        })
+    };
+    let out_reader = drain(Box::new(child.stdout.take().unwrap()));
+    let err_reader = drain(Box::new(child.stderr.take().unwrap()));
+    api.wake.notify_waiters();
+
+    let mut got = Vec::new();
+    for _ in 0..events.len() {
+        let a = tokio::time::timeout(Duration::from_secs(120), answers.recv())
+            .await
+            .expect("an answer")
+            .unwrap();
+        api.wake.notify_waiters();
+        got.push(a);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    (got, out_reader.join().unwrap(), err_reader.join().unwrap())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lambda_runs_invocations_through_the_runtime_api() {
     let cfg = sdk(&moto()).await;
@@ -115,61 +180,22 @@ async fn the_lambda_runs_invocations_through_the_runtime_api() {
     ecfg.page_cap = 50;
     let (emu, hub) = start(ecfg, Arc::new(SystemClock)).await;
 
-    let (tx, mut answers) = mpsc::unbounded_channel();
-    let api = RuntimeApi {
-        queue: Arc::default(),
-        wake: Arc::default(),
-        answers: tx,
-    };
     let events = [
         json!({"_n": 1, "org": "acme", "lookback": "30d"}),
         json!({"_n": 2, "org": "acme"}),
         json!({"_n": 3, "org": "Not An Org"}),
         json!({"_n": 4, "org": "acme", "colour": "blue"}),
     ];
-    api.queue.lock().unwrap().extend(events.iter().cloned());
-    let app = Router::new()
-        .route("/2018-06-01/runtime/invocation/next", get(next))
-        .route("/2018-06-01/runtime/invocation/{id}/{kind}", post(respond))
-        .with_state(api.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-
-    let mut child = Command::new(BIN)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
-        .env("AWS_LAMBDA_FUNCTION_NAME", "dockerhub-audit")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("AWS_ENDPOINT_URL", moto())
-        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-        .env("AWS_REGION", "us-east-1")
-        .env("DOCKERHUB_AUDIT_TABLE", &table)
-        .env("DOCKERHUB_AUDIT_BUCKET", &bucket)
-        .env("DOCKERHUB_AUDIT_SECRET_PATTERN", &pattern)
-        .env("DOCKERHUB_AUDIT_HUB_URL", hub.url())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the Lambda binary starts");
-    api.wake.notify_waiters();
-
-    let mut got = Vec::new();
-    for _ in 0..events.len() {
-        let a = tokio::time::timeout(Duration::from_secs(120), answers.recv())
-            .await
-            .expect("an answer")
-            .unwrap();
-        api.wake.notify_waiters();
-        got.push(a);
-    }
-    let _ = child.kill();
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let (got, stdout, stderr) = serve(
+        &events,
+        &[
+            ("DOCKERHUB_AUDIT_TABLE", table.as_str()),
+            ("DOCKERHUB_AUDIT_BUCKET", bucket.as_str()),
+            ("DOCKERHUB_AUDIT_SECRET_PATTERN", pattern.as_str()),
+            ("DOCKERHUB_AUDIT_HUB_URL", hub.url().as_str()),
+        ],
+    )
+    .await;
 
     // 1: the backfill; 2: incremental, nothing new; 3, 4: bad input, answered, not retried.
     let (id, kind, first) = &got[0];
@@ -243,4 +269,140 @@ async fn the_lambda_runs_invocations_through_the_runtime_api() {
     };
     assert!(logs.iter().any(carries), "{stderr}");
     assert!(!stdout.contains(SECRET) && !stderr.contains(SECRET) && !stderr.contains("eyJ"));
+}
+
+/// A canary token driven through the Lambda with every log on (`RUST_LOG=trace`, the AWS
+/// SDK's and the HTTP stack's included), on the success path and every failure path: a
+/// refused login, a missing secret, a secret that is not JSON, a 403, a Docker Hub that is
+/// down, and a checkpoint table that does not exist. No token, and no part of the secret,
+/// appears in logs, answers, metrics, objects or checkpoints.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_token_leaks_with_every_log_on_through_any_path() {
+    use dockerhub_audit::emulator::{start_many, Emulator, Fault};
+    let cfg = sdk(&moto()).await;
+    let (bucket, table) = (unique("canary"), unique("canary"));
+    let s3c = s3(&cfg);
+    create_bucket(&s3c, &bucket).await;
+    create_table(&cfg, &table).await;
+    let pattern = format!("{}/{{org}}", unique("canary"));
+    let canary = |tag: &str| format!("dckr_oat_canary_{tag}_{:x}", std::process::id());
+    let emulated = |org: &str, secret: String| {
+        let mut e = emulator_config(120, 3, 51);
+        e.org = org.into();
+        e.username = org.into();
+        e.secret = secret;
+        e
+    };
+    // acme: works. refused: its secret is not the one the Hub accepts. down: answers 503.
+    let down = {
+        let mut e = emulated("downhub", canary("down"));
+        e.fault_rate = 1.0;
+        e.fault_kinds = vec![Fault::ServerError(503)];
+        e
+    };
+    let emulators = vec![
+        Emulator::new(emulated("acme", canary("ok")), Arc::new(SystemClock)),
+        Emulator::new(
+            emulated("refused", "dckr_oat_the_real_one".into()),
+            Arc::new(SystemClock),
+        ),
+        Emulator::new(down, Arc::new(SystemClock)),
+    ];
+    let hub = start_many(emulators, 0).await.unwrap();
+    let secret = |org: &str, token: &str| format!(r#"{{"username": "{org}", "token": "{token}"}}"#);
+    for (org, value) in [
+        ("acme", secret("acme", &canary("ok"))),
+        ("refused", secret("refused", &canary("refused"))),
+        ("downhub", secret("downhub", &canary("down"))),
+        // Not JSON: its text must not be echoed by the error.
+        ("badjson", format!("token={}", canary("badjson"))),
+        // Valid credentials for acme, used on an org they may not read: 403.
+        ("forbidden", secret("acme", &canary("ok"))),
+    ] {
+        put_secret(&cfg, &pattern.replace("{org}", org), &value).await;
+    }
+    let events: Vec<Value> = [
+        "acme",
+        "refused",
+        "refused",
+        "downhub",
+        "nosecret",
+        "badjson",
+        "forbidden",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(n, org)| json!({"_n": n + 1, "org": org, "lookback": "3d"}))
+    .collect();
+    let hub_url = hub.url();
+    let env = vec![
+        ("DOCKERHUB_AUDIT_TABLE", table.as_str()),
+        ("DOCKERHUB_AUDIT_BUCKET", bucket.as_str()),
+        ("DOCKERHUB_AUDIT_SECRET_PATTERN", pattern.as_str()),
+        ("DOCKERHUB_AUDIT_HUB_URL", hub_url.as_str()),
+        ("RUST_LOG", "trace"),
+    ];
+    let (got, stdout, stderr) = serve(&events, &env).await;
+    // The last invocation with a table that does not exist (every AWS error path).
+    let mut no_table = env.clone();
+    no_table.retain(|(k, _)| *k != "DOCKERHUB_AUDIT_TABLE");
+    no_table.push(("DOCKERHUB_AUDIT_TABLE", "no-such-table"));
+    let (got2, stdout2, stderr2) = serve(&[json!({"_n": 1, "org": "acme"})], &no_table).await;
+
+    // The paths were really taken.
+    assert_eq!(got[0].2["ok"], true, "{}", got[0].2);
+    assert!(got[0].2["events_written"].as_u64().unwrap() > 100);
+    for (i, what) in [
+        (1, "refused"),
+        (2, "not tried again"),
+        (4, "nosecret"),
+        (5, "is not JSON"),
+        (6, "403"),
+    ] {
+        let answer = &got[i].2;
+        assert_eq!(answer["ok"], false, "{what}: {answer}");
+        assert!(
+            answer["error"].as_str().unwrap().contains(what),
+            "{what}: {answer}"
+        );
+    }
+    assert_eq!(
+        got[3].1, "error",
+        "a Hub that is down is worth a retry: {:?}",
+        got[3]
+    );
+    assert_eq!(
+        got2[0].1, "error",
+        "a missing table is worth a retry: {:?}",
+        got2[0]
+    );
+    assert!(
+        stderr.contains("TRACE") || stderr.contains("\"level\":\"TRACE\""),
+        "trace logging was on"
+    );
+    assert!(
+        stderr.contains("aws_smithy") || stderr.contains("aws_sdk"),
+        "the SDK logged too"
+    );
+
+    let mut everything = format!("{stdout}\n{stderr}\n{stdout2}\n{stderr2}\n{got:?}\n{got2:?}");
+    for (_, records) in read_all(&s3c, &bucket, "").await {
+        everything.push_str(&format!("{records:?}"));
+    }
+    let items = aws_sdk_dynamodb::Client::new(&cfg)
+        .scan()
+        .table_name(&table)
+        .send()
+        .await
+        .unwrap();
+    everything.push_str(&format!("{:?}", items.items()));
+    for tag in ["ok", "refused", "down", "badjson"] {
+        assert!(!everything.contains(&canary(tag)), "the {tag} token leaked");
+        assert!(
+            !everything.contains(&format!("canary_{tag}")),
+            "part of the {tag} token leaked"
+        );
+    }
+    assert!(!everything.contains("eyJ"), "a bearer token (JWT) leaked");
+    hub.shutdown();
 }
