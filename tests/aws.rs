@@ -8,6 +8,8 @@ mod awsenv;
 mod common;
 #[path = "common/gate.rs"]
 mod gate;
+#[path = "common/proxy.rs"]
+mod proxy;
 
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
@@ -680,4 +682,65 @@ async fn a_run_stalled_past_its_lease_at_any_step_on_dynamodb_and_s3_doubles_not
         steps += 1;
     }
     assert!(steps >= 10, "a run of three commits has more steps than {steps}");
+}
+
+/// S3 and DynamoDB failing under the binary: server errors, throttling, writes applied whose
+/// answer is lost (ambiguous), and writes that land after the SDK gave up on them and
+/// retried. Runs go on until one catches up: every event is in S3 once, and no run calls a
+/// write of its own that was applied but unanswered a takeover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_faults_ambiguous_and_late_writes_lose_and_double_nothing() {
+    use proxy::AwsFault::*;
+    let cfg = sdk(&moto()).await;
+    let s3c = s3(&cfg);
+    let (bucket, table) = (unique("faults"), unique("faults"));
+    create_bucket(&s3c, &bucket).await;
+    create_table(&cfg, &table).await;
+    let mut ecfg = emulator_config(600, 5, 71);
+    ecfg.page_cap = 40;
+    ecfg.twin_fraction = 0.05;
+    let (emu, hub) = start(ecfg, Arc::new(dockerhub_audit::clock::SystemClock)).await;
+    let faults = proxy::start(
+        &moto(),
+        3,
+        vec![ServerError, Throttled, Ambiguous, Unavailable, Ambiguous, Late],
+        2,
+    )
+    .await;
+    let mut said = String::new();
+    let mut caught_up = false;
+    for _ in 0..40 {
+        let out = aws_poll(&hub.url(), &bucket, &table)
+            .env("AWS_ENDPOINT_URL", &faults.url)
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        );
+        said.push_str(&stdout);
+        said.push_str(&stderr);
+        if out.status.success() && stdout.contains("caught up") {
+            caught_up = true;
+            break;
+        }
+    }
+    assert!(caught_up, "no run caught up through the faults:\n{said}");
+    assert!(
+        !said.contains("took over") && !said.contains("taken over"),
+        "one run at a time: no message may speak of a takeover\n{said}"
+    );
+    let want = expected(&emu, chrono::Utc::now() - Duration::minutes(1));
+    assert_exact_s3(&want, &s3c, &bucket, "audit/").await;
+    let injected = faults.injected.lock().unwrap().clone();
+    for kind in [ServerError, Throttled, Ambiguous] {
+        for svc in ["s3", "dynamodb"] {
+            assert!(
+                injected.get(&(kind, svc)).copied().unwrap_or(0) > 0,
+                "{kind:?} on {svc}: {injected:?}"
+            );
+        }
+    }
+    assert!(injected.keys().any(|(k, _)| *k == Late), "{injected:?}");
+    hub.shutdown();
 }

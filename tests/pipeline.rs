@@ -520,3 +520,49 @@ async fn pages_of_varying_size_give_exact_or_loud_results() {
         hub.shutdown();
     }
 }
+
+/// Docker Hub down for three hours (every list request a 503) while new events keep coming:
+/// the runs in between fail loudly and move nothing; the first run after it catches the
+/// whole backlog up within its deadline, inside the rate limit, each event once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_hours_of_outage_one_run_catches_up_within_the_rate_limit() {
+    let clock = ManualClock::new(t0());
+    let mut cfg = emulator_config(800, 5, 61);
+    cfg.trickle_per_minute = 12;
+    cfg.rate_limit_per_minute = Some(180);
+    let (emu, hub) = start(cfg, Arc::new(clock.clone())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = client(&hub.url(), Arc::new(clock.clone()), SECRET);
+    let pc = poll_config(6);
+    run(&c, &clock, dir.path(), &pc).await.unwrap();
+    let before = dockerhub_audit::checkpoint::file::FileCheckpoints::new(dir.path().join("_checkpoints"));
+    use dockerhub_audit::ports::Checkpoints;
+    let watermark = before.peek(&org()).await.unwrap().unwrap().watermark;
+
+    // Three hours of 503s, a run every 5 minutes, each failing without moving anything.
+    emu.set_outage(Some(Fault::ServerError(503)));
+    for _ in 0..36 {
+        clock.advance(Duration::minutes(5));
+        let failed = run(&c, &clock, dir.path(), &pc).await.unwrap_err();
+        assert!(failed.error.is_transient(), "{}", failed.error);
+        assert_eq!(before.peek(&org()).await.unwrap().unwrap().watermark, watermark);
+    }
+    emu.set_outage(None);
+    // Back up: one run, a 4-minute deadline, catches up 3 hours (about 2,200 events).
+    clock.advance(Duration::minutes(5));
+    let throttled_before = emu.stats().throttled;
+    let p = dockerhub_audit::collect::Poller {
+        api: &c,
+        checkpoints: &before,
+        sink: &dockerhub_audit::sink::local::LocalSink::new(dir.path()),
+        clock: &clock,
+    };
+    let r = p
+        .run(&pc, Some(clock.now() + Duration::minutes(4)))
+        .await
+        .unwrap();
+    assert!(r.caught_up, "{r:?}");
+    assert!(r.events_written > 2000, "{r:?}");
+    assert_eq!(emu.stats().throttled, throttled_before, "no 429 on the way");
+    assert_exact(&expected(&emu, clock.now() - pc.lag), dir.path());
+}

@@ -91,6 +91,8 @@ struct State {
     insert_rng: Rng,
     inserts_left: u32,
     failing_token_requests: u32,
+    /// While set, every list request gets this fault: an outage.
+    outage: Option<Fault>,
     next_jti: u64,
     limiter: RateLimiter,
     stats: Stats,
@@ -251,6 +253,7 @@ impl Emulator {
             insert_rng: Rng::new(cfg.seed, events::STREAM_INSERT),
             inserts_left: cfg.insert_while_paging,
             failing_token_requests: 0,
+            outage: None,
             next_jti: 1,
             limiter: RateLimiter::default(),
             stats: Stats::default(),
@@ -352,6 +355,11 @@ impl Emulator {
     /// already issued stay valid until they expire.
     pub fn rotate_secret(&self, secret: impl Into<String>) {
         self.lock().rotated_secret = Some(secret.into());
+    }
+
+    /// Until `None`, answers every list request with `fault` (an outage of the audit log).
+    pub fn set_outage(&self, fault: Option<Fault>) {
+        self.lock().outage = fault;
     }
 
     /// Makes the next `n` token requests fail with 500.

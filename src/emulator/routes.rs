@@ -303,9 +303,12 @@ fn list_response(
     if params.page >= 2 {
         state.insert_while_paging(cfg, &params.filter, now);
     }
-    let fault = match state.pushed_faults.pop_front() {
+    let fault = match state.outage.clone() {
         Some(fault) => Some(fault),
-        None => faults::pick(&mut state.fault_rng, cfg.fault_rate, &cfg.fault_kinds),
+        None => match state.pushed_faults.pop_front() {
+            Some(fault) => Some(fault),
+            None => faults::pick(&mut state.fault_rng, cfg.fault_rate, &cfg.fault_kinds),
+        },
     };
     let size = match cfg.page_size_varies {
         0 => params.page_size,
