@@ -54,9 +54,18 @@ pub struct StoreArgs {
     /// KMS key for s3:// output (default: the bucket's default encryption).
     #[arg(long)]
     pub kms_key_id: Option<String>,
-    /// How long a dynamodb:// lease outlives a run that stopped renewing it (a crash).
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    /// How long a dynamodb:// lease outlives a run that stopped renewing it (a crash), from
+    /// 1s to 1h. Correctness does not depend on it; a short one lets runs overlap more.
+    #[arg(long, default_value = "60s", value_parser = parse_lease_ttl)]
     pub lease_ttl: chrono::Duration,
+}
+
+fn parse_lease_ttl(s: &str) -> Result<chrono::Duration, String> {
+    let d = parse_duration(s)?;
+    if d < chrono::Duration::seconds(1) || d > chrono::Duration::hours(1) {
+        return Err(format!("{s:?} is outside 1s to 1h; a lease of 60s suits most uses"));
+    }
+    Ok(d)
 }
 
 impl StoreArgs {
