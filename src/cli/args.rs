@@ -63,7 +63,9 @@ pub struct StoreArgs {
 fn parse_lease_ttl(s: &str) -> Result<chrono::Duration, String> {
     let d = parse_duration(s)?;
     if d < chrono::Duration::seconds(1) || d > chrono::Duration::hours(1) {
-        return Err(format!("{s:?} is outside 1s to 1h; a lease of 60s suits most uses"));
+        return Err(format!(
+            "{s:?} is outside 1s to 1h; a lease of 60s suits most uses"
+        ));
     }
     Ok(d)
 }
