@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::checkpoint::Checkpoint;
 use crate::event::key::ObjectKey;
@@ -158,7 +158,15 @@ pub enum PutOutcome {
     AlreadyExisted,
 }
 
-/// Where objects go. Objects are immutable: a key, once written, is never overwritten.
+/// An object as a listing shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub key: ObjectKey,
+    pub size: u64,
+}
+
+/// Where objects go, and reading them back (to verify them, or to rebuild a checkpoint from
+/// them). Objects are immutable: a key, once written, is never overwritten.
 #[async_trait]
 pub trait Sink: Send + Sync {
     /// Stores `body` at `key` unless an object is already there (then `AlreadyExisted`;
@@ -169,6 +177,16 @@ pub trait Sink: Send + Sync {
     /// `s3://bucket/prefix`, or a local folder's own id (so a moved folder keeps it). A
     /// checkpoint records the output it describes, and no other output may use it.
     async fn identity(&self) -> Result<String, StoreError>;
+
+    /// The dates of `org`'s partitions (`org=<org>/dt=<date>/`), ascending.
+    async fn days(&self, org: &Org) -> Result<Vec<NaiveDate>, StoreError>;
+    /// The objects of `org`'s partition of `day`, ascending by key.
+    async fn list_day(&self, org: &Org, day: NaiveDate) -> Result<Vec<Listed>, StoreError>;
+    /// `org`'s objects whose keys sort after `after` (a key below `org=<org>/`; later
+    /// days sort after earlier ones), ascending, at most `limit` of them.
+    async fn list_after(&self, org: &Org, after: &str, limit: usize) -> Result<Vec<Listed>, StoreError>;
+    /// An object's bytes (an error when there is none under `key`).
+    async fn get(&self, key: &ObjectKey) -> Result<Vec<u8>, StoreError>;
 }
 
 /// A Docker Hub secret: never printed, never logged.

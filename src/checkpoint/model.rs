@@ -16,6 +16,9 @@ use crate::types::{EventId, Org, RunId};
 /// - `seen` holds the id of every stored event with a timestamp at or after `seen_from`
 ///   (and `seen_from <= watermark`), so a re-read of `[seen_from, …)` can drop what is
 ///   already stored;
+/// - `recent` (when known) names every object stored whose first event is at or after
+///   `seen_from`: a run that finds another such object in the output knows this checkpoint
+///   is older than the output (restored from a backup, or another store's) and rebuilds it;
 /// - `pending`, when set, names objects that may or may not have been written.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Checkpoint {
@@ -37,6 +40,10 @@ pub struct Checkpoint {
     /// How many unreadable items runs have put in the output's quarantine, in all.
     #[serde(default)]
     pub quarantined: u64,
+    /// The objects stored with a first event at or after `seen_from`, with that event's
+    /// time. `None` in a checkpoint written before this was kept (learnt on its next run).
+    #[serde(default)]
+    pub recent: Option<BTreeMap<ObjectKey, DateTime<Utc>>>,
 }
 
 /// A commit in flight: the objects about to be written and the watermark they complete.
@@ -77,12 +84,28 @@ impl Checkpoint {
             last_run: None,
             output: None,
             quarantined: 0,
+            recent: Some(BTreeMap::new()),
         }
+    }
+
+    /// Whether this checkpoint knows `key` as stored (or about to be, in its pending commit).
+    pub fn knows(&self, key: &ObjectKey) -> bool {
+        self.recent.as_ref().is_some_and(|r| r.contains_key(key))
+            || self
+                .pending
+                .as_ref()
+                .is_some_and(|p| p.objects.iter().any(|o| &o.key == key))
     }
 
     /// Records that these objects are stored: their ids join `seen`.
     pub fn record_stored(&mut self, objects: &[PendingObject]) {
         for o in objects {
+            let first = o.events.iter().map(|(_, t)| *t).min();
+            if let (Some(recent), Some(first)) = (self.recent.as_mut(), first) {
+                if self.seen_from.is_none_or(|f| first >= f) {
+                    recent.insert(o.key.clone(), first);
+                }
+            }
             for (id, ts) in &o.events {
                 if self.seen_from.is_none_or(|f| *ts >= f) {
                     self.seen.insert(id.clone(), *ts);
@@ -109,6 +132,9 @@ impl Checkpoint {
         let from = self.seen_from.map_or(keep_from, |f| f.max(keep_from));
         self.seen_from = Some(from);
         self.seen.retain(|_, ts| *ts >= from);
+        if let Some(recent) = self.recent.as_mut() {
+            recent.retain(|_, first| *first >= from);
+        }
     }
 }
 

@@ -40,6 +40,18 @@ impl Batch {
         }
     }
 
+    /// A batch of events already read and given ids (what `verify --repair` found
+    /// missing), covering `[from, to)`.
+    pub fn of(from: DateTime<Utc>, to: DateTime<Utc>, events: Vec<(EventId, HubEvent)>) -> Self {
+        Batch {
+            from,
+            covered_to: to,
+            ids: events.iter().map(|(id, _)| id.clone()).collect(),
+            events,
+            duplicates: 0,
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.events.len()
     }

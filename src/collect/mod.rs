@@ -5,13 +5,18 @@
 //! - [`fetch`]: reading a window as one consistent multiset;
 //! - [`reader`]: a range as a sequence of complete windows, within the deadline;
 //! - [`batch`]: dedupe and turning events into objects;
-//! - [`commit`]: the commit protocol and rolling an interrupted commit forward.
+//! - [`commit`]: the commit protocol and rolling an interrupted commit forward;
+//! - [`rebuild`]: a checkpoint rebuilt from the stored objects when it does not know them;
+//! - [`verify`]: the stored events compared with Docker Hub's, day by day, and repaired.
 
 pub mod batch;
 pub mod commit;
 pub mod fetch;
 pub mod quarantine;
 pub mod reader;
+pub mod rebuild;
+pub mod stored;
+pub mod verify;
 pub mod window;
 
 use std::future::Future;
@@ -71,6 +76,9 @@ pub struct RunReport {
     /// True when the window was read to its end (false: deadline or error).
     pub caught_up: bool,
     pub recovered: Option<String>,
+    /// Set when the checkpoint did not know what the output holds (deleted, restored from
+    /// an older backup, another store's) and was rebuilt from the stored objects.
+    pub rebuilt: Option<String>,
     /// Why the run stopped before its end without failing (deadline, rate limit, takeover).
     pub stopped_early: Option<String>,
 }
@@ -137,6 +145,7 @@ where
             watermark: None,
             caught_up: false,
             recovered: None,
+            rebuilt: None,
             stopped_early: None,
         };
         let (lease, mut cp) = match self.checkpoints.acquire(org, &run_id).await {
@@ -192,6 +201,41 @@ where
             Ok(()) => Ok(report),
             Err(error) => Err(RunFailed { report, error }),
         }
+    }
+
+    /// `checkpoint rebuild`: takes the org's lease and rebuilds its checkpoint from what
+    /// the output holds, whether or not it looks stale. `Ok(None)` when another run holds
+    /// the lease; `Ok(Some(None))` when the output holds nothing of the org.
+    pub async fn rebuild_checkpoint(
+        &self,
+        cfg: &PollConfig,
+    ) -> Result<Option<Option<rebuild::Rebuilt>>, StoreError> {
+        let run_id = RunId::generate(self.clock.now());
+        let Some((lease, mut cp)) = self.checkpoints.acquire(&cfg.org, &run_id).await? else {
+            return Ok(None);
+        };
+        let result = async {
+            let output = self.sink.identity().await?;
+            let mut next = cp.clone();
+            if next.output.as_deref().is_some_and(|o| o != output) {
+                return Err(StoreError::Invalid(format!(
+                    "the checkpoint of {} describes the output {}, not {output}: give the checkpoint store that goes                      with this output, or a new one",
+                    cfg.org,
+                    next.output.as_deref().unwrap_or_default()
+                )));
+            }
+            next.output = Some(output);
+            let done = rebuild::rebuild(self.sink, &mut next, cfg.overlap).await?;
+            if done.is_some() {
+                cp.save_changed(self.checkpoints, &lease, |c| *c = next).await?;
+            }
+            Ok(done)
+        }
+        .await;
+        if let Err(e) = self.checkpoints.release(lease).await {
+            tracing::warn!(error = %e, "could not release the lease; it expires by itself");
+        }
+        result.map(Some)
     }
 
     /// Runs `work` while renewing the lease whenever a renewal is due, so a read that
@@ -294,6 +338,14 @@ where
                 None => beat.renewed(),
             }
         }
+        if let Some(done) = self
+            .keep_alive(lease, beat, self.reconcile(cfg, lease, cp))
+            .await??
+        {
+            report.rebuilt = Some(done);
+        }
+        // Its saves renewed the lease.
+        beat.renewed();
         let window = window::plan(cp, cfg, self.clock.now());
         report.window = Some(window);
         if window.is_empty() {
@@ -338,6 +390,36 @@ where
                 Ok(())
             }
             Some(e) => Err(e.into()),
+        }
+    }
+
+    /// Makes sure `cp` knows what the output holds of its org (see [`rebuild`]): records
+    /// what an older checkpoint format did not keep, and rebuilds (and saves) a checkpoint
+    /// that is older than the output. Says what it rebuilt, if it did.
+    async fn reconcile(
+        &self,
+        cfg: &PollConfig,
+        lease: &K::Lease,
+        cp: &mut Checkpoint,
+    ) -> Result<Option<String>, StoreError> {
+        let org = &cfg.org;
+        match rebuild::check(self.sink, cp).await? {
+            rebuild::Check::Current { learnt: None } => Ok(None),
+            rebuild::Check::Current { learnt: Some(known) } => {
+                // Stored with the run's next save.
+                cp.recent = Some(known);
+                Ok(None)
+            }
+            rebuild::Check::Stale(why) => {
+                tracing::warn!(%org, %why, "the checkpoint does not know what the output holds; rebuilding it from the stored objects");
+                let mut next = cp.clone();
+                let Some(done) = rebuild::rebuild(self.sink, &mut next, cfg.overlap).await? else {
+                    return Ok(None);
+                };
+                cp.save_changed(self.checkpoints, lease, |c| *c = next).await?;
+                tracing::warn!(%org, "{done}");
+                Ok(Some(format!("{why}; {done}")))
+            }
         }
     }
 

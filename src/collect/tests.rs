@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde_json::{json, Value};
 
 use super::*;
@@ -14,7 +14,7 @@ use crate::clock::ManualClock;
 use crate::event::id::canonical;
 use crate::event::key::ObjectKey;
 use crate::event::{encode, HubEvent};
-use crate::ports::{PageQuery, PutOutcome};
+use crate::ports::{Listed, PageQuery, PutOutcome};
 use crate::types::Org;
 
 // ---------- a fake Hub with the unfriendly choices switchable ----------
@@ -286,9 +286,56 @@ impl Sink for MemSink {
     async fn identity(&self) -> Result<String, StoreError> {
         Ok("mem".into())
     }
+    async fn days(&self, org: &Org) -> Result<Vec<NaiveDate>, StoreError> {
+        self.crash.spend()?;
+        let head = format!("org={org}/dt=");
+        let mut days: Vec<NaiveDate> = self
+            .objects
+            .lock()
+            .unwrap()
+            .keys()
+            .filter_map(|k| NaiveDate::parse_from_str(k.0.strip_prefix(&head)?.get(..10)?, "%Y-%m-%d").ok())
+            .collect();
+        days.dedup();
+        Ok(days)
+    }
+    async fn list_day(&self, org: &Org, day: NaiveDate) -> Result<Vec<Listed>, StoreError> {
+        self.crash.spend()?;
+        let head = format!("{}/", crate::event::key::partition(org, day));
+        Ok(self.listed(|k| k.starts_with(&head)))
+    }
+    async fn list_after(&self, org: &Org, after: &str, limit: usize) -> Result<Vec<Listed>, StoreError> {
+        self.crash.spend()?;
+        let head = format!("org={org}/");
+        let mut v = self.listed(|k| k.starts_with(&head) && k > after);
+        v.truncate(limit);
+        Ok(v)
+    }
+    async fn get(&self, key: &ObjectKey) -> Result<Vec<u8>, StoreError> {
+        self.crash.spend()?;
+        self.objects
+            .lock()
+            .unwrap()
+            .get(key)
+            .cloned()
+            .ok_or_else(|| StoreError::Io(format!("no object {key}")))
+    }
 }
 
 impl MemSink {
+    fn listed(&self, keep: impl Fn(&str) -> bool) -> Vec<Listed> {
+        self.objects
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| keep(&k.0))
+            .map(|(k, v)| Listed {
+                key: k.clone(),
+                size: v.len() as u64,
+            })
+            .collect()
+    }
+
     /// Canonical forms of the Hub fields of every stored record, sorted (a multiset).
     fn stored(&self) -> Vec<String> {
         let mut out = Vec::new();
@@ -798,6 +845,18 @@ impl Sink for Gated<'_> {
     async fn identity(&self) -> Result<String, StoreError> {
         self.sink.identity().await
     }
+    async fn days(&self, org: &Org) -> Result<Vec<NaiveDate>, StoreError> {
+        self.sink.days(org).await
+    }
+    async fn list_day(&self, org: &Org, day: NaiveDate) -> Result<Vec<Listed>, StoreError> {
+        self.sink.list_day(org, day).await
+    }
+    async fn list_after(&self, org: &Org, after: &str, limit: usize) -> Result<Vec<Listed>, StoreError> {
+        self.sink.list_after(org, after, limit).await
+    }
+    async fn get(&self, key: &ObjectKey) -> Result<Vec<u8>, StoreError> {
+        self.sink.get(key).await
+    }
 }
 
 /// Run A stops at its `at`-th operation (before or after it acts), long enough for its
@@ -1033,3 +1092,5 @@ mod property {
         }
     }
 }
+
+mod rebuild_verify;

@@ -11,8 +11,11 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 
-use crate::event::key::ObjectKey;
-use crate::ports::{PutOutcome, Sink, StoreError};
+use chrono::NaiveDate;
+
+use crate::event::key::{partition, ObjectKey};
+use crate::ports::{Listed, PutOutcome, Sink, StoreError};
+use crate::types::Org;
 
 /// The file at the top of a local output that names it (an `_` name: no query reads it).
 pub const OUTPUT_ID: &str = "_output-id";
@@ -37,6 +40,39 @@ impl LocalSink {
             )));
         }
         Ok(self.root.join(&key.0))
+    }
+
+    /// The objects of one partition folder (temporary files, dot-named, skipped), sorted.
+    fn objects_in(&self, rel: &str) -> Result<Vec<Listed>, StoreError> {
+        let dir = self.root.join(rel);
+        let mut out = Vec::new();
+        for entry in read_dir(&dir)? {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.ends_with(".json.gz") || name.starts_with('.') {
+                continue;
+            }
+            let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            out.push(Listed {
+                key: ObjectKey(format!("{rel}/{name}")),
+                size,
+            });
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+}
+
+/// A folder's entries; a folder that does not exist has none.
+fn read_dir(dir: &Path) -> Result<Vec<fs::DirEntry>, StoreError> {
+    match fs::read_dir(dir) {
+        Ok(entries) => entries
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| StoreError::Io(format!("cannot list {}: {e}", dir.display()))),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(StoreError::Io(format!(
+            "cannot list {}: {e}; check the output folder's permissions",
+            dir.display()
+        ))),
     }
 }
 
@@ -98,6 +134,54 @@ impl Sink for LocalSink {
         let path = self.path(key)?;
         path.try_exists()
             .map_err(|e| StoreError::Io(format!("cannot check {}: {e}", path.display())))
+    }
+
+    async fn days(&self, org: &Org) -> Result<Vec<NaiveDate>, StoreError> {
+        let mut days: Vec<NaiveDate> = read_dir(&self.root.join(format!("org={org}")))?
+            .iter()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                NaiveDate::parse_from_str(name.strip_prefix("dt=")?, "%Y-%m-%d").ok()
+            })
+            .collect();
+        days.sort();
+        Ok(days)
+    }
+
+    async fn list_day(&self, org: &Org, day: NaiveDate) -> Result<Vec<Listed>, StoreError> {
+        self.objects_in(&partition(org, day))
+    }
+
+    async fn list_after(&self, org: &Org, after: &str, limit: usize) -> Result<Vec<Listed>, StoreError> {
+        let mut out = Vec::new();
+        for day in self.days(org).await? {
+            let part = partition(org, day);
+            // Every key of a partition starts with `<part>/`: when `after` sorts after that
+            // and is not inside it, so does every key of the partition.
+            let head = format!("{part}/");
+            if after > head.as_str() && !after.starts_with(&head) {
+                continue;
+            }
+            for o in self.objects_in(&part)? {
+                if o.key.0.as_str() > after {
+                    out.push(o);
+                    if out.len() >= limit {
+                        return Ok(out);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn get(&self, key: &ObjectKey) -> Result<Vec<u8>, StoreError> {
+        let path = self.path(key)?;
+        fs::read(&path).map_err(|e| {
+            StoreError::Io(format!(
+                "cannot read {}: {e}; check the output folder",
+                path.display()
+            ))
+        })
     }
 }
 

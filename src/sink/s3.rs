@@ -10,9 +10,12 @@ use aws_sdk_s3::Client;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
+use chrono::NaiveDate;
+
 use crate::aws::error_text as aws_error;
-use crate::event::key::ObjectKey;
-use crate::ports::{PutOutcome, Sink, StoreError};
+use crate::event::key::{partition, ObjectKey};
+use crate::ports::{Listed, PutOutcome, Sink, StoreError};
+use crate::types::Org;
 
 #[derive(Debug, Clone)]
 pub struct S3Sink {
@@ -46,6 +49,56 @@ impl S3Sink {
 
     fn url(&self, key: &ObjectKey) -> String {
         format!("s3://{}/{}", self.bucket, self.key(key))
+    }
+
+    fn list_error(&self, what: &str, e: impl std::fmt::Display) -> StoreError {
+        StoreError::Io(format!(
+            "cannot list s3://{}/{}{what} ({e}); check the bucket and s3:ListBucket permission",
+            self.bucket, self.prefix
+        ))
+    }
+
+    /// Lists keys below `prefix` (relative to the sink's), after `after` when given, at
+    /// most `limit`, page by page.
+    async fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<Listed>, StoreError> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut req = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(format!("{}{prefix}", self.prefix))
+                .max_keys((limit - out.len()).min(1000) as i32);
+            match &token {
+                Some(t) => req = req.continuation_token(t),
+                None => {
+                    if let Some(a) = after {
+                        req = req.start_after(format!("{}{a}", self.prefix));
+                    }
+                }
+            }
+            let page = req
+                .send()
+                .await
+                .map_err(|e| self.list_error(prefix, aws_error(&e)))?;
+            for o in page.contents() {
+                let Some(full) = o.key() else { continue };
+                let Some(rel) = full.strip_prefix(&self.prefix) else {
+                    continue;
+                };
+                if rel.ends_with(".json.gz") {
+                    out.push(Listed {
+                        key: ObjectKey(rel.to_string()),
+                        size: o.size().unwrap_or(0).max(0) as u64,
+                    });
+                }
+            }
+            token = page.next_continuation_token().map(str::to_string);
+            if token.is_none() || out.len() >= limit {
+                return Ok(out);
+            }
+        }
     }
 }
 
@@ -131,6 +184,64 @@ impl Sink for S3Sink {
                 aws_error(&e)
             ))),
         }
+    }
+
+    async fn days(&self, org: &Org) -> Result<Vec<NaiveDate>, StoreError> {
+        let base = format!("{}org={org}/", self.prefix);
+        let mut days = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut req = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(&base)
+                .delimiter("/");
+            if let Some(t) = &token {
+                req = req.continuation_token(t);
+            }
+            let page = req
+                .send()
+                .await
+                .map_err(|e| self.list_error(&format!("org={org}/"), aws_error(&e)))?;
+            days.extend(page.common_prefixes().iter().filter_map(|p| {
+                let dt = p.prefix()?.strip_prefix(&base)?.strip_prefix("dt=")?;
+                NaiveDate::parse_from_str(dt.trim_end_matches('/'), "%Y-%m-%d").ok()
+            }));
+            token = page.next_continuation_token().map(str::to_string);
+            if token.is_none() {
+                days.sort();
+                return Ok(days);
+            }
+        }
+    }
+
+    async fn list_day(&self, org: &Org, day: NaiveDate) -> Result<Vec<Listed>, StoreError> {
+        self.list(&format!("{}/", partition(org, day)), None, usize::MAX)
+            .await
+    }
+
+    async fn list_after(&self, org: &Org, after: &str, limit: usize) -> Result<Vec<Listed>, StoreError> {
+        self.list(&format!("org={org}/"), Some(after), limit).await
+    }
+
+    async fn get(&self, key: &ObjectKey) -> Result<Vec<u8>, StoreError> {
+        let err = |e: String| {
+            StoreError::Io(format!(
+                "cannot read {} ({e}); check s3:GetObject permission (and kms:Decrypt for a KMS key)",
+                self.url(key)
+            ))
+        };
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.key(key))
+            .send()
+            .await
+            .map_err(|e| err(aws_error(&e)))?;
+        let body = out.body.collect().await.map_err(|e| err(e.to_string()))?;
+        Ok(body.into_bytes().to_vec())
     }
 }
 

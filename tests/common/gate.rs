@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use async_trait::async_trait;
 use dockerhub_audit::checkpoint::Checkpoint;
 use dockerhub_audit::event::key::ObjectKey;
-use dockerhub_audit::ports::{Checkpoints, PutOutcome, Sink, StoreError};
+use dockerhub_audit::ports::{Checkpoints, Listed, PutOutcome, Sink, StoreError};
 use dockerhub_audit::types::{Org, RunId};
 
 pub struct Gate {
@@ -90,6 +90,18 @@ impl<K: Checkpoints, S: Sink> Sink for Gated<'_, K, S> {
     }
     async fn identity(&self) -> Result<String, StoreError> {
         self.sink.identity().await
+    }
+    async fn days(&self, org: &Org) -> Result<Vec<chrono::NaiveDate>, StoreError> {
+        self.sink.days(org).await
+    }
+    async fn list_day(&self, org: &Org, day: chrono::NaiveDate) -> Result<Vec<Listed>, StoreError> {
+        self.sink.list_day(org, day).await
+    }
+    async fn list_after(&self, org: &Org, after: &str, limit: usize) -> Result<Vec<Listed>, StoreError> {
+        self.sink.list_after(org, after, limit).await
+    }
+    async fn get(&self, key: &ObjectKey) -> Result<Vec<u8>, StoreError> {
+        self.sink.get(key).await
     }
 }
 

@@ -1,0 +1,195 @@
+//! A checkpoint rebuilt from what the output holds.
+//!
+//! A checkpoint deleted, restored from an older backup, or new (another checkpoint store
+//! pointed at the same output) does not remember the ids the output already holds, so a
+//! run would store re-read events a second time. Every run therefore first asks the output
+//! whether it holds objects this checkpoint does not know (one listing: the objects whose
+//! first event is at or after `seen_from`, which the checkpoint names in `recent`), and if
+//! so rebuilds what it must remember from the stored objects: the watermark and the ids
+//! inside the overlap.
+//!
+//! Why rebuild rather than refuse: the output is the truth the ids are about, the rebuild
+//! reads only the newest day or two, and a scheduled collector that refuses stops
+//! collecting until someone acts, while Docker Hub's retention runs.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+
+use super::stored;
+use crate::checkpoint::Checkpoint;
+use crate::event::key::{partition, ObjectKey};
+use crate::ports::{Sink, StoreError};
+use crate::types::{floor_second, Org};
+
+/// The name part of a key for an object whose first event is at `t` (keys of objects
+/// with a first event at or after `t` sort after it).
+fn key_at(org: &Org, t: DateTime<Utc>) -> String {
+    format!(
+        "{}/{}",
+        partition(org, t.date_naive()),
+        t.format("%Y%m%dT%H%M%SZ")
+    )
+}
+
+/// The first event time a key names (to the second).
+fn key_time(key: &ObjectKey) -> Option<DateTime<Utc>> {
+    let name = key.0.rsplit('/').next()?;
+    chrono::NaiveDateTime::parse_from_str(name.get(..16)?, "%Y%m%dT%H%M%SZ")
+        .ok()
+        .map(|t| t.and_utc())
+}
+
+/// What the output says of a checkpoint.
+#[derive(Debug, PartialEq)]
+pub enum Check {
+    /// It describes the output. `learnt`: the objects it should name in `recent`, for a
+    /// checkpoint written before `recent` was kept (record them).
+    Current {
+        learnt: Option<BTreeMap<ObjectKey, DateTime<Utc>>>,
+    },
+    /// The output holds objects it does not know: why.
+    Stale(String),
+}
+
+/// Compares `cp` with what the output holds of its org.
+pub async fn check<S: Sink + ?Sized>(sink: &S, cp: &Checkpoint) -> Result<Check, StoreError> {
+    let org = &cp.org;
+    let Some(w) = cp.watermark else {
+        let any = sink.list_after(org, &format!("org={org}/"), 1).await?;
+        return Ok(match any.first() {
+            Some(o) => Check::Stale(format!(
+                "there is no checkpoint of {org}, but the output already holds its objects ({} among them)",
+                o.key
+            )),
+            None => Check::Current { learnt: None },
+        });
+    };
+    let from = floor_second(cp.seen_from.unwrap_or(w).min(w));
+    let listed = sink.list_after(org, &key_at(org, from), 1000).await?;
+    match &cp.recent {
+        Some(_) => Ok(match listed.iter().find(|o| !cp.knows(&o.key)) {
+            Some(o) => Check::Stale(format!(
+                "the output holds {}, which the checkpoint of {org} does not know (a checkpoint restored \
+                 from an older backup, or another checkpoint store writing to this output)",
+                o.key
+            )),
+            None => Check::Current { learnt: None },
+        }),
+        None => {
+            // Written before `recent` was kept: only an object from at or after the
+            // watermark shows it is older than the output; the rest are learnt.
+            let at_w = key_at(org, w);
+            if let Some(o) = listed.iter().find(|o| o.key.0 >= at_w) {
+                return Ok(Check::Stale(format!(
+                    "the output holds {}, newer than the watermark of {org}'s checkpoint ({})",
+                    o.key,
+                    crate::types::rfc3339(w)
+                )));
+            }
+            let learnt = listed
+                .into_iter()
+                .filter_map(|o| key_time(&o.key).map(|t| (o.key, t)))
+                .collect();
+            Ok(Check::Current { learnt: Some(learnt) })
+        }
+    }
+}
+
+/// What [`rebuild`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rebuilt {
+    pub watermark_before: Option<DateTime<Utc>>,
+    pub watermark: DateTime<Utc>,
+    /// Objects read, and the ids remembered from them.
+    pub objects_read: u64,
+    pub ids: u64,
+}
+
+impl std::fmt::Display for Rebuilt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let before = self
+            .watermark_before
+            .map(crate::types::rfc3339)
+            .unwrap_or_else(|| "none".into());
+        write!(
+            f,
+            "rebuilt the checkpoint from {} stored object(s): watermark {} (was {before}), {} id(s) remembered",
+            self.objects_read,
+            crate::types::rfc3339(self.watermark),
+            self.ids
+        )
+    }
+}
+
+/// Rebuilds in `cp` what a run must remember from what the output holds of its org: the
+/// watermark moves to the latest stored event (never back), and `seen` and `recent` hold
+/// every stored object and id from `watermark - overlap` on. `None` (and `cp` unchanged)
+/// when the output holds nothing of the org. The pending commit, if any, is kept: it is
+/// rolled forward under its own keys.
+///
+/// Sound because objects are written in time order and a checkpoint only records an
+/// event once it is stored: every event before the latest stored one was stored.
+pub async fn rebuild<S: Sink + ?Sized>(
+    sink: &S,
+    cp: &mut Checkpoint,
+    overlap: Duration,
+) -> Result<Option<Rebuilt>, StoreError> {
+    let org = cp.org.clone();
+    let Some(latest) = stored::latest(sink, &org).await? else {
+        return Ok(None);
+    };
+    let before = cp.watermark;
+    let watermark = before.map_or(floor_second(latest), |w| w.max(floor_second(latest)));
+    let keep_from = floor_second(watermark.checked_sub_signed(overlap).unwrap_or(watermark));
+    let from = cp.seen_from.map_or(keep_from, |f| f.min(keep_from));
+    let mut seen: BTreeMap<_, _> = std::mem::take(&mut cp.seen)
+        .into_iter()
+        .filter(|(_, t)| *t >= from)
+        .collect();
+    let mut recent = BTreeMap::new();
+    let mut objects_read = 0;
+    for day in sink.days(&org).await? {
+        if day < from.date_naive() {
+            continue;
+        }
+        for o in sink.list_day(&org, day).await? {
+            let events = stored::events_of(sink, &o.key).await?;
+            objects_read += 1;
+            if let Some(first) = events.iter().map(|(_, t)| *t).min() {
+                if first >= from {
+                    recent.insert(o.key.clone(), first);
+                }
+            }
+            seen.extend(events.into_iter().filter(|(_, t)| *t >= from));
+        }
+    }
+    let ids = seen.len() as u64;
+    cp.watermark = Some(watermark);
+    cp.seen_from = Some(from);
+    cp.seen = seen;
+    cp.recent = Some(recent);
+    Ok(Some(Rebuilt {
+        watermark_before: before,
+        watermark,
+        objects_read,
+        ids,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_sort_by_their_first_event() {
+        let org = Org::new("acme").unwrap();
+        let t = DateTime::parse_from_rfc3339("2026-11-25T10:00:00Z")
+            .unwrap()
+            .to_utc();
+        let k = crate::event::key::object_key(&org, t.date_naive(), t, &[crate::types::EventId("a".into())]);
+        assert!(k.0.as_str() > key_at(&org, t).as_str());
+        assert!(k.0.as_str() < key_at(&org, t + Duration::seconds(1)).as_str());
+        assert_eq!(key_time(&k), Some(t));
+    }
+}

@@ -1,0 +1,483 @@
+//! `verify`: what the output holds of an org compared with what Docker Hub serves, day by
+//! day, as multisets of event ids; with `repair`, what is missing is written through the
+//! commit path under the org's lease, so a repair racing the poller cannot double anything.
+//!
+//! One day is held in memory at a time (its ids, and with `repair` its missing events), so
+//! a year costs no more memory than its busiest day. Docker Hub is read first, then the
+//! output: an event the poller stores in between is found stored, not missing.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use serde::Serialize;
+
+use super::batch::Batch;
+use super::commit::{self, Durable};
+use super::reader::Reader;
+use super::{stored, Beat, Poller};
+use crate::checkpoint::Checkpoint;
+use crate::config::PollConfig;
+use crate::event::id::assign_ids;
+use crate::event::key::ObjectKey;
+use crate::event::record::Provenance;
+use crate::event::HubEvent;
+use crate::ports::{AuditLog, Checkpoints, HubError, Sink, StoreError};
+use crate::types::{EventId, RunId, Window};
+
+/// What to verify.
+#[derive(Debug, Clone)]
+pub struct VerifyRange {
+    pub from: DateTime<Utc>,
+    /// Up to the checkpoint's watermark at most (later events are not collected yet).
+    pub until: Option<DateTime<Utc>>,
+    /// Write what is missing.
+    pub repair: bool,
+}
+
+/// Events stored under the same id in more than one copy, and where.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Duplicate {
+    pub events: u64,
+    pub keys: Vec<ObjectKey>,
+}
+
+/// One day's comparison.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DayReport {
+    pub day: NaiveDate,
+    /// The part of the day verified, `[from, to)`.
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    /// Events Docker Hub serves for it.
+    pub at_docker_hub: u64,
+    /// Events stored, every copy counted.
+    pub stored: u64,
+    /// Served, not stored.
+    pub missing: u64,
+    /// Copies beyond the first of an event stored more than once.
+    pub duplicated: u64,
+    /// Stored, no longer served.
+    pub unexpected: u64,
+    /// Docker Hub serves nothing for this day nor any earlier one of the range, and it
+    /// is over 30 days old: its stored events are past Docker Hub's retention.
+    pub past_retention: bool,
+    /// Missing events written by this verify.
+    pub repaired: u64,
+    pub duplicates: Vec<Duplicate>,
+    /// Items Docker Hub served that are not readable events (the poller quarantines them).
+    pub unreadable_served: u64,
+}
+
+impl DayReport {
+    /// Nothing missing (once repaired) and nothing doubled.
+    pub fn clean(&self) -> bool {
+        self.missing == self.repaired && self.duplicated == 0
+    }
+}
+
+/// What a verify did, in all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    pub org: String,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub days: u64,
+    pub at_docker_hub: u64,
+    pub stored: u64,
+    pub missing: u64,
+    pub duplicated: u64,
+    pub unexpected: u64,
+    /// Days whose stored events are past Docker Hub's retention.
+    pub days_past_retention: u64,
+    pub repaired: u64,
+    /// Docker Hub requests, before the verify started (estimated) and in fact.
+    pub estimated_requests: u64,
+    pub requests: u64,
+    /// False when time ran out (or Docker Hub failed) before the last day: what is
+    /// reported covers `[from, to)` only.
+    pub complete: bool,
+    pub stopped_early: Option<String>,
+    /// Why `repair` was asked for but not done.
+    pub repair_skipped: Option<String>,
+}
+
+impl VerifyReport {
+    /// Every day verified, nothing missing (once repaired), nothing doubled.
+    pub fn clean(&self) -> bool {
+        self.complete && self.missing == self.repaired && self.duplicated == 0
+    }
+
+    fn add(&mut self, d: &DayReport) {
+        self.days += 1;
+        self.to = d.to;
+        self.at_docker_hub += d.at_docker_hub;
+        self.stored += d.stored;
+        self.missing += d.missing;
+        self.duplicated += d.duplicated;
+        self.unexpected += d.unexpected;
+        self.days_past_retention += u64::from(d.past_retention);
+        self.repaired += d.repaired;
+    }
+}
+
+/// What a verify tells its caller as it goes.
+pub enum Progress<'r> {
+    /// Before the first request: the range and what it should cost.
+    Plan {
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        days: u64,
+        estimated_requests: u64,
+    },
+    Day(&'r DayReport),
+}
+
+/// Why a verify could not be done at all.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("{0}")]
+    Nothing(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Hub(#[from] HubError),
+}
+
+/// Bytes a stored event takes, gzipped, for the cost estimate (measured on the emulator's
+/// events: 140 to 180; the low end makes the estimate err high).
+const STORED_BYTES_PER_EVENT: u64 = 140;
+
+/// Docker Hub requests a day of `events` costs: one window per request, windows sized to
+/// about half a page.
+fn day_cost(events: u64, page_size: u32) -> u64 {
+    1 + events.div_ceil(u64::from(page_size / 2).max(1))
+}
+
+/// The days of `[from, to)`, each as the part of it inside the range.
+fn days_of(from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<(NaiveDate, Window)> {
+    let mut out = Vec::new();
+    let mut day = from.date_naive();
+    while let Some(start) = day.and_hms_opt(0, 0, 0).map(|t| t.and_utc()) {
+        if start.max(from) >= to {
+            break;
+        }
+        let end = start + Duration::days(1);
+        out.push((day, Window::new(start.max(from), end.min(to))));
+        match day.succ_opt() {
+            Some(next) => day = next,
+            None => break,
+        }
+    }
+    out
+}
+
+impl<A, K, S> Poller<'_, A, K, S>
+where
+    A: AuditLog + ?Sized,
+    K: Checkpoints,
+    S: Sink + ?Sized,
+{
+    /// Verifies `cfg.org` over `range` (up to its watermark), calling `progress` with the
+    /// plan and then each day as it is done.
+    ///
+    /// Invariant: it only ever writes events Docker Hub served and the output does not
+    /// hold, through the commit protocol, under the org's lease; without `repair` it
+    /// writes nothing.
+    pub async fn verify(
+        &self,
+        cfg: &PollConfig,
+        range: &VerifyRange,
+        deadline: Option<DateTime<Utc>>,
+        progress: &mut (dyn FnMut(Progress<'_>) + Send),
+    ) -> Result<VerifyReport, VerifyError> {
+        let org = &cfg.org;
+        let run_id = RunId::generate(self.clock.now());
+        let mut repair_skipped = None;
+        let mut held = None;
+        if range.repair {
+            match self.checkpoints.acquire(org, &run_id).await? {
+                Some((lease, cp)) if cp.pending.is_some() => {
+                    self.checkpoints.release(lease).await?;
+                    repair_skipped = Some(
+                        "an interrupted commit is pending: the next poll finishes it; verify again after it"
+                            .to_string(),
+                    );
+                }
+                Some(h) => held = Some(h),
+                None => {
+                    repair_skipped = Some(
+                        "a poll holds the org's lease: verify --repair again when it has finished"
+                            .to_string(),
+                    )
+                }
+            }
+        }
+        let result = match held {
+            Some((lease, mut cp)) => {
+                let r = self
+                    .verify_with(cfg, range, deadline, Some(&lease), &mut cp, &run_id, progress)
+                    .await;
+                if let Err(e) = self.checkpoints.release(lease).await {
+                    tracing::warn!(error = %e, "could not release the lease; it expires by itself");
+                }
+                r
+            }
+            None => match self.checkpoints.peek(org).await? {
+                Some(mut cp) => {
+                    self.verify_with(cfg, range, deadline, None, &mut cp, &run_id, progress)
+                        .await
+                }
+                None => Err(VerifyError::Nothing(format!(
+                    "there is no checkpoint of {org}: nothing was collected yet (or give the --checkpoint \
+                     that goes with this output; `checkpoint rebuild` makes one from the output)"
+                ))),
+            },
+        };
+        result.map(|mut r| {
+            r.repair_skipped = repair_skipped;
+            r
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn verify_with(
+        &self,
+        cfg: &PollConfig,
+        range: &VerifyRange,
+        deadline: Option<DateTime<Utc>>,
+        lease: Option<&K::Lease>,
+        cp: &mut Checkpoint,
+        run_id: &RunId,
+        progress: &mut (dyn FnMut(Progress<'_>) + Send),
+    ) -> Result<VerifyReport, VerifyError> {
+        let org = &cfg.org;
+        let Some(watermark) = cp.watermark else {
+            return Err(VerifyError::Nothing(format!(
+                "the checkpoint of {org} has no watermark: nothing was collected yet"
+            )));
+        };
+        if let Some(recorded) = cp.output.as_deref() {
+            let output = self.sink.identity().await?;
+            if recorded != output {
+                return Err(VerifyError::Nothing(format!(
+                    "the checkpoint of {org} describes the output {recorded}, not {output}: give the checkpoint \
+                     store that goes with this output"
+                )));
+            }
+        }
+        let to = range.until.map_or(watermark, |u| u.min(watermark));
+        let from = range.from.min(to);
+        let days = days_of(from, to);
+        let mut estimated = 0;
+        for (day, _) in &days {
+            let bytes: u64 = self.sink.list_day(org, *day).await?.iter().map(|o| o.size).sum();
+            estimated += day_cost(bytes / STORED_BYTES_PER_EVENT, cfg.page_size);
+        }
+        progress(Progress::Plan {
+            from,
+            to,
+            days: days.len() as u64,
+            estimated_requests: estimated,
+        });
+        let mut report = VerifyReport {
+            org: org.to_string(),
+            from,
+            to: from,
+            days: 0,
+            at_docker_hub: 0,
+            stored: 0,
+            missing: 0,
+            duplicated: 0,
+            unexpected: 0,
+            days_past_retention: 0,
+            repaired: 0,
+            estimated_requests: estimated,
+            requests: 0,
+            complete: true,
+            stopped_early: None,
+            repair_skipped: None,
+        };
+        let mut beat = Beat {
+            every: self.checkpoints.heartbeat_every(),
+            last: tokio::time::Instant::now(),
+        };
+        let mut reader = Reader::new(self.api, org, cfg.page_size, deadline, self.clock);
+        let old = self.clock.now() - Duration::days(30);
+        let mut served_yet = false;
+        for (day, w) in days {
+            let read = match lease {
+                Some(lease) => {
+                    self.keep_alive(lease, &mut beat, read_hub(&mut reader, org, w))
+                        .await?
+                }
+                None => read_hub(&mut reader, org, w).await,
+            };
+            report.requests = reader.fetcher.requests;
+            let (hub, unreadable) = match read {
+                Ok(r) => r,
+                Err(HubError::OutOfTime(msg)) => {
+                    report.complete = false;
+                    report.stopped_early = Some(msg);
+                    break;
+                }
+                Err(e) => {
+                    report.complete = false;
+                    report.stopped_early = Some(e.to_string());
+                    break;
+                }
+            };
+            let mut d = self
+                .compare_day(org, day, w, hub, unreadable, lease.is_some())
+                .await?;
+            served_yet |= d.report.at_docker_hub > 0;
+            d.report.past_retention = !served_yet && d.report.stored > 0 && w.to <= old;
+            if let (Some(lease), Some(missing)) = (lease, d.missing_events.take()) {
+                if !missing.is_empty() {
+                    let durable = Durable {
+                        store: self.checkpoints,
+                        lease,
+                        sink: self.sink,
+                    };
+                    let prov = Provenance {
+                        ingested_at: self.clock.now(),
+                        window: w,
+                        run_id: run_id.clone(),
+                    };
+                    let batch = Batch::of(w.from, w.to, missing);
+                    let done = commit::commit(&durable, cp, org, batch, cfg.overlap, &prov).await?;
+                    beat.renewed();
+                    d.report.repaired = done.events;
+                    tracing::info!(%org, %day, events = done.events, "repaired: missing events written");
+                }
+            }
+            report.add(&d.report);
+            progress(Progress::Day(&d.report));
+        }
+        Ok(report)
+    }
+
+    /// Compares one day: `hub` (ids and events as served) with what the output holds.
+    async fn compare_day(
+        &self,
+        org: &crate::types::Org,
+        day: NaiveDate,
+        w: Window,
+        mut hub: HashMap<EventId, HubEvent>,
+        unreadable: u64,
+        keep_missing: bool,
+    ) -> Result<Day, StoreError> {
+        let mut keys: Vec<ObjectKey> = Vec::new();
+        let mut copies: HashMap<EventId, Vec<u32>> = HashMap::new();
+        let mut stored_n = 0;
+        for o in self.sink.list_day(org, day).await? {
+            let idx = keys.len() as u32;
+            let mut here = false;
+            for (id, ts) in stored::events_of(self.sink, &o.key).await? {
+                if w.contains(ts) {
+                    copies.entry(id).or_default().push(idx);
+                    stored_n += 1;
+                    here = true;
+                }
+            }
+            if here {
+                keys.push(o.key);
+            }
+        }
+        let at_docker_hub = hub.len() as u64;
+        let mut duplicated = 0;
+        let mut unexpected = 0;
+        let mut groups: BTreeMap<Vec<u32>, u64> = BTreeMap::new();
+        for (id, at) in &copies {
+            if hub.remove(id).is_none() {
+                unexpected += 1;
+            }
+            if at.len() > 1 {
+                duplicated += at.len() as u64 - 1;
+                *groups.entry(at.clone()).or_default() += 1;
+            }
+        }
+        // What is left of `hub` is what the output does not hold.
+        let missing = hub.len() as u64;
+        let duplicates = groups
+            .into_iter()
+            .map(|(at, events)| Duplicate {
+                events,
+                keys: at.iter().map(|i| keys[*i as usize].clone()).collect(),
+            })
+            .collect();
+        let missing_events = keep_missing.then(|| {
+            let mut v: Vec<(EventId, HubEvent)> = hub.into_iter().collect();
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            v
+        });
+        Ok(Day {
+            report: DayReport {
+                day,
+                from: w.from,
+                to: w.to,
+                at_docker_hub,
+                stored: stored_n,
+                missing,
+                duplicated,
+                unexpected,
+                past_retention: false,
+                repaired: 0,
+                duplicates,
+                unreadable_served: unreadable,
+            },
+            missing_events,
+        })
+    }
+}
+
+struct Day {
+    report: DayReport,
+    missing_events: Option<Vec<(EventId, HubEvent)>>,
+}
+
+/// Every event Docker Hub serves for `w`, by id (ids given per complete window, as the
+/// poller gives them), and how many unreadable items it served with them.
+async fn read_hub<A: AuditLog + ?Sized>(
+    reader: &mut Reader<'_, A>,
+    org: &crate::types::Org,
+    w: Window,
+) -> Result<(HashMap<EventId, HubEvent>, u64), HubError> {
+    let mut events = HashMap::new();
+    let mut unreadable = 0;
+    reader.start(w);
+    let mut cursor = w.from;
+    while cursor < w.to {
+        let (got, page) = reader.next(cursor, w.to).await?;
+        unreadable += page.unreadable.len() as u64;
+        events.extend(assign_ids(org, page.events));
+        cursor = got.to;
+    }
+    Ok((events, unreadable))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_cover_the_range_exactly() {
+        let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+        let d = days_of(t("2026-11-25T10:00:00Z"), t("2026-11-27T03:00:00Z"));
+        assert_eq!(d.len(), 3);
+        assert_eq!(
+            d[0].1,
+            Window::new(t("2026-11-25T10:00:00Z"), t("2026-11-26T00:00:00Z"))
+        );
+        assert_eq!(
+            d[1].1,
+            Window::new(t("2026-11-26T00:00:00Z"), t("2026-11-27T00:00:00Z"))
+        );
+        assert_eq!(
+            d[2].1,
+            Window::new(t("2026-11-27T00:00:00Z"), t("2026-11-27T03:00:00Z"))
+        );
+        assert!(days_of(t("2026-11-25T10:00:00Z"), t("2026-11-25T10:00:00Z")).is_empty());
+        assert_eq!(day_cost(0, 100), 1);
+        assert_eq!(day_cost(120, 100), 4);
+    }
+}
