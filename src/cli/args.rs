@@ -36,6 +36,14 @@ pub enum Command {
     Poll(PollArgs),
     /// Show an organization's checkpoint: watermark and its age, last run, pending commit.
     Status(StatusArgs),
+    /// Compare what is stored with what Docker Hub serves, day by day, as multisets of
+    /// event ids (exit 0: nothing missing or duplicated; 1: something is; 2: usage error).
+    Verify(VerifyArgs),
+    /// Checkpoint maintenance.
+    Checkpoint {
+        #[command(subcommand)]
+        command: CheckpointCommand,
+    },
     /// Serve a Docker Hub stand-in on 127.0.0.1 until interrupted.
     Emulator(EmulatorArgs),
     /// Run the whole pipeline offline against the bundled emulator.
@@ -129,6 +137,73 @@ pub struct HttpArgs {
     /// Attempts per request on 5xx, timeouts and malformed answers.
     #[arg(long, default_value_t = 6)]
     pub max_attempts: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The organization (Docker Hub namespace).
+    #[arg(long)]
+    pub org: Org,
+    /// Docker Hub's address.
+    #[arg(long, default_value = "https://hub.docker.com")]
+    pub hub_url: url::Url,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Verify this far back from now.
+    #[arg(long, default_value = "30d", value_parser = parse_duration, conflicts_with = "from")]
+    pub since: chrono::Duration,
+    /// Verify from this time (RFC 3339, or a date: 2026-11-01).
+    #[arg(long, value_parser = parse_time)]
+    pub from: Option<chrono::DateTime<chrono::Utc>>,
+    /// Verify up to this time (default and at most: the checkpoint's watermark).
+    #[arg(long, value_parser = parse_time)]
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Write the missing events (through the commit path, under the org's lease).
+    #[arg(long)]
+    pub repair: bool,
+    /// Stop starting requests after this long (what was verified is reported).
+    #[arg(long, value_parser = parse_duration)]
+    pub max_duration: Option<chrono::Duration>,
+    /// Events asked for per page.
+    #[arg(long, default_value_t = 100)]
+    pub page_size: u32,
+    /// Read the Docker Hub credentials from this Secrets Manager secret instead of
+    /// DOCKERHUB_USERNAME / DOCKERHUB_TOKEN.
+    #[arg(long)]
+    pub secret_id: Option<String>,
+    #[command(flatten)]
+    pub http: HttpArgs,
+}
+
+/// A time: RFC 3339, or a date (its midnight, UTC).
+fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    let s = s.trim();
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.to_utc());
+    }
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .ok_or_else(|| format!("{s:?} is not a time; write 2026-11-01 or 2026-11-01T12:00:00Z"))
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CheckpointCommand {
+    /// Rebuild an organization's checkpoint from the stored objects (after losing it, or
+    /// restoring an older one): the watermark and the ids the next run must not store again.
+    Rebuild(RebuildArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RebuildArgs {
+    #[arg(long)]
+    pub org: Org,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// The overlap the poller uses (how far back from the watermark ids are remembered).
+    #[arg(long, default_value = "15m", value_parser = parse_duration)]
+    pub overlap: chrono::Duration,
 }
 
 #[derive(Debug, Args)]

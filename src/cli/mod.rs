@@ -16,6 +16,7 @@ mod demo;
 mod emulator;
 mod poll;
 mod stores;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -59,17 +60,43 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Poll(a) => poll::poll(a, format).await,
-            Command::Status(a) => poll::status(a).await,
-            Command::Emulator(a) => emulator::serve(a).await,
-            Command::Demo(a) => demo::demo(a).await,
+            Command::Poll(a) => poll::poll(a, format).await.map_err(Failed::from),
+            Command::Status(a) => poll::status(a).await.map_err(Failed::from),
+            Command::Verify(a) => verify::verify(a, format).await,
+            Command::Checkpoint {
+                command: args::CheckpointCommand::Rebuild(a),
+            } => verify::rebuild(a).await.map_err(Failed::from),
+            Command::Emulator(a) => emulator::serve(a).await.map_err(Failed::from),
+            Command::Demo(a) => demo::demo(a).await.map_err(Failed::from),
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(msg) => {
-            eprintln!("error: {msg}");
-            ExitCode::FAILURE
+        Err(f) => {
+            eprintln!("error: {}", f.message);
+            ExitCode::from(f.code)
         }
+    }
+}
+
+/// A command that did not succeed: what to say, and the exit status (1, or 2 for a
+/// usage error, as clap's own).
+pub struct Failed {
+    pub message: String,
+    pub code: u8,
+}
+
+impl Failed {
+    pub fn usage(message: impl Into<String>) -> Self {
+        Failed {
+            message: message.into(),
+            code: 2,
+        }
+    }
+}
+
+impl From<String> for Failed {
+    fn from(message: String) -> Self {
+        Failed { message, code: 1 }
     }
 }

@@ -101,12 +101,16 @@ pub fn summary(ran: &Ran) -> String {
         (None, true) => "caught up".into(),
         (None, false) => "not caught up".into(),
     };
+    let rebuilt = match &r.rebuilt {
+        Some(why) => format!("; {why}"),
+        None => String::new(),
+    };
     let quarantined = match r.events_quarantined {
         0 => String::new(),
         n => format!(", {n} unreadable items quarantined (see _quarantine/)"),
     };
     format!(
-        "{}: {} events written in {} objects, {} duplicates dropped{quarantined}, {} API requests ({} throttled, {} retried); watermark {}; {}",
+        "{}: {} events written in {} objects, {} duplicates dropped{quarantined}, {} API requests ({} throttled, {} retried); watermark {}; {}{rebuilt}",
         r.org,
         r.events_written,
         r.objects_written,
@@ -119,15 +123,9 @@ pub fn summary(ran: &Ran) -> String {
     )
 }
 
-pub async fn poll(a: PollArgs, format: LogFormat) -> Result<(), String> {
-    let mut cfg = PollConfig::new(a.org.clone());
-    cfg.lookback = a.lookback;
-    cfg.lag = a.lag;
-    cfg.overlap = a.overlap;
-    cfg.max_duration = a.max_duration;
-    cfg.batch_events = a.batch_events;
-    cfg.page_size = a.page_size;
-    let creds: Arc<dyn CredentialSource> = match &a.secret_id {
+/// Docker Hub credentials: from a Secrets Manager secret, or from the environment.
+pub async fn credentials(secret_id: Option<&str>) -> Result<Arc<dyn CredentialSource>, String> {
+    Ok(match secret_id {
         Some(id) => {
             let sdk = crate::aws::load().await;
             Arc::new(SecretsManagerCredentials::new(
@@ -136,7 +134,18 @@ pub async fn poll(a: PollArgs, format: LogFormat) -> Result<(), String> {
             ))
         }
         None => Arc::new(StaticCredentials::from_env().map_err(|e| e.0)?),
-    };
+    })
+}
+
+pub async fn poll(a: PollArgs, format: LogFormat) -> Result<(), String> {
+    let mut cfg = PollConfig::new(a.org.clone());
+    cfg.lookback = a.lookback;
+    cfg.lag = a.lag;
+    cfg.overlap = a.overlap;
+    cfg.max_duration = a.max_duration;
+    cfg.batch_events = a.batch_events;
+    cfg.page_size = a.page_size;
+    let creds = credentials(a.secret_id.as_deref()).await?;
     let ran = run_once(
         &cfg,
         hub_config(a.hub_url.clone(), &a.http)?,

@@ -203,41 +203,6 @@ where
         }
     }
 
-    /// `checkpoint rebuild`: takes the org's lease and rebuilds its checkpoint from what
-    /// the output holds, whether or not it looks stale. `Ok(None)` when another run holds
-    /// the lease; `Ok(Some(None))` when the output holds nothing of the org.
-    pub async fn rebuild_checkpoint(
-        &self,
-        cfg: &PollConfig,
-    ) -> Result<Option<Option<rebuild::Rebuilt>>, StoreError> {
-        let run_id = RunId::generate(self.clock.now());
-        let Some((lease, mut cp)) = self.checkpoints.acquire(&cfg.org, &run_id).await? else {
-            return Ok(None);
-        };
-        let result = async {
-            let output = self.sink.identity().await?;
-            let mut next = cp.clone();
-            if next.output.as_deref().is_some_and(|o| o != output) {
-                return Err(StoreError::Invalid(format!(
-                    "the checkpoint of {} describes the output {}, not {output}: give the checkpoint store that goes                      with this output, or a new one",
-                    cfg.org,
-                    next.output.as_deref().unwrap_or_default()
-                )));
-            }
-            next.output = Some(output);
-            let done = rebuild::rebuild(self.sink, &mut next, cfg.overlap).await?;
-            if done.is_some() {
-                cp.save_changed(self.checkpoints, &lease, |c| *c = next).await?;
-            }
-            Ok(done)
-        }
-        .await;
-        if let Err(e) = self.checkpoints.release(lease).await {
-            tracing::warn!(error = %e, "could not release the lease; it expires by itself");
-        }
-        result.map(Some)
-    }
-
     /// Runs `work` while renewing the lease whenever a renewal is due, so a read that
     /// waits long (rate limits, retries) does not let the lease lapse. A lost lease ends
     /// the work.

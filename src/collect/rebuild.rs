@@ -19,8 +19,9 @@ use chrono::{DateTime, Duration, Utc};
 use super::stored;
 use crate::checkpoint::Checkpoint;
 use crate::event::key::{partition, ObjectKey};
-use crate::ports::{Sink, StoreError};
-use crate::types::{floor_second, Org};
+use crate::clock::Clock;
+use crate::ports::{Checkpoints, Sink, StoreError};
+use crate::types::{floor_second, Org, RunId};
 
 /// The name part of a key for an object whose first event is at `t` (keys of objects
 /// with a first event at or after `t` sort after it).
@@ -175,6 +176,43 @@ pub async fn rebuild<S: Sink + ?Sized>(
         objects_read,
         ids,
     }))
+}
+
+/// `checkpoint rebuild`: takes the org's lease and rebuilds its checkpoint from what the
+/// output holds, whether or not it looks stale. `Ok(None)` when another run holds the
+/// lease; `Ok(Some(None))` when the output holds nothing of the org.
+pub async fn rebuild_leased<K: Checkpoints, S: Sink + ?Sized>(
+    checkpoints: &K,
+    sink: &S,
+    clock: &dyn Clock,
+    org: &Org,
+    overlap: Duration,
+) -> Result<Option<Option<Rebuilt>>, StoreError> {
+    let run_id = RunId::generate(clock.now());
+    let Some((lease, mut cp)) = checkpoints.acquire(org, &run_id).await? else {
+        return Ok(None);
+    };
+    let result = async {
+        let output = sink.identity().await?;
+        if let Some(recorded) = cp.output.as_deref().filter(|o| *o != output) {
+            return Err(StoreError::Invalid(format!(
+                "the checkpoint of {org} describes the output {recorded}, not {output}: give the checkpoint store \
+                 that goes with this output, or a new one"
+            )));
+        }
+        let mut next = cp.clone();
+        next.output = Some(output);
+        let done = rebuild(sink, &mut next, overlap).await?;
+        if done.is_some() {
+            cp.save_changed(checkpoints, &lease, |c| *c = next).await?;
+        }
+        Ok(done)
+    }
+    .await;
+    if let Err(e) = checkpoints.release(lease).await {
+        tracing::warn!(error = %e, "could not release the lease; it expires by itself");
+    }
+    result.map(Some)
 }
 
 #[cfg(test)]

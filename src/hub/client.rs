@@ -35,6 +35,9 @@ pub struct HubConfig {
     pub max_rate_wait: Duration,
     /// A larger body is refused (and retried): a page of 100 events is ~100 KB.
     pub max_body_bytes: usize,
+    /// The share of Docker Hub's rate limit this client leaves unused, for other clients
+    /// of the same account (0 for the poller; `verify` leaves half to the poller).
+    pub leave_for_others: f64,
 }
 
 impl Default for HubConfig {
@@ -49,6 +52,7 @@ impl Default for HubConfig {
             max_throttles: 10,
             max_rate_wait: Duration::from_secs(300),
             max_body_bytes: 16 << 20,
+            leave_for_others: 0.0,
         }
     }
 }
@@ -340,7 +344,8 @@ impl HubClient {
             .and_then(|v| parse_reset(v, self.clock.now()))
             .unwrap_or(Duration::from_secs(60))
             .min(Duration::from_secs(120));
-        let pause = pacing(remaining, limit, to_reset);
+        let keep = limit.map_or(0, |l| (l as f64 * self.cfg.leave_for_others.clamp(0.0, 0.9)) as u64);
+        let pause = pacing(remaining, limit, to_reset, keep);
         if !pause.is_zero() {
             tracing::debug!(
                 remaining,

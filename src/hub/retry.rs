@@ -49,9 +49,11 @@ fn until_unix(t: u64, now: DateTime<Utc>) -> Duration {
 
 /// How long to pause before the next request given the rate-limit headers of the last
 /// answer: nothing while plenty is left; when few are left, spread them over the time to
-/// the reset; when none are left, wait for the reset.
-pub fn pacing(remaining: u64, limit: Option<u64>, to_reset: Duration) -> Duration {
-    let low_water = limit.map_or(5, |l| (l / 20).max(2));
+/// the reset; when none are left, wait for the reset. `keep` requests of each window are
+/// left for others (the poller, when `verify` reads).
+pub fn pacing(remaining: u64, limit: Option<u64>, to_reset: Duration, keep: u64) -> Duration {
+    let remaining = remaining.saturating_sub(keep);
+    let low_water = limit.map_or(5, |l| (l.saturating_sub(keep) / 20).max(2));
     if remaining == 0 {
         to_reset
     } else if remaining <= low_water {
@@ -172,12 +174,16 @@ mod tests {
         assert_eq!(parse_reset("12", now()), Some(Duration::from_secs(12)));
         assert_eq!(parse_reset("x", now()), None);
         let r = Duration::from_secs(30);
-        assert_eq!(pacing(100, Some(180), r), Duration::ZERO);
-        assert_eq!(pacing(0, Some(180), r), r);
-        assert_eq!(pacing(2, Some(180), r), Duration::from_secs(10));
+        assert_eq!(pacing(100, Some(180), r, 0), Duration::ZERO);
+        assert_eq!(pacing(0, Some(180), r, 0), r);
+        assert_eq!(pacing(2, Some(180), r, 0), Duration::from_secs(10));
+        // Half kept for others: it waits for the reset where the poller would go on.
+        assert_eq!(pacing(90, Some(180), r, 90), r);
+        assert_eq!(pacing(92, Some(180), r, 90), Duration::from_secs(10));
+        assert_eq!(pacing(100, Some(180), r, 0), Duration::ZERO);
         // Hostile headers cannot overflow or divide by zero.
-        assert!(pacing(u64::from(u32::MAX), Some(u64::MAX), r) < Duration::from_millis(1));
-        assert!(pacing(u64::MAX, Some(u64::MAX), r) < Duration::from_millis(1));
+        assert!(pacing(u64::from(u32::MAX), Some(u64::MAX), r, 0) < Duration::from_millis(1));
+        assert!(pacing(u64::MAX, Some(u64::MAX), r, u64::MAX / 2) < Duration::from_millis(1));
     }
 
     #[test]

@@ -1,0 +1,232 @@
+//! `verify` and `checkpoint rebuild`, on local files or on S3 and DynamoDB.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::args::{RebuildArgs, VerifyArgs};
+use super::poll::{credentials, hub_config};
+use super::Failed;
+use crate::clock::{Clock, SystemClock};
+use crate::collect::verify::{DayReport, Progress, VerifyRange, VerifyReport};
+use crate::collect::Poller;
+use crate::config::PollConfig;
+use crate::hub::HubClient;
+use crate::logging::LogFormat;
+use crate::types::rfc3339;
+
+/// Above this many Docker Hub requests, `verify` says what it will cost before it starts.
+const SAY_COST_ABOVE: u64 = 300;
+
+pub async fn verify(a: VerifyArgs, format: LogFormat) -> Result<(), Failed> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let now = clock.now();
+    let from = a.from.unwrap_or(now - a.since);
+    if let Some(until) = a.until {
+        if until <= from {
+            return Err(Failed::usage(format!(
+                "--until {} is not after the start {}; give a later --until or an earlier --from/--since",
+                rfc3339(until),
+                rfc3339(from)
+            )));
+        }
+    }
+    if a.page_size == 0 {
+        return Err(Failed::usage("--page-size must be at least 1"));
+    }
+    let mut cfg = PollConfig::new(a.org.clone());
+    cfg.page_size = a.page_size;
+    let mut hub = hub_config(a.hub_url.clone(), &a.http)?;
+    // The rate limit is shared with the scheduled poller: leave it half.
+    hub.leave_for_others = 0.5;
+    let creds = credentials(a.secret_id.as_deref()).await?;
+    let client = HubClient::new(hub, creds, clock.clone())?;
+    let stores = a.store.stores();
+    let checkpoints = stores.checkpoints().await?;
+    let sink = stores.sink().await?;
+    let poller = Poller {
+        api: &client,
+        checkpoints: &checkpoints,
+        sink: sink.as_ref(),
+        clock: clock.as_ref(),
+    };
+    let range = VerifyRange {
+        from,
+        until: a.until,
+        repair: a.repair,
+    };
+    let deadline = a.max_duration.map(|d| now + d);
+    let text = matches!(format, LogFormat::Text);
+    let mut progress = |p: Progress<'_>| match p {
+        Progress::Plan {
+            from,
+            to,
+            days,
+            estimated_requests,
+        } => {
+            if estimated_requests > SAY_COST_ABOVE {
+                eprintln!(
+                    "note: verifying {days} days costs about {estimated_requests} Docker Hub requests, from the \
+                     rate limit the poller also uses; verify leaves the poller half of it, so this can take a while \
+                     (a shorter --since costs less)"
+                );
+            }
+            if text {
+                say!(
+                    "verify {}: {} to {} ({days} days, about {estimated_requests} Docker Hub requests)",
+                    a.org,
+                    rfc3339(from),
+                    rfc3339(to)
+                );
+                say!(
+                    "{:<10} {:>11} {:>9} {:>8} {:>11} {:>11}",
+                    "day",
+                    "docker-hub",
+                    "stored",
+                    "missing",
+                    "duplicated",
+                    "unexpected"
+                );
+            }
+        }
+        Progress::Day(d) => {
+            if text {
+                day_lines(d);
+            } else {
+                say!("{}", json!({ "day": d }));
+            }
+        }
+    };
+    let report = poller
+        .verify(&cfg, &range, deadline, &mut progress)
+        .await
+        .map_err(|e| e.to_string())?;
+    if text {
+        say!("{}", summary_line(&report));
+    } else {
+        say!("{}", json!({ "summary": report, "ok": report.clean() }));
+    }
+    if report.clean() {
+        Ok(())
+    } else {
+        Err(Failed::from(problem(&report)))
+    }
+}
+
+fn day_lines(d: &DayReport) {
+    let mut notes = Vec::new();
+    if d.past_retention {
+        notes.push("past Docker Hub's retention: stored, no longer served".to_string());
+    } else if d.unexpected > 0 {
+        notes.push(format!("{} stored event(s) no longer served", d.unexpected));
+    }
+    if d.repaired > 0 {
+        notes.push(format!("{} repaired", d.repaired));
+    }
+    if d.unreadable_served > 0 {
+        notes.push(format!(
+            "{} unreadable item(s) served (kept in _quarantine/ by the poller)",
+            d.unreadable_served
+        ));
+    }
+    say!(
+        "{:<10} {:>11} {:>9} {:>8} {:>11} {:>11}{}",
+        d.day.to_string(),
+        d.at_docker_hub,
+        d.stored,
+        d.missing,
+        d.duplicated,
+        d.unexpected,
+        if notes.is_empty() {
+            String::new()
+        } else {
+            format!("  {}", notes.join("; "))
+        }
+    );
+    for dup in &d.duplicates {
+        let keys: Vec<&str> = dup.keys.iter().map(|k| k.0.as_str()).collect();
+        say!("  {} event(s) stored in each of: {}", dup.events, keys.join(", "));
+    }
+}
+
+fn summary_line(r: &VerifyReport) -> String {
+    let mut s = format!(
+        "summary {}: {} days from {} to {}: {} at Docker Hub, {} stored, {} missing, {} duplicated, {} unexpected",
+        r.org,
+        r.days,
+        rfc3339(r.from),
+        rfc3339(r.to),
+        r.at_docker_hub,
+        r.stored,
+        r.missing,
+        r.duplicated,
+        r.unexpected
+    );
+    if r.days_past_retention > 0 {
+        s += &format!(
+            " ({} day(s) past Docker Hub's retention)",
+            r.days_past_retention
+        );
+    }
+    if r.repaired > 0 {
+        s += &format!(", {} repaired", r.repaired);
+    }
+    s += &format!("; {} Docker Hub requests", r.requests);
+    s += if r.clean() { "; OK" } else { "; NOT OK" };
+    s
+}
+
+/// What is wrong, and what to do.
+fn problem(r: &VerifyReport) -> String {
+    let mut parts = Vec::new();
+    if !r.complete {
+        parts.push(format!(
+            "the verify stopped at {} ({}); run it again for the rest",
+            rfc3339(r.to),
+            r.stopped_early.as_deref().unwrap_or("stopped")
+        ));
+    }
+    let unrepaired = r.missing - r.repaired.min(r.missing);
+    if unrepaired > 0 {
+        let how = match &r.repair_skipped {
+            Some(why) => format!("not repaired: {why}"),
+            None => "run verify again with --repair to write them".to_string(),
+        };
+        parts.push(format!("{unrepaired} event(s) missing; {how}"));
+    }
+    if r.duplicated > 0 {
+        parts.push(format!(
+            "{} event(s) stored more than once (the objects are listed above; the deduplicated view in Athena \
+             hides the copies)",
+            r.duplicated
+        ));
+    }
+    parts.join("; ")
+}
+
+pub async fn rebuild(a: RebuildArgs) -> Result<(), String> {
+    let stores = a.store.stores();
+    let checkpoints = stores.checkpoints().await?;
+    let sink = stores.sink().await?;
+    // No Docker Hub here: the rebuild reads the output only.
+    let done = crate::collect::rebuild::rebuild_leased(&checkpoints, sink.as_ref(), &SystemClock, &a.org, a.overlap)
+        .await
+        .map_err(|e| e.to_string())?;
+    match done {
+        None => Err(format!(
+            "another run holds the lease of {}; run this again when it has finished",
+            a.org
+        )),
+        Some(None) => {
+            say!(
+                "{}: the output holds no objects of it; nothing to rebuild (the first poll reads back --lookback)",
+                a.org
+            );
+            Ok(())
+        }
+        Some(Some(done)) => {
+            say!("{}: {done}", a.org);
+            Ok(())
+        }
+    }
+}
