@@ -213,10 +213,16 @@ async fn sam_deploy_then_each_schedule_input_collects_its_org_exactly() {
         .iter()
         .map(|x| s(&x["Name"]))
         .collect();
-    assert_eq!(names.len(), ORGS.len(), "{listed}");
+    assert_eq!(
+        names.len(),
+        2 * ORGS.len(),
+        "a collect and a verify schedule per org: {listed}"
+    );
     let out_dir = tempfile::tempdir().unwrap();
     let mut answers: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    for schedule in &names {
+    let (verifies, collects): (Vec<&String>, Vec<&String>) =
+        names.iter().partition(|n| n.starts_with("verify-"));
+    for schedule in collects {
         let sch = stack.aws(&[
             "scheduler",
             "get-schedule",
@@ -275,6 +281,80 @@ async fn sam_deploy_then_each_schedule_input_collects_its_org_exactly() {
         .iter()
         .any(|o| k.starts_with(&format!("dockerhub-audit/org={o}/dt=")))));
 
+    // The daily verification, with its schedule's own input: after losing an object of the
+    // first org, it finds exactly that object's events missing and writes them again.
+    let first = format!("dockerhub-audit/org={}/dt=", ORGS[0]);
+    let recent = (chrono::Utc::now() - chrono::Duration::hours(30))
+        .format("%Y-%m-%d")
+        .to_string();
+    let (lost_key, lost_records) = read_all(&s3c, bucket, &first)
+        .await
+        .into_iter()
+        .rev()
+        .find(|(k, _)| k[first.len()..][..10] >= *recent)
+        .expect("an object of the last two days");
+    s3c.delete_object()
+        .bucket(bucket)
+        .key(&lost_key)
+        .send()
+        .await
+        .unwrap();
+    let mut verified = Vec::new();
+    for schedule in verifies {
+        let sch = stack.aws(&[
+            "scheduler",
+            "get-schedule",
+            "--group-name",
+            group,
+            "--name",
+            schedule,
+        ]);
+        let input = s(&sch["Target"]["Input"]);
+        let v: Value = serde_json::from_str(&input).unwrap();
+        assert_eq!(
+            (v["repair"].clone(), v["verify"].clone()),
+            (json!(true), json!("2d")),
+            "{input}"
+        );
+        let file = out_dir
+            .path()
+            .join(format!("{schedule}.json"))
+            .to_string_lossy()
+            .to_string();
+        let meta = stack.aws(&[
+            "lambda",
+            "invoke",
+            "--function-name",
+            function,
+            "--payload",
+            &input,
+            &file,
+        ]);
+        assert!(meta.get("FunctionError").is_none(), "{schedule}: {meta}");
+        let answer: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        let org = s(&v["org"]);
+        let lost = if org == ORGS[0] {
+            lost_records.len() as u64
+        } else {
+            0
+        };
+        assert_eq!(answer["ok"], true, "{answer}");
+        assert_eq!(answer["missing"], lost, "{org}: {answer}");
+        assert_eq!(answer["repaired"], lost, "{org}: {answer}");
+        assert_eq!(
+            (answer["duplicated"].clone(), answer["clean"].clone()),
+            (json!(0), json!(true)),
+            "{answer}"
+        );
+        assert!(answer["at_docker_hub"].as_u64().unwrap() > 0, "{answer}");
+        verified.push((org, lost));
+    }
+    assert_eq!(verified.len(), ORGS.len());
+    for (org, emu) in ORGS.iter().zip(&emulators) {
+        let want = expected(emu, chrono::Utc::now() - chrono::Duration::minutes(1));
+        assert_exact_s3(&want, &s3c, bucket, &format!("dockerhub-audit/org={org}/")).await;
+    }
+
     // A bad input: answered, not retried, and still reported.
     let bad = out_dir.path().join("bad.json").to_string_lossy().to_string();
     stack.aws(&[
@@ -311,12 +391,20 @@ async fn sam_deploy_then_each_schedule_input_collects_its_org_exactly() {
         .filter_map(|e| serde_json::from_str::<Value>(e["message"].as_str()?).ok())
         .filter(|v| v.get("_aws").is_some())
         .collect();
-    assert_eq!(emf.len(), 2 * ORGS.len() + 1, "{logs}");
+    assert_eq!(emf.len(), 3 * ORGS.len() + 1, "{logs}");
     for org in ORGS {
         let mine: Vec<&Value> = emf.iter().filter(|d| d["org"] == org).collect();
-        assert_eq!(mine.len(), 2);
+        assert_eq!(mine.len(), 3);
         assert!(mine.iter().all(|d| d["WatermarkAge"].as_f64().unwrap() < 600.0));
         assert_eq!(mine[0]["EventsWritten"], answers[org][0]["events_written"]);
+        let lost = verified.iter().find(|(o, _)| o == org).unwrap().1;
+        assert_eq!(mine[2]["EventsMissing"], lost, "{org}");
+        let per_org = dockerhub_audit::lambda::metrics::declared(mine[2], &json!([["org"]]));
+        assert_eq!(
+            per_org.contains(&"EventsMissing".to_string()),
+            lost > 0,
+            "{org}: {per_org:?}"
+        );
     }
     assert!(emf.iter().any(|d| d["org"] == "-" && d["RunsFailed"] == 1));
 

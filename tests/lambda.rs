@@ -406,3 +406,123 @@ async fn no_token_leaks_with_every_log_on_through_any_path() {
     assert!(!everything.contains("eyJ"), "a bearer token (JWT) leaked");
     hub.shutdown();
 }
+
+/// `{"org": "acme", "verify": "2d"}` through the runtime: after an object of the last two
+/// days is lost, a verify finds exactly its events missing (EventsMissing, per org), a
+/// verify with `"repair": true` writes them again, and a third finds nothing missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lambda_verifies_and_repairs_the_last_two_days() {
+    let cfg = sdk(&moto()).await;
+    let (bucket, table) = (unique("lverify"), unique("lverify"));
+    let s3c = s3(&cfg);
+    create_bucket(&s3c, &bucket).await;
+    create_table(&cfg, &table).await;
+    let pattern = format!("{}/{{org}}", unique("secrets"));
+    put_secret(
+        &cfg,
+        &pattern.replace("{org}", "acme"),
+        &format!(r#"{{"username": "acme", "token": "{SECRET}"}}"#),
+    )
+    .await;
+    let mut ecfg = emulator_config(600, 6, 43);
+    ecfg.page_cap = 50;
+    let (emu, hub) = start(ecfg, Arc::new(SystemClock)).await;
+    let url = hub.url();
+    let env = [
+        ("DOCKERHUB_AUDIT_TABLE", table.as_str()),
+        ("DOCKERHUB_AUDIT_BUCKET", bucket.as_str()),
+        ("DOCKERHUB_AUDIT_SECRET_PATTERN", pattern.as_str()),
+        ("DOCKERHUB_AUDIT_HUB_URL", url.as_str()),
+        ("DOCKERHUB_AUDIT_BATCH_EVENTS", "40"),
+    ];
+    let (got, _, stderr) = serve(&[json!({"org": "acme"})], &env).await;
+    assert_eq!(got[0].2["ok"], true, "{stderr}");
+
+    let yesterday = (chrono::Utc::now() - chrono::Duration::days(1))
+        .format("%Y-%m-%d")
+        .to_string();
+    let prefix = format!("dockerhub-audit/org=acme/dt={yesterday}/");
+    let (lost_key, lost) = read_all(&s3c, &bucket, &prefix)
+        .await
+        .into_iter()
+        .next()
+        .expect("an object of yesterday");
+    s3c.delete_object()
+        .bucket(&bucket)
+        .key(&lost_key)
+        .send()
+        .await
+        .unwrap();
+    let n = lost.len() as u64;
+
+    let events = [
+        json!({"org": "acme", "verify": "2d"}),
+        json!({"org": "acme", "verify": "2d", "repair": true}),
+        json!({"org": "acme", "verify": "2d"}),
+        json!({"org": "acme", "repair": true}),
+    ];
+    let (got, stdout, stderr) = serve(&events, &env).await;
+    let answers: Vec<&Value> = got
+        .iter()
+        .map(|(_, kind, v)| {
+            assert_eq!(kind, "response", "{v}\n{stderr}");
+            v
+        })
+        .collect();
+    assert_eq!(
+        (answers[0]["ok"].clone(), answers[0]["clean"].clone()),
+        (json!(true), json!(false)),
+        "{}",
+        answers[0]
+    );
+    assert_eq!(
+        (answers[0]["missing"].as_u64(), answers[0]["repaired"].as_u64()),
+        (Some(n), Some(0))
+    );
+    assert_eq!(
+        (answers[1]["missing"].as_u64(), answers[1]["repaired"].as_u64()),
+        (Some(n), Some(n))
+    );
+    assert_eq!(answers[1]["clean"], true);
+    assert_eq!(
+        (answers[2]["missing"].as_u64(), answers[2]["clean"].clone()),
+        (Some(0), json!(true))
+    );
+    assert!(answers[2]["at_docker_hub"].as_u64().unwrap() >= n);
+    assert_eq!(answers[2]["at_docker_hub"], answers[2]["stored"]);
+    assert_eq!(
+        answers[3]["ok"], false,
+        "repair without verify is refused: {}",
+        answers[3]
+    );
+    assert!(stderr.contains("verified a day"), "{stderr}");
+
+    let emf: Vec<Value> = stdout
+        .lines()
+        .filter(|l| l.contains("\"_aws\""))
+        .map(|l| serde_json::from_str(l).expect("EMF is JSON"))
+        .collect();
+    assert_eq!(emf.len(), events.len(), "{stdout}");
+    let per_org = |doc: &Value| dockerhub_audit::lambda::metrics::declared(doc, &json!([["org"]]));
+    for doc in &emf {
+        assert_valid_emf(doc);
+    }
+    assert_eq!(emf[0]["EventsMissing"], n);
+    assert!(per_org(&emf[0]).contains(&"EventsMissing".to_string()));
+    assert_eq!(
+        (
+            emf[1]["EventsMissing"].as_u64(),
+            emf[1]["EventsRepaired"].as_u64()
+        ),
+        (Some(n), Some(n))
+    );
+    assert_eq!(emf[2]["EventsMissing"], 0);
+    assert_eq!(per_org(&emf[2]), ["WatermarkAge"]);
+    assert_exact_s3(
+        &expected(&emu, chrono::Utc::now() - chrono::Duration::minutes(1)),
+        &s3c,
+        &bucket,
+        "dockerhub-audit/",
+    )
+    .await;
+}

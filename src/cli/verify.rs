@@ -163,10 +163,7 @@ fn summary_line(r: &VerifyReport) -> String {
         r.unexpected
     );
     if r.days_past_retention > 0 {
-        s += &format!(
-            " ({} day(s) past Docker Hub's retention)",
-            r.days_past_retention
-        );
+        s += &format!(" ({} day(s) past Docker Hub's retention)", r.days_past_retention);
     }
     if r.repaired > 0 {
         s += &format!(", {} repaired", r.repaired);
@@ -209,9 +206,10 @@ pub async fn rebuild(a: RebuildArgs) -> Result<(), String> {
     let checkpoints = stores.checkpoints().await?;
     let sink = stores.sink().await?;
     // No Docker Hub here: the rebuild reads the output only.
-    let done = crate::collect::rebuild::rebuild_leased(&checkpoints, sink.as_ref(), &SystemClock, &a.org, a.overlap)
-        .await
-        .map_err(|e| e.to_string())?;
+    let done =
+        crate::collect::rebuild::rebuild_leased(&checkpoints, sink.as_ref(), &SystemClock, &a.org, a.overlap)
+            .await
+            .map_err(|e| e.to_string())?;
     match done {
         None => Err(format!(
             "another run holds the lease of {}; run this again when it has finished",

@@ -18,8 +18,8 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::stored;
 use crate::checkpoint::Checkpoint;
-use crate::event::key::{partition, ObjectKey};
 use crate::clock::Clock;
+use crate::event::key::{partition, ObjectKey};
 use crate::ports::{Checkpoints, Sink, StoreError};
 use crate::types::{floor_second, Org, RunId};
 

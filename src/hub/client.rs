@@ -344,7 +344,9 @@ impl HubClient {
             .and_then(|v| parse_reset(v, self.clock.now()))
             .unwrap_or(Duration::from_secs(60))
             .min(Duration::from_secs(120));
-        let keep = limit.map_or(0, |l| (l as f64 * self.cfg.leave_for_others.clamp(0.0, 0.9)) as u64);
+        let keep = limit.map_or(0, |l| {
+            (l as f64 * self.cfg.leave_for_others.clamp(0.0, 0.9)) as u64
+        });
         let pause = pacing(remaining, limit, to_reset, keep);
         if !pause.is_zero() {
             tracing::debug!(

@@ -10,6 +10,7 @@ use tokio::sync::Mutex;
 use super::metrics::{emf, RunMetrics};
 use super::settings::{Input, Settings};
 use crate::clock::Clock;
+use crate::collect::verify::{Progress, VerifyError, VerifyRange, VerifyReport};
 use crate::collect::{Poller, RunReport};
 use crate::hub::{ApiStats, HubClient, HubConfig};
 use crate::ports::{Checkpoints, CredentialSource, Sink};
@@ -140,6 +141,10 @@ impl<K: Checkpoints, S: Sink> App<K, S> {
             Ok(c) => c,
             Err(e) => return Ok(refuse(e)),
         };
+        let verify = match input.verify_range() {
+            Ok(v) => v,
+            Err(e) => return Ok(refuse(e)),
+        };
         let client = match self.client(&cfg.org).await {
             Ok(c) => c,
             Err(e) => {
@@ -161,6 +166,20 @@ impl<K: Checkpoints, S: Sink> App<K, S> {
         // A margin longer than a third of the time left (a short timeout) would stop every
         // run before it starts.
         let margin = self.settings.safety_margin.min((deadline - started) / 3);
+        if let Some(back) = verify {
+            let range = VerifyRange {
+                from: started - back,
+                until: None,
+                repair: input.repair,
+            };
+            let result = poller
+                .verify(&cfg, &range, Some(deadline - margin), &mut log_day)
+                .await;
+            metrics.api_requests =
+                ApiStats::get(&stats.requests) + ApiStats::get(&stats.token_requests) - before.0;
+            metrics.throttled_requests = ApiStats::get(&stats.throttled) - before.1;
+            return verified(result, metrics);
+        }
         let result = poller.run(&cfg, Some(deadline - margin)).await;
         let finished = self.clock.now();
         let (report, error) = match result {
@@ -197,6 +216,89 @@ impl<K: Checkpoints, S: Sink> App<K, S> {
                 summary["ok"] = json!(false);
                 summary["error"] = json!(e.to_string());
                 Ok(summary)
+            }
+        }
+    }
+}
+
+/// One log line per verified day, and one per group of duplicated events with their keys.
+fn log_day(p: Progress<'_>) {
+    match p {
+        Progress::Plan {
+            from,
+            to,
+            days,
+            estimated_requests,
+        } => tracing::info!(from = %from, to = %to, days, estimated_requests, "verifying"),
+        Progress::Day(d) => {
+            tracing::info!(
+                day = %d.day,
+                at_docker_hub = d.at_docker_hub,
+                stored = d.stored,
+                missing = d.missing,
+                duplicated = d.duplicated,
+                unexpected = d.unexpected,
+                past_retention = d.past_retention,
+                repaired = d.repaired,
+                "verified a day"
+            );
+            for dup in &d.duplicates {
+                let keys: Vec<&str> = dup.keys.iter().map(|k| k.0.as_str()).collect();
+                tracing::warn!(day = %d.day, events = dup.events, keys = ?keys, "events stored more than once");
+            }
+        }
+    }
+}
+
+/// The answer and metrics of a verification. Finding something missing is not a failed
+/// run (`EventsMissing` says it); not being able to verify is.
+fn verified(
+    result: Result<VerifyReport, VerifyError>,
+    metrics: &mut RunMetrics,
+) -> Result<Value, RetryableError> {
+    match result {
+        Ok(r) => {
+            metrics.events_missing = r.missing;
+            metrics.events_duplicated = r.duplicated;
+            metrics.events_repaired = r.repaired;
+            let mut v = serde_json::to_value(&r).unwrap_or_else(|_| json!({}));
+            v["ok"] = json!(true);
+            v["clean"] = json!(r.clean());
+            v["api_requests"] = json!(metrics.api_requests);
+            if r.missing > r.repaired || r.duplicated > 0 {
+                tracing::error!(
+                    missing = r.missing,
+                    repaired = r.repaired,
+                    duplicated = r.duplicated,
+                    repair_skipped = r.repair_skipped.as_deref().unwrap_or(""),
+                    "verify: the stored trail differs from Docker Hub's"
+                );
+            } else if r.missing > 0 {
+                tracing::warn!(
+                    missing = r.missing,
+                    "verify: events were missing and are repaired"
+                );
+            }
+            match (&r.stopped_early, r.complete) {
+                (Some(why), false) => {
+                    tracing::warn!(reason = %why, "verify stopped before the end of its range; a retry may help");
+                    Err(RetryableError(format!("verify stopped at {}: {why}", r.to)))
+                }
+                _ => Ok(v),
+            }
+        }
+        Err(e) => {
+            let transient = match &e {
+                VerifyError::Store(s) => s.is_transient(),
+                VerifyError::Hub(h) => h.is_transient(),
+                VerifyError::Nothing(_) => false,
+            };
+            if transient {
+                tracing::warn!(error = %e, "verify failed; a retry may help");
+                Err(RetryableError(e.to_string()))
+            } else {
+                tracing::error!(error = %e, "verify failed; a retry will not help until the cause is fixed");
+                Ok(json!({"ok": false, "error": e.to_string()}))
             }
         }
     }

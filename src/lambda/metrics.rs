@@ -3,8 +3,9 @@
 //!
 //! CloudWatch bills every metric (name + dimensions) that is sent in an hour, so the line is
 //! built for cost: per org, only `WatermarkAge` is published on every run (its alarm treats
-//! silence as failure); `RunsFailed` and `ThrottledRequests` are published per org only when
-//! they are not zero, so a healthy org costs one metric. The deployment-wide totals carry no
+//! silence as failure); `RunsFailed`, `ThrottledRequests`, `EventsQuarantined` and a
+//! verification's `EventsMissing` / `EventsDuplicated` are published per org only when they
+//! are not zero, so a healthy org costs one metric. The deployment-wide totals carry no
 //! dimension. Every count is also a plain field of the line, for Logs Insights.
 
 use chrono::{DateTime, Utc};
@@ -27,22 +28,30 @@ pub struct RunMetrics {
     pub run_duration_ms: f64,
     /// 1 when the invocation failed in a way a retry does not fix (alarm on it), else 0.
     pub runs_failed: u64,
+    /// A verification: events Docker Hub serves that were not stored (before any repair),
+    /// extra stored copies, and events written by the repair.
+    pub events_missing: u64,
+    pub events_duplicated: u64,
+    pub events_repaired: u64,
 }
 
 /// Metrics published with the dimension `org` (each only when present in the line).
-pub const PER_ORG: [&str; 4] = [
+pub const PER_ORG: [&str; 6] = [
     "WatermarkAge",
     "RunsFailed",
     "ThrottledRequests",
     "EventsQuarantined",
+    "EventsMissing",
+    "EventsDuplicated",
 ];
 /// Metrics published without dimensions: totals over every org of the deployment.
-pub const DEPLOYMENT: [&str; 5] = [
+pub const DEPLOYMENT: [&str; 6] = [
     "EventsWritten",
     "ApiRequests",
     "ThrottledRequests",
     "RunsFailed",
     "EventsQuarantined",
+    "EventsMissing",
 ];
 
 /// The EMF document of one invocation, timestamped `at`. `org` is `None` when the input
@@ -57,6 +66,9 @@ pub fn emf(org: Option<&str>, at: DateTime<Utc>, m: &RunMetrics) -> Value {
         ("RunDuration", "Milliseconds", Some(json!(m.run_duration_ms))),
         ("RunsFailed", "Count", Some(json!(m.runs_failed))),
         ("EventsQuarantined", "Count", Some(json!(m.events_quarantined))),
+        ("EventsMissing", "Count", Some(json!(m.events_missing))),
+        ("EventsDuplicated", "Count", Some(json!(m.events_duplicated))),
+        ("EventsRepaired", "Count", Some(json!(m.events_repaired))),
         (
             "WatermarkAge",
             "Seconds",
@@ -77,6 +89,8 @@ pub fn emf(org: Option<&str>, at: DateTime<Utc>, m: &RunMetrics) -> Value {
             "RunsFailed" => m.runs_failed > 0,
             "ThrottledRequests" => m.throttled_requests > 0,
             "EventsQuarantined" => m.events_quarantined > 0,
+            "EventsMissing" => m.events_missing > 0,
+            "EventsDuplicated" => m.events_duplicated > 0,
             _ => false,
         })
         .collect();

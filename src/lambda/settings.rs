@@ -84,7 +84,9 @@ impl Settings {
     }
 }
 
-/// The invocation's input: `{"org": "acme"}`, optionally with per-run overrides.
+/// The invocation's input: `{"org": "acme"}`, optionally with per-run overrides; or a
+/// verification, `{"org": "acme", "verify": "2d"}` (with `"repair": true` to write what is
+/// missing).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Input {
@@ -92,9 +94,30 @@ pub struct Input {
     pub lookback: Option<String>,
     pub lag: Option<String>,
     pub overlap: Option<String>,
+    /// Verify this far back from now instead of collecting.
+    pub verify: Option<String>,
+    #[serde(default)]
+    pub repair: bool,
 }
 
 impl Input {
+    /// How far back to verify, when the input asks for a verification.
+    pub fn verify_range(&self) -> Result<Option<Duration>, String> {
+        match &self.verify {
+            None if self.repair => {
+                Err("input field \"repair\" goes with \"verify\" (e.g. \"verify\": \"2d\")".into())
+            }
+            None => Ok(None),
+            Some(v) => {
+                let d = parse_duration(v).map_err(|e| format!("input field \"verify\": {e}"))?;
+                if d <= Duration::zero() {
+                    return Err("input field \"verify\" must be longer than 0s".into());
+                }
+                Ok(Some(d))
+            }
+        }
+    }
+
     /// The run's config: settings, then the input's overrides. Errors say what is wrong.
     pub fn poll_config(&self, s: &Settings) -> Result<PollConfig, String> {
         let org = Org::new(self.org.clone()).map_err(|e| e.to_string())?;
@@ -160,5 +183,17 @@ mod tests {
         assert!(serde_json::from_str::<Input>(r#"{"org": "acme", "lookbak": "30d"}"#).is_err());
         let bad: Input = serde_json::from_str(r#"{"org": "Not An Org"}"#).unwrap();
         assert!(bad.poll_config(&s).is_err());
+        let v: Input = serde_json::from_str(r#"{"org": "acme", "verify": "2d", "repair": true}"#).unwrap();
+        assert_eq!(v.verify_range(), Ok(Some(Duration::days(2))));
+        assert!(v.repair);
+        assert_eq!(i.verify_range(), Ok(None));
+        for bad in [
+            r#"{"org": "acme", "verify": "soon"}"#,
+            r#"{"org": "acme", "repair": true}"#,
+            r#"{"org": "acme", "verify": "0s"}"#,
+        ] {
+            let b: Input = serde_json::from_str(bad).unwrap();
+            assert!(b.verify_range().is_err(), "{bad}");
+        }
     }
 }

@@ -102,12 +102,18 @@ class Template(unittest.TestCase):
         loop = RESOURCES["Fn::ForEach::Schedules"]
         self.assertEqual(loop[0], "Org")
         self.assertEqual(loop[1], {"Ref": "Organizations"})
-        (name, schedule), = loop[2].items()
-        self.assertEqual(name, "OrgSchedule&{Org}")
-        target = schedule["Properties"]["Target"]
-        self.assertEqual(target["Input"], {"Fn::Sub": '{"org": "${Org}"}'})
-        self.assertIn("RetryPolicy", target)
-        self.assertEqual(target["DeadLetterConfig"]["Arn"], {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]})
+        self.assertEqual(set(loop[2]), {"OrgSchedule&{Org}", "OrgVerifySchedule&{Org}"})
+        inputs = {
+            "OrgSchedule&{Org}": '{"org": "${Org}"}',
+            "OrgVerifySchedule&{Org}": '{"org": "${Org}", "verify": "${VerifyRange}", "repair": true}',
+        }
+        for name, schedule in loop[2].items():
+            target = schedule["Properties"]["Target"]
+            self.assertEqual(target["Input"], {"Fn::Sub": inputs[name]})
+            self.assertIn("RetryPolicy", target)
+            self.assertEqual(target["DeadLetterConfig"]["Arn"], {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]})
+        verify = loop[2]["OrgVerifySchedule&{Org}"]["Properties"]
+        self.assertEqual(verify["ScheduleExpression"], {"Ref": "VerifyScheduleExpression"})
         on_failure = RESOURCES["Function"]["Properties"]["EventInvokeConfig"]["DestinationConfig"]["OnFailure"]
         self.assertEqual(on_failure["Destination"], {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]})
 
@@ -190,6 +196,7 @@ class Template(unittest.TestCase):
         self.assertEqual(age["TreatMissingData"], "breaching")
         self.assertIn("OrgRunsFailedAlarm&{Org}", seen)
         self.assertIn("OrgThrottlingAlarm&{Org}", seen)
+        self.assertEqual(seen["MissingEventsAlarm"]["MetricName"], "EventsMissing")
 
     def test_glue_table_duckdb_view_and_ddl_agree(self):
         ddl = (ROOT / "infra/athena/events-table.sql").read_text()
