@@ -36,12 +36,14 @@ pub const LATE: Duration = Duration::from_secs(6);
 struct Proxy {
     upstream: String,
     http: reqwest::Client,
-    /// Every `every`-th S3 or DynamoDB request gets the next fault of `kinds` (in turn).
+    /// Every `every`-th request of each service (S3, DynamoDB) gets that service's next
+    /// fault of `kinds` (in turn): counted per service, so every kind reaches both whatever
+    /// the interleaving of their requests.
     every: u64,
     kinds: Vec<AwsFault>,
     /// At most this many late answers (each costs `LATE`).
     late_budget: Arc<Mutex<u32>>,
-    seen: Arc<Mutex<u64>>,
+    seen: Arc<Mutex<BTreeMap<&'static str, u64>>>,
     pub injected: Arc<Mutex<BTreeMap<(AwsFault, &'static str), u32>>>,
 }
 
@@ -133,6 +135,7 @@ async fn handle(
         None
     } else {
         let mut seen = p.seen.lock().unwrap();
+        let seen = seen.entry(svc).or_default();
         *seen += 1;
         let n = *seen;
         (n % p.every == 0).then(|| p.kinds[((n / p.every) as usize) % p.kinds.len()])
