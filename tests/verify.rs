@@ -156,15 +156,10 @@ fn run(c: &mut Command) -> (Option<i32>, String, String) {
 }
 
 fn verify(store: &Store, url: &str, extra: &[&str]) -> (Option<i32>, String, String) {
-    let mut args = vec![
-        "verify",
-        "--hub-url",
-        url,
-        "--since",
-        "30d",
-        "--retry-base",
-        "10ms",
-    ];
+    let mut args = vec!["verify", "--hub-url", url, "--retry-base", "10ms"];
+    if !extra.contains(&"--since") {
+        args.extend(["--since", "30d"]);
+    }
     args.extend_from_slice(extra);
     run(&mut store.cmd(&args))
 }
@@ -414,5 +409,35 @@ async fn a_lost_checkpoint_on_dynamodb_is_rebuilt_from_s3() {
         "{out}"
     );
     store.assert_exact(&emu).await;
+    hub.shutdown();
+}
+
+/// A range that costs more than a few hundred requests says so before it starts; one that
+/// runs out of time reports what it verified and exits 1, saying to run it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_costly_range_is_announced_and_an_unfinished_one_is_not_ok() {
+    let (_emu, hub) = start(emulator_config(3000, 30, 97), Arc::new(SystemClock)).await;
+    let url = hub.url();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::Local(dir.path().to_path_buf());
+    poll(&store, &url);
+    let (code, out, err) = verify(&store, &url, &["--page-size", "10", "--max-duration", "0s"]);
+    assert_eq!(code, Some(1), "{out}\n{err}");
+    let cost: u64 = err
+        .split("costs about ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no cost said: {err}"));
+    assert!(cost > 300, "{err}");
+    assert!(
+        err.contains("the verify stopped") && err.contains("run it again"),
+        "{err}"
+    );
+    assert!(out.lines().last().unwrap().ends_with("NOT OK"), "{out}");
+    // A cheap range says nothing of its cost on stderr.
+    let (code, _, err) = verify(&store, &url, &["--since", "2d"]);
+    assert_eq!(code, Some(0));
+    assert!(!err.contains("costs about"), "{err}");
     hub.shutdown();
 }

@@ -42,6 +42,11 @@ pub const CHUNK: usize = 280_000;
 /// At most this many chunks (with the main item, under the 4 MB transaction limit).
 pub const MAX_CHUNKS: usize = 10;
 
+/// What to do about a checkpoint that cannot be read.
+const RECOVER: &str =
+    "delete its item (and any `<org>#chunk#<i>` items): the next run rebuilds the checkpoint from the \
+     stored objects and stores nothing twice (a point-in-time restore of the table works too)";
+
 #[derive(Clone)]
 pub struct DynamoCheckpoints {
     client: Client,
@@ -193,8 +198,7 @@ impl DynamoCheckpoints {
             .unwrap_or(0);
         if chunks > MAX_CHUNKS {
             return Err(StoreError::Invalid(format!(
-                "the checkpoint item of {org} claims {chunks} chunks (at most {MAX_CHUNKS}); it is corrupted: restore it \
-                 from a backup (point-in-time recovery)"
+                "the checkpoint item of {org} claims {chunks} chunks (at most {MAX_CHUNKS}); it is corrupted: {RECOVER}"
             )));
         }
         let gz = if chunks == 0 {
@@ -203,8 +207,7 @@ impl DynamoCheckpoints {
                 .map(|b| b.as_ref().to_vec())
                 .ok_or_else(|| {
                     StoreError::Invalid(format!(
-                        "the checkpoint item of {org} has no body; it is corrupted: restore it from a backup \
-                         (point-in-time recovery)"
+                        "the checkpoint item of {org} has no body; it is corrupted: {RECOVER}"
                     ))
                 })?
         } else {
@@ -213,15 +216,13 @@ impl DynamoCheckpoints {
         let mut json = Vec::new();
         GzDecoder::new(&gz[..]).read_to_end(&mut json).map_err(|e| {
             StoreError::Invalid(format!(
-                "the checkpoint of {org} in table {:?} is not valid gzip ({e}); restore the item from a backup \
-                 (point-in-time recovery)",
+                "the checkpoint of {org} in table {:?} is not valid gzip ({e}); {RECOVER}",
                 self.table
             ))
         })?;
         let mut cp: Checkpoint = serde_json::from_slice(&json).map_err(|e| {
             StoreError::Invalid(format!(
-                "the checkpoint of {org} in table {:?} is not valid ({e}); restore the item from a backup \
-                 (point-in-time recovery), or delete it to start again from the lookback",
+                "the checkpoint of {org} in table {:?} is not valid ({e}); {RECOVER}",
                 self.table
             ))
         })?;
@@ -278,8 +279,7 @@ impl DynamoCheckpoints {
         for i in 0..count {
             let part = parts.remove(&chunk_key(org, i)).ok_or_else(|| {
                 StoreError::Invalid(format!(
-                    "chunk {i} of the checkpoint of {org} is missing; restore the items from a backup \
-                         (point-in-time recovery)"
+                    "chunk {i} of the checkpoint of {org} is missing; {RECOVER}"
                 ))
             })?;
             body.extend(part);

@@ -49,7 +49,8 @@ impl FileCheckpoints {
         };
         let cp: Checkpoint = serde_json::from_slice(&bytes).map_err(|e| {
             StoreError::Invalid(format!(
-                "checkpoint {} is not valid ({e}); restore it from a backup, or move it aside to start again from --lookback",
+                "checkpoint {} is not valid ({e}); move it aside: the next run rebuilds the checkpoint from the stored objects \
+                 and stores nothing twice (restoring an older copy works too)",
                 path.display()
             ))
         })?;

@@ -421,8 +421,8 @@ where
                 );
             let (Some(first), Some(last)) = (first, last) else {
                 return Err(StoreError::Invalid(format!(
-                    "the pending commit of {org} names objects without events; the checkpoint is corrupted: restore it \
-                     from a backup"
+                    "the pending commit of {org} names objects without events; the checkpoint is corrupted: delete it, \
+                     and the next run rebuilds it from the stored objects (storing nothing twice)"
                 ))
                 .into());
             };

@@ -147,10 +147,11 @@ pub enum VerifyError {
 /// events: 81; Docker Hub's carry more fields, so the estimate errs high).
 const STORED_BYTES_PER_EVENT: u64 = 80;
 
-/// Docker Hub requests a day of `events` costs: one window per request, windows sized to
-/// about half a page.
+/// Docker Hub requests a day of `events` costs: one window per request, and a window is
+/// halved until it fits a page, so it holds a quarter to a half of one (measured: 109,500
+/// events over a year in 4,279 requests with pages of 100).
 fn day_cost(events: u64, page_size: u32) -> u64 {
-    1 + events.div_ceil(u64::from(page_size / 2).max(1))
+    1 + events.div_ceil(u64::from(page_size / 4).max(1))
 }
 
 /// The days of `[from, to)`, each as the part of it inside the range.
@@ -326,9 +327,12 @@ where
                     break;
                 }
             };
-            let mut d = self
-                .compare_day(org, day, w, hub, unreadable, lease.is_some())
-                .await?;
+            // Reading a busy day's objects back can take a while: the lease is kept meanwhile.
+            let compare = self.compare_day(org, day, w, hub, unreadable, lease.is_some());
+            let mut d = match lease {
+                Some(lease) => self.keep_alive(lease, &mut beat, compare).await??,
+                None => compare.await?,
+            };
             served_yet |= d.report.at_docker_hub > 0;
             d.report.past_retention = !served_yet && d.report.stored > 0 && w.to <= old;
             if let (Some(lease), Some(missing)) = (lease, d.missing_events.take()) {
@@ -484,6 +488,6 @@ mod tests {
         );
         assert!(days_of(t("2026-11-25T10:00:00Z"), t("2026-11-25T10:00:00Z")).is_empty());
         assert_eq!(day_cost(0, 100), 1);
-        assert_eq!(day_cost(120, 100), 4);
+        assert_eq!(day_cost(120, 100), 6);
     }
 }
