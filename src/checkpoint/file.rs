@@ -199,6 +199,9 @@ mod tests {
             .await
             .unwrap_err()
             .to_string();
-        assert!(err.contains("not valid") && err.contains("--lookback"), "{err}");
+        assert!(
+            err.contains("not valid") && err.contains("rebuilds the checkpoint"),
+            "{err}"
+        );
     }
 }
