@@ -88,6 +88,23 @@ impl Stack {
         let out = self.run("aws", &all, Duration::from_secs(120));
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("aws {args:?}: not JSON ({e}): {out}"))
     }
+
+    /// Invokes `function` with `payload` (the answer lands in `file`): the invocation's
+    /// metadata and the function's answer.
+    fn invoke(&self, function: &str, payload: &str, file: &std::path::Path) -> (Value, Value) {
+        let path = file.to_string_lossy().to_string();
+        let meta = self.aws(&[
+            "lambda",
+            "invoke",
+            "--function-name",
+            function,
+            "--payload",
+            payload,
+            &path,
+        ]);
+        let answer = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+        (meta, answer)
+    }
 }
 
 fn ddl_columns() -> Vec<(String, String)> {
@@ -249,18 +266,8 @@ async fn sam_deploy_then_each_schedule_input_collects_its_org_exactly() {
             .to_string();
         for n in 0..2 {
             let file = out_dir.path().join(format!("{org}-{n}.json"));
-            let file = file.to_string_lossy().to_string();
-            let meta = stack.aws(&[
-                "lambda",
-                "invoke",
-                "--function-name",
-                &s(&target["Arn"]),
-                "--payload",
-                &input,
-                &file,
-            ]);
+            let (meta, answer) = stack.invoke(&s(&target["Arn"]), &input, &file);
             assert!(meta.get("FunctionError").is_none(), "{org}: {meta}");
-            let answer: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
             answers.entry(org.clone()).or_default().push(answer);
         }
     }
@@ -316,22 +323,9 @@ async fn sam_deploy_then_each_schedule_input_collects_its_org_exactly() {
             (json!(true), json!("2d")),
             "{input}"
         );
-        let file = out_dir
-            .path()
-            .join(format!("{schedule}.json"))
-            .to_string_lossy()
-            .to_string();
-        let meta = stack.aws(&[
-            "lambda",
-            "invoke",
-            "--function-name",
-            function,
-            "--payload",
-            &input,
-            &file,
-        ]);
+        let file = out_dir.path().join(format!("{schedule}.json"));
+        let (meta, answer) = stack.invoke(function, &input, &file);
         assert!(meta.get("FunctionError").is_none(), "{schedule}: {meta}");
-        let answer: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
         let org = s(&v["org"]);
         let lost = if org == ORGS[0] {
             lost_records.len() as u64
@@ -356,17 +350,11 @@ async fn sam_deploy_then_each_schedule_input_collects_its_org_exactly() {
     }
 
     // A bad input: answered, not retried, and still reported.
-    let bad = out_dir.path().join("bad.json").to_string_lossy().to_string();
-    stack.aws(&[
-        "lambda",
-        "invoke",
-        "--function-name",
+    let (_, answer) = stack.invoke(
         function,
-        "--payload",
         r#"{"org": "Not An Org"}"#,
-        &bad,
-    ]);
-    let answer: Value = serde_json::from_str(&std::fs::read_to_string(&bad).unwrap()).unwrap();
+        &out_dir.path().join("bad.json"),
+    );
     assert_eq!(answer["ok"], false, "{answer}");
 
     // Every invocation printed one metrics line; per-org metrics carry the org.

@@ -162,10 +162,18 @@ async fn serve(events: &[Value], env: &[(&str, &str)]) -> (Vec<(String, String, 
     (got, out_reader.join().unwrap(), err_reader.join().unwrap())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_lambda_runs_invocations_through_the_runtime_api() {
+/// What the template would create, on moto: a bucket, a table, and org acme's secret.
+struct Deployment {
+    s3: aws_sdk_s3::Client,
+    bucket: String,
+    table: String,
+    /// The secret name pattern (`…/{org}`).
+    pattern: String,
+}
+
+async fn deployment(what: &str) -> Deployment {
     let cfg = sdk(&moto()).await;
-    let (bucket, table) = (unique("lambda"), unique("lambda"));
+    let (bucket, table) = (unique(what), unique(what));
     let s3c = s3(&cfg);
     create_bucket(&s3c, &bucket).await;
     create_table(&cfg, &table).await;
@@ -176,6 +184,22 @@ async fn the_lambda_runs_invocations_through_the_runtime_api() {
         &format!(r#"{{"username": "acme", "token": "{SECRET}"}}"#),
     )
     .await;
+    Deployment {
+        s3: s3c,
+        bucket,
+        table,
+        pattern,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lambda_runs_invocations_through_the_runtime_api() {
+    let Deployment {
+        s3: s3c,
+        bucket,
+        table,
+        pattern,
+    } = deployment("lambda").await;
     let mut ecfg = emulator_config(900, 20, 41);
     ecfg.page_cap = 50;
     let (emu, hub) = start(ecfg, Arc::new(SystemClock)).await;
@@ -412,18 +436,12 @@ async fn no_token_leaks_with_every_log_on_through_any_path() {
 /// verify with `"repair": true` writes them again, and a third finds nothing missing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lambda_verifies_and_repairs_the_last_two_days() {
-    let cfg = sdk(&moto()).await;
-    let (bucket, table) = (unique("lverify"), unique("lverify"));
-    let s3c = s3(&cfg);
-    create_bucket(&s3c, &bucket).await;
-    create_table(&cfg, &table).await;
-    let pattern = format!("{}/{{org}}", unique("secrets"));
-    put_secret(
-        &cfg,
-        &pattern.replace("{org}", "acme"),
-        &format!(r#"{{"username": "acme", "token": "{SECRET}"}}"#),
-    )
-    .await;
+    let Deployment {
+        s3: s3c,
+        bucket,
+        table,
+        pattern,
+    } = deployment("lverify").await;
     let mut ecfg = emulator_config(600, 6, 43);
     ecfg.page_cap = 50;
     let (emu, hub) = start(ecfg, Arc::new(SystemClock)).await;

@@ -85,19 +85,7 @@ impl Store {
     async fn event_ids(&self, key: &str) -> Vec<String> {
         let bytes = match self {
             Store::Local(dir) => std::fs::read(dir.join(key)).unwrap(),
-            Store::Aws { bucket, s3, .. } => s3
-                .get_object()
-                .bucket(bucket)
-                .key(format!("audit/{key}"))
-                .send()
-                .await
-                .unwrap()
-                .body
-                .collect()
-                .await
-                .unwrap()
-                .into_bytes()
-                .to_vec(),
+            Store::Aws { bucket, s3, .. } => get_bytes(s3, bucket, &format!("audit/{key}")).await,
         };
         dockerhub_audit::event::encode::decode(&bytes)
             .unwrap()

@@ -94,9 +94,8 @@ pub struct PollArgs {
     /// The organization (Docker Hub namespace).
     #[arg(long)]
     pub org: Org,
-    /// Docker Hub's address (point it at the emulator to try the tool).
-    #[arg(long, default_value = "https://hub.docker.com")]
-    pub hub_url: url::Url,
+    #[command(flatten)]
+    pub hub: HubArgs,
     #[command(flatten)]
     pub store: StoreArgs,
     /// How far back the first run reaches.
@@ -114,6 +113,14 @@ pub struct PollArgs {
     /// Events per commit (bounds memory).
     #[arg(long, default_value_t = 5000)]
     pub batch_events: usize,
+}
+
+/// Where Docker Hub is, how to sign in, and how to talk to it.
+#[derive(Debug, Args)]
+pub struct HubArgs {
+    /// Docker Hub's address (point it at the emulator to try the tool).
+    #[arg(long, default_value = "https://hub.docker.com")]
+    pub hub_url: url::Url,
     /// Events asked for per page.
     #[arg(long, default_value_t = 100)]
     pub page_size: u32,
@@ -144,9 +151,8 @@ pub struct VerifyArgs {
     /// The organization (Docker Hub namespace).
     #[arg(long)]
     pub org: Org,
-    /// Docker Hub's address.
-    #[arg(long, default_value = "https://hub.docker.com")]
-    pub hub_url: url::Url,
+    #[command(flatten)]
+    pub hub: HubArgs,
     #[command(flatten)]
     pub store: StoreArgs,
     /// Verify this far back from now.
@@ -164,15 +170,6 @@ pub struct VerifyArgs {
     /// Stop starting requests after this long (what was verified is reported).
     #[arg(long, value_parser = parse_duration)]
     pub max_duration: Option<chrono::Duration>,
-    /// Events asked for per page.
-    #[arg(long, default_value_t = 100)]
-    pub page_size: u32,
-    /// Read the Docker Hub credentials from this Secrets Manager secret instead of
-    /// DOCKERHUB_USERNAME / DOCKERHUB_TOKEN.
-    #[arg(long)]
-    pub secret_id: Option<String>,
-    #[command(flatten)]
-    pub http: HttpArgs,
 }
 
 /// A time: RFC 3339, or a date (its midnight, UTC).

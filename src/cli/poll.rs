@@ -5,7 +5,7 @@ use std::sync::Arc;
 use chrono::Utc;
 
 use super::args::{HttpArgs, PollArgs, StatusArgs};
-use super::stores::Stores;
+use super::stores::{AnyCheckpoints, Stores};
 use crate::clock::{Clock, SystemClock};
 use crate::collect::{Poller, RunReport};
 use crate::config::PollConfig;
@@ -13,7 +13,7 @@ use crate::credentials::env::StaticCredentials;
 use crate::credentials::secrets_manager::SecretsManagerCredentials;
 use crate::hub::{ApiStats, HubClient, HubConfig};
 use crate::logging::LogFormat;
-use crate::ports::{Checkpoints, CredentialSource};
+use crate::ports::{Checkpoints, CredentialSource, Sink};
 use crate::types::rfc3339;
 
 /// The outcome of a run, with the client's request counters.
@@ -35,6 +35,40 @@ pub fn hub_config(url: url::Url, http: &HttpArgs) -> Result<HubConfig, String> {
     })
 }
 
+/// The adapters a command wires into the poller: the Hub client, the chosen stores, the
+/// system clock.
+pub struct Wired {
+    pub clock: Arc<dyn Clock>,
+    pub client: HubClient,
+    pub checkpoints: AnyCheckpoints,
+    pub sink: Box<dyn Sink>,
+}
+
+impl Wired {
+    pub async fn new(
+        hub: HubConfig,
+        creds: Arc<dyn CredentialSource>,
+        stores: &Stores,
+    ) -> Result<Self, String> {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        Ok(Wired {
+            client: HubClient::new(hub, creds, clock.clone())?,
+            checkpoints: stores.checkpoints().await?,
+            sink: stores.sink().await?,
+            clock,
+        })
+    }
+
+    pub fn poller(&self) -> Poller<'_, HubClient, AnyCheckpoints, dyn Sink> {
+        Poller {
+            api: &self.client,
+            checkpoints: &self.checkpoints,
+            sink: self.sink.as_ref(),
+            clock: self.clock.as_ref(),
+        }
+    }
+}
+
 /// Wires the Hub client and the chosen stores into the poller and runs it once.
 pub async fn run_once(
     cfg: &PollConfig,
@@ -43,17 +77,8 @@ pub async fn run_once(
     stores: &Stores,
 ) -> Result<Ran, String> {
     cfg.validate()?;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let client = HubClient::new(hub, creds, clock.clone())?;
-    let stats = client.stats();
-    let checkpoints = stores.checkpoints().await?;
-    let sink = stores.sink().await?;
-    let poller = Poller {
-        api: &client,
-        checkpoints: &checkpoints,
-        sink: sink.as_ref(),
-        clock: clock.as_ref(),
-    };
+    let wired = Wired::new(hub, creds, stores).await?;
+    let (clock, stats, poller) = (&wired.clock, wired.client.stats(), wired.poller());
     let deadline = cfg.max_duration.map(|d| clock.now() + d);
     let result = poller.run(cfg, deadline).await;
     let ran = |report| Ran {
@@ -144,11 +169,11 @@ pub async fn poll(a: PollArgs, format: LogFormat) -> Result<(), String> {
     cfg.overlap = a.overlap;
     cfg.max_duration = a.max_duration;
     cfg.batch_events = a.batch_events;
-    cfg.page_size = a.page_size;
-    let creds = credentials(a.secret_id.as_deref()).await?;
+    cfg.page_size = a.hub.page_size;
+    let creds = credentials(a.hub.secret_id.as_deref()).await?;
     let ran = run_once(
         &cfg,
-        hub_config(a.hub_url.clone(), &a.http)?,
+        hub_config(a.hub.hub_url.clone(), &a.hub.http)?,
         creds,
         &a.store.stores(),
     )

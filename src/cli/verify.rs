@@ -1,17 +1,13 @@
 //! `verify` and `checkpoint rebuild`, on local files or on S3 and DynamoDB.
 
-use std::sync::Arc;
-
 use serde_json::json;
 
 use super::args::{RebuildArgs, VerifyArgs};
-use super::poll::{credentials, hub_config};
+use super::poll::{credentials, hub_config, Wired};
 use super::Failed;
 use crate::clock::{Clock, SystemClock};
 use crate::collect::verify::{DayReport, Progress, VerifyRange, VerifyReport};
-use crate::collect::Poller;
 use crate::config::PollConfig;
-use crate::hub::HubClient;
 use crate::logging::LogFormat;
 use crate::types::rfc3339;
 
@@ -19,8 +15,7 @@ use crate::types::rfc3339;
 const SAY_COST_ABOVE: u64 = 300;
 
 pub async fn verify(a: VerifyArgs, format: LogFormat) -> Result<(), Failed> {
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let now = clock.now();
+    let now = SystemClock.now();
     let from = a.from.unwrap_or(now - a.since);
     if let Some(until) = a.until {
         if until <= from {
@@ -31,25 +26,17 @@ pub async fn verify(a: VerifyArgs, format: LogFormat) -> Result<(), Failed> {
             )));
         }
     }
-    if a.page_size == 0 {
+    if a.hub.page_size == 0 {
         return Err(Failed::usage("--page-size must be at least 1"));
     }
     let mut cfg = PollConfig::new(a.org.clone());
-    cfg.page_size = a.page_size;
-    let mut hub = hub_config(a.hub_url.clone(), &a.http)?;
+    cfg.page_size = a.hub.page_size;
+    let mut hub = hub_config(a.hub.hub_url.clone(), &a.hub.http)?;
     // The rate limit is shared with the scheduled poller: leave it half.
     hub.leave_for_others = 0.5;
-    let creds = credentials(a.secret_id.as_deref()).await?;
-    let client = HubClient::new(hub, creds, clock.clone())?;
-    let stores = a.store.stores();
-    let checkpoints = stores.checkpoints().await?;
-    let sink = stores.sink().await?;
-    let poller = Poller {
-        api: &client,
-        checkpoints: &checkpoints,
-        sink: sink.as_ref(),
-        clock: clock.as_ref(),
-    };
+    let creds = credentials(a.hub.secret_id.as_deref()).await?;
+    let wired = Wired::new(hub, creds, &a.store.stores()).await?;
+    let poller = wired.poller();
     let range = VerifyRange {
         from,
         until: a.until,

@@ -58,10 +58,17 @@ impl S3Sink {
         ))
     }
 
-    /// Lists keys below `prefix` (relative to the sink's), after `after` when given, at
-    /// most `limit`, page by page.
-    async fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<Listed>, StoreError> {
-        let mut out = Vec::new();
+    /// Lists below `prefix` (relative to the sink's), after `after` when given, page by
+    /// page: up to `limit` objects, and with `folders` the common prefixes at the next `/`
+    /// instead of what is inside them.
+    async fn list(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        folders: bool,
+        limit: usize,
+    ) -> Result<(Vec<Listed>, Vec<String>), StoreError> {
+        let (mut objects, mut prefixes) = (Vec::new(), Vec::new());
         let mut token: Option<String> = None;
         loop {
             let mut req = self
@@ -69,34 +76,38 @@ impl S3Sink {
                 .list_objects_v2()
                 .bucket(&self.bucket)
                 .prefix(format!("{}{prefix}", self.prefix))
-                .max_keys((limit - out.len()).min(1000) as i32);
-            match &token {
-                Some(t) => req = req.continuation_token(t),
-                None => {
-                    if let Some(a) = after {
-                        req = req.start_after(format!("{}{a}", self.prefix));
-                    }
-                }
+                .max_keys((limit - objects.len()).min(1000) as i32);
+            if folders {
+                req = req.delimiter("/");
+            }
+            match (&token, after) {
+                (Some(t), _) => req = req.continuation_token(t),
+                (None, Some(a)) => req = req.start_after(format!("{}{a}", self.prefix)),
+                (None, None) => {}
             }
             let page = req
                 .send()
                 .await
                 .map_err(|e| self.list_error(prefix, aws_error(&e)))?;
             for o in page.contents() {
-                let Some(full) = o.key() else { continue };
-                let Some(rel) = full.strip_prefix(&self.prefix) else {
+                let Some(rel) = o.key().and_then(|k| k.strip_prefix(&self.prefix)) else {
                     continue;
                 };
                 if rel.ends_with(".json.gz") {
-                    out.push(Listed {
+                    objects.push(Listed {
                         key: ObjectKey(rel.to_string()),
                         size: o.size().unwrap_or(0).max(0) as u64,
                     });
                 }
             }
+            prefixes.extend(
+                page.common_prefixes()
+                    .iter()
+                    .filter_map(|p| p.prefix()?.strip_prefix(&self.prefix).map(str::to_string)),
+            );
             token = page.next_continuation_token().map(str::to_string);
-            if token.is_none() || out.len() >= limit {
-                return Ok(out);
+            if token.is_none() || objects.len() >= limit {
+                return Ok((objects, prefixes));
             }
         }
     }
@@ -187,42 +198,29 @@ impl Sink for S3Sink {
     }
 
     async fn days(&self, org: &Org) -> Result<Vec<NaiveDate>, StoreError> {
-        let base = format!("{}org={org}/", self.prefix);
-        let mut days = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let mut req = self
-                .client
-                .list_objects_v2()
-                .bucket(&self.bucket)
-                .prefix(&base)
-                .delimiter("/");
-            if let Some(t) = &token {
-                req = req.continuation_token(t);
-            }
-            let page = req
-                .send()
-                .await
-                .map_err(|e| self.list_error(&format!("org={org}/"), aws_error(&e)))?;
-            days.extend(page.common_prefixes().iter().filter_map(|p| {
-                let dt = p.prefix()?.strip_prefix(&base)?.strip_prefix("dt=")?;
+        let base = format!("org={org}/");
+        let (_, folders) = self.list(&base, None, true, usize::MAX).await?;
+        let mut days: Vec<NaiveDate> = folders
+            .iter()
+            .filter_map(|p| {
+                let dt = p.strip_prefix(&base)?.strip_prefix("dt=")?;
                 NaiveDate::parse_from_str(dt.trim_end_matches('/'), "%Y-%m-%d").ok()
-            }));
-            token = page.next_continuation_token().map(str::to_string);
-            if token.is_none() {
-                days.sort();
-                return Ok(days);
-            }
-        }
+            })
+            .collect();
+        days.sort();
+        Ok(days)
     }
 
     async fn list_day(&self, org: &Org, day: NaiveDate) -> Result<Vec<Listed>, StoreError> {
-        self.list(&format!("{}/", partition(org, day)), None, usize::MAX)
-            .await
+        let part = format!("{}/", partition(org, day));
+        Ok(self.list(&part, None, false, usize::MAX).await?.0)
     }
 
     async fn list_after(&self, org: &Org, after: &str, limit: usize) -> Result<Vec<Listed>, StoreError> {
-        self.list(&format!("org={org}/"), Some(after), limit).await
+        Ok(self
+            .list(&format!("org={org}/"), Some(after), false, limit)
+            .await?
+            .0)
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<Vec<u8>, StoreError> {

@@ -94,6 +94,22 @@ pub async fn put_secret(cfg: &SdkConfig, name: &str, value: &str) {
 }
 
 /// Every object under `prefix` in `bucket`, read back and decoded: (key, records).
+/// One object's bytes.
+pub async fn get_bytes(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<u8> {
+    s3.get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap()
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes()
+        .to_vec()
+}
+
 pub async fn read_all(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
@@ -112,18 +128,7 @@ pub async fn read_all(
             .unwrap();
         for o in page.contents() {
             let key = o.key().unwrap().to_string();
-            let body = s3
-                .get_object()
-                .bucket(bucket)
-                .key(&key)
-                .send()
-                .await
-                .unwrap()
-                .body
-                .collect()
-                .await
-                .unwrap();
-            let records = dockerhub_audit::event::encode::decode(&body.into_bytes()).unwrap();
+            let records = dockerhub_audit::event::encode::decode(&get_bytes(s3, bucket, &key).await).unwrap();
             out.push((key, records));
         }
         match page.next_continuation_token() {
