@@ -79,7 +79,7 @@ pub async fn run_once(
     cfg.validate()?;
     let wired = Wired::new(hub, creds, stores).await?;
     let (clock, stats, poller) = (&wired.clock, wired.client.stats(), wired.poller());
-    let deadline = cfg.max_duration.map(|d| clock.now() + d);
+    let deadline = cfg.max_duration.and_then(|d| clock.now().checked_add_signed(d));
     let result = poller.run(cfg, deadline).await;
     let ran = |report| Ran {
         report,

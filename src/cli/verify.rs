@@ -16,7 +16,15 @@ const SAY_COST_ABOVE: u64 = 300;
 
 pub async fn verify(a: VerifyArgs, format: LogFormat) -> Result<(), Failed> {
     let now = SystemClock.now();
-    let from = a.from.unwrap_or(now - a.since);
+    let from = match a.from {
+        Some(f) => f,
+        None => now.checked_sub_signed(a.since).ok_or_else(|| {
+            Failed::usage(format!(
+                "--since {} reaches before any date; give a shorter one",
+                humantime::format_duration(a.since.to_std().unwrap_or_default())
+            ))
+        })?,
+    };
     if let Some(until) = a.until {
         if until <= from {
             return Err(Failed::usage(format!(
@@ -42,7 +50,7 @@ pub async fn verify(a: VerifyArgs, format: LogFormat) -> Result<(), Failed> {
         until: a.until,
         repair: a.repair,
     };
-    let deadline = a.max_duration.map(|d| now + d);
+    let deadline = a.max_duration.and_then(|d| now.checked_add_signed(d));
     let text = matches!(format, LogFormat::Text);
     let mut progress = |p: Progress<'_>| match p {
         Progress::Plan {

@@ -107,8 +107,39 @@ struct Beat {
 }
 
 impl Beat {
+    fn new<K: Checkpoints>(store: &K) -> Self {
+        Beat {
+            every: store.heartbeat_every(),
+            last: tokio::time::Instant::now(),
+        }
+    }
     fn renewed(&mut self) {
         self.last = tokio::time::Instant::now();
+    }
+}
+
+/// Runs `work` while renewing the lease whenever a renewal is due, so work that waits long
+/// (rate limits, retries, reading many objects) does not let the lease lapse. A lost lease
+/// ends the work.
+async fn renewing<K: Checkpoints, T>(
+    store: &K,
+    lease: &K::Lease,
+    beat: &mut Beat,
+    work: impl Future<Output = T>,
+) -> Result<T, StoreError> {
+    let Some(every) = beat.every else {
+        return Ok(work.await);
+    };
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            biased;
+            out = &mut work => return Ok(out),
+            _ = tokio::time::sleep_until(beat.last + every) => {
+                store.heartbeat(lease).await?;
+                beat.renewed();
+            }
+        }
     }
 }
 
@@ -162,10 +193,7 @@ where
             }
         };
         report.leased = true;
-        let mut beat = Beat {
-            every: self.checkpoints.heartbeat_every(),
-            last: tokio::time::Instant::now(),
-        };
+        let mut beat = Beat::new(self.checkpoints);
         let result = self
             .run_leased(cfg, deadline, &lease, &mut beat, &mut cp, &mut report)
             .await;
@@ -203,29 +231,14 @@ where
         }
     }
 
-    /// Runs `work` while renewing the lease whenever a renewal is due, so a read that
-    /// waits long (rate limits, retries) does not let the lease lapse. A lost lease ends
-    /// the work.
+    /// Runs `work` while renewing the lease whenever a renewal is due (see [`renewing`]).
     async fn keep_alive<T>(
         &self,
         lease: &K::Lease,
         beat: &mut Beat,
         work: impl Future<Output = T>,
     ) -> Result<T, StoreError> {
-        let Some(every) = beat.every else {
-            return Ok(work.await);
-        };
-        tokio::pin!(work);
-        loop {
-            tokio::select! {
-                biased;
-                out = &mut work => return Ok(out),
-                _ = tokio::time::sleep_until(beat.last + every) => {
-                    self.checkpoints.heartbeat(lease).await?;
-                    beat.renewed();
-                }
-            }
-        }
+        renewing(self.checkpoints, lease, beat, work).await
     }
 
     /// Reads the next complete window from `cursor` (up to `end`), renewing the lease while
@@ -358,9 +371,9 @@ where
         }
     }
 
-    /// Makes sure `cp` knows what the output holds of its org (see [`rebuild`]): records
-    /// what an older checkpoint format did not keep, and rebuilds (and saves) a checkpoint
-    /// that is older than the output. Says what it rebuilt, if it did.
+    /// Makes sure `cp` knows what the output holds of its org (see [`rebuild`]): a
+    /// checkpoint older than the output is rebuilt from the stored objects and saved. Says
+    /// what it rebuilt, if it did.
     async fn reconcile(
         &self,
         cfg: &PollConfig,
@@ -368,24 +381,20 @@ where
         cp: &mut Checkpoint,
     ) -> Result<Option<String>, StoreError> {
         let org = &cfg.org;
-        match rebuild::check(self.sink, cp).await? {
-            rebuild::Check::Current { learnt: None } => Ok(None),
-            rebuild::Check::Current { learnt: Some(known) } => {
-                // Stored with the run's next save.
-                cp.recent = Some(known);
-                Ok(None)
-            }
-            rebuild::Check::Stale(why) => {
-                tracing::warn!(%org, %why, "the checkpoint does not know what the output holds; rebuilding it from the stored objects");
-                let mut next = cp.clone();
-                let Some(done) = rebuild::rebuild(self.sink, &mut next, cfg.overlap).await? else {
-                    return Ok(None);
-                };
-                cp.save_changed(self.checkpoints, lease, |c| *c = next).await?;
-                tracing::warn!(%org, "{done}");
-                Ok(Some(format!("{why}; {done}")))
-            }
-        }
+        let Some(why) = rebuild::check(self.sink, cp).await? else {
+            return Ok(None);
+        };
+        tracing::warn!(%org, %why, "the checkpoint does not know what the output holds; rebuilding it from the stored objects");
+        let mut next = cp.clone();
+        let Some(done) = rebuild::rebuild(self.sink, &mut next, cfg.overlap).await? else {
+            // Nothing stored after all (the objects went meanwhile): nothing to remember.
+            next.recent.get_or_insert_with(Default::default);
+            cp.save_changed(self.checkpoints, lease, |c| *c = next).await?;
+            return Ok(None);
+        };
+        cp.save_changed(self.checkpoints, lease, |c| *c = next).await?;
+        tracing::warn!(%org, "{done}");
+        Ok(Some(format!("{why}; {done}")))
     }
 
     /// Rolls an earlier run's interrupted commit forward: objects missing from the sink are

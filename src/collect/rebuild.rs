@@ -19,7 +19,7 @@ use chrono::{DateTime, Duration, Utc};
 use super::stored;
 use crate::checkpoint::Checkpoint;
 use crate::clock::Clock;
-use crate::event::key::{partition, ObjectKey};
+use crate::event::key::partition;
 use crate::ports::{Checkpoints, Sink, StoreError};
 use crate::types::{floor_second, Org, RunId};
 
@@ -33,68 +33,37 @@ fn key_at(org: &Org, t: DateTime<Utc>) -> String {
     )
 }
 
-/// The first event time a key names (to the second).
-fn key_time(key: &ObjectKey) -> Option<DateTime<Utc>> {
-    let name = key.0.rsplit('/').next()?;
-    chrono::NaiveDateTime::parse_from_str(name.get(..16)?, "%Y%m%dT%H%M%SZ")
-        .ok()
-        .map(|t| t.and_utc())
-}
-
-/// What the output says of a checkpoint.
-#[derive(Debug, PartialEq)]
-pub enum Check {
-    /// It describes the output. `learnt`: the objects it should name in `recent`, for a
-    /// checkpoint written before `recent` was kept (record them).
-    Current {
-        learnt: Option<BTreeMap<ObjectKey, DateTime<Utc>>>,
-    },
-    /// The output holds objects it does not know: why.
-    Stale(String),
-}
-
-/// Compares `cp` with what the output holds of its org.
-pub async fn check<S: Sink + ?Sized>(sink: &S, cp: &Checkpoint) -> Result<Check, StoreError> {
+/// Compares `cp` with what the output holds of its org: why it is older than the output,
+/// or `None` when it describes it.
+pub async fn check<S: Sink + ?Sized>(sink: &S, cp: &Checkpoint) -> Result<Option<String>, StoreError> {
     let org = &cp.org;
     let Some(w) = cp.watermark else {
         let any = sink.list_after(org, &format!("org={org}/"), 1).await?;
-        return Ok(match any.first() {
-            Some(o) => Check::Stale(format!(
+        return Ok(any.first().map(|o| {
+            format!(
                 "there is no checkpoint of {org}, but the output already holds its objects ({} among them)",
                 o.key
-            )),
-            None => Check::Current { learnt: None },
-        });
+            )
+        }));
+    };
+    let Some(recent) = &cp.recent else {
+        // Written by a version that did not name its objects: what it remembers cannot be
+        // checked against the output, so it is rebuilt once (reading a day or two).
+        return Ok(Some(format!(
+            "the checkpoint of {org} was written by an older version, which did not record its objects"
+        )));
     };
     let from = floor_second(cp.seen_from.unwrap_or(w).min(w));
-    let listed = sink.list_after(org, &key_at(org, from), 1000).await?;
-    match &cp.recent {
-        Some(_) => Ok(match listed.iter().find(|o| !cp.knows(&o.key)) {
-            Some(o) => Check::Stale(format!(
-                "the output holds {}, which the checkpoint of {org} does not know (a checkpoint restored \
-                 from an older backup, or another checkpoint store writing to this output)",
-                o.key
-            )),
-            None => Check::Current { learnt: None },
-        }),
-        None => {
-            // Written before `recent` was kept: only an object from at or after the
-            // watermark shows it is older than the output; the rest are learnt.
-            let at_w = key_at(org, w);
-            if let Some(o) = listed.iter().find(|o| o.key.0 >= at_w) {
-                return Ok(Check::Stale(format!(
-                    "the output holds {}, newer than the watermark of {org}'s checkpoint ({})",
-                    o.key,
-                    crate::types::rfc3339(w)
-                )));
-            }
-            let learnt = listed
-                .into_iter()
-                .filter_map(|o| key_time(&o.key).map(|t| (o.key, t)))
-                .collect();
-            Ok(Check::Current { learnt: Some(learnt) })
-        }
-    }
+    // One more than it knows: a full listing then holds at least one unknown object.
+    let known = recent.len() + cp.pending.as_ref().map_or(0, |p| p.objects.len());
+    let listed = sink.list_after(org, &key_at(org, from), known + 1).await?;
+    Ok(listed.iter().find(|o| !cp.knows(&o.key)).map(|o| {
+        format!(
+            "the output holds {}, which the checkpoint of {org} does not know (a checkpoint restored from an \
+             older backup, or another checkpoint store writing to this output)",
+            o.key
+        )
+    }))
 }
 
 /// What [`rebuild`] found.
@@ -124,8 +93,9 @@ impl std::fmt::Display for Rebuilt {
 }
 
 /// Rebuilds in `cp` what a run must remember from what the output holds of its org: the
-/// watermark moves to the latest stored event (never back), and `seen` and `recent` hold
-/// every stored object and id from `watermark - overlap` on. `None` (and `cp` unchanged)
+/// watermark moves to the latest stored event (never back), `seen_from` to
+/// `watermark - overlap`, and `seen` and `recent` hold every stored object and id from
+/// there on. `None` (and `cp` unchanged)
 /// when the output holds nothing of the org. The pending commit, if any, is kept: it is
 /// rolled forward under its own keys.
 ///
@@ -142,8 +112,10 @@ pub async fn rebuild<S: Sink + ?Sized>(
     };
     let before = cp.watermark;
     let watermark = before.map_or(floor_second(latest), |w| w.max(floor_second(latest)));
-    let keep_from = floor_second(watermark.checked_sub_signed(overlap).unwrap_or(watermark));
-    let from = cp.seen_from.map_or(keep_from, |f| f.min(keep_from));
+    // From `watermark - overlap`, not from an older `seen_from`: a run reads from here, and
+    // its commits keep only ids from `watermark - overlap` on, so a window starting earlier
+    // would be read against ids already let go. Everything before is stored.
+    let from = floor_second(watermark.checked_sub_signed(overlap).unwrap_or(watermark));
     let mut seen: BTreeMap<_, _> = std::mem::take(&mut cp.seen)
         .into_iter()
         .filter(|(_, t)| *t >= from)
@@ -202,13 +174,21 @@ pub async fn rebuild_leased<K: Checkpoints, S: Sink + ?Sized>(
         }
         let mut next = cp.clone();
         next.output = Some(output);
-        let done = rebuild(sink, &mut next, overlap).await?;
+        let mut beat = super::Beat::new(checkpoints);
+        let done = super::renewing(checkpoints, &lease, &mut beat, rebuild(sink, &mut next, overlap)).await??;
         if done.is_some() {
             cp.save_changed(checkpoints, &lease, |c| *c = next).await?;
         }
         Ok(done)
     }
-    .await;
+    .await
+    .map_err(|e| match e {
+        StoreError::Conflict(why) => StoreError::Conflict(format!(
+            "another run took the lease of {org} meanwhile ({why}); run checkpoint rebuild again, or leave it to \
+             the next poll, which rebuilds it too"
+        )),
+        e => e,
+    });
     if let Err(e) = checkpoints.release(lease).await {
         tracing::warn!(error = %e, "could not release the lease; it expires by itself");
     }
@@ -228,6 +208,5 @@ mod tests {
         let k = crate::event::key::object_key(&org, t.date_naive(), t, &[crate::types::EventId("a".into())]);
         assert!(k.0.as_str() > key_at(&org, t).as_str());
         assert!(k.0.as_str() < key_at(&org, t + Duration::seconds(1)).as_str());
-        assert_eq!(key_time(&k), Some(t));
     }
 }

@@ -14,8 +14,7 @@ use serde::Serialize;
 use super::batch::Batch;
 use super::commit::{self, Durable};
 use super::reader::Reader;
-use super::{stored, Beat, Poller};
-use crate::checkpoint::Checkpoint;
+use super::{stored, Poller};
 use crate::config::PollConfig;
 use crate::event::id::assign_ids;
 use crate::event::key::ObjectKey;
@@ -28,7 +27,8 @@ use crate::types::{EventId, RunId, Window};
 #[derive(Debug, Clone)]
 pub struct VerifyRange {
     pub from: DateTime<Utc>,
-    /// Up to the checkpoint's watermark at most (later events are not collected yet).
+    /// Up to where the collection is final at most: the start of the checkpoint's overlap
+    /// (`seen_from`; later events may still be stored by the next poll).
     pub until: Option<DateTime<Utc>>,
     /// Write what is missing.
     pub repair: bool,
@@ -61,7 +61,7 @@ pub struct DayReport {
     /// Docker Hub serves nothing for this day nor any earlier one of the range, and it
     /// is over 30 days old: its stored events are past Docker Hub's retention.
     pub past_retention: bool,
-    /// Missing events written by this verify.
+    /// Missing events written by this verify (`--repair`).
     pub repaired: u64,
     pub duplicates: Vec<Duplicate>,
     /// Items Docker Hub served that are not readable events (the poller quarantines them).
@@ -178,12 +178,14 @@ where
     K: Checkpoints,
     S: Sink + ?Sized,
 {
-    /// Verifies `cfg.org` over `range` (up to its watermark), calling `progress` with the
-    /// plan and then each day as it is done.
+    /// Verifies `cfg.org` over `range`, up to where its collection is final (`seen_from`:
+    /// later events may still be stored by the poller's overlap), calling `progress` with
+    /// the plan and then each day as it is done.
     ///
     /// Invariant: it only ever writes events Docker Hub served and the output does not
-    /// hold, through the commit protocol, under the org's lease; without `repair` it
-    /// writes nothing.
+    /// hold, checked again under the org's lease and written through the commit protocol;
+    /// without `repair` it writes nothing. The lease is held only while a day is repaired,
+    /// so a long verify does not hold the poller up.
     pub async fn verify(
         &self,
         cfg: &PollConfig,
@@ -193,65 +195,12 @@ where
     ) -> Result<VerifyReport, VerifyError> {
         let org = &cfg.org;
         let run_id = RunId::generate(self.clock.now());
-        let mut repair_skipped = None;
-        let mut held = None;
-        if range.repair {
-            match self.checkpoints.acquire(org, &run_id).await? {
-                Some((lease, cp)) if cp.pending.is_some() => {
-                    self.checkpoints.release(lease).await?;
-                    repair_skipped = Some(
-                        "an interrupted commit is pending: the next poll finishes it; verify again after it"
-                            .to_string(),
-                    );
-                }
-                Some(h) => held = Some(h),
-                None => {
-                    repair_skipped = Some(
-                        "a poll holds the org's lease: verify --repair again when it has finished"
-                            .to_string(),
-                    )
-                }
-            }
-        }
-        let result = match held {
-            Some((lease, mut cp)) => {
-                let r = self
-                    .verify_with(cfg, range, deadline, Some(&lease), &mut cp, &run_id, progress)
-                    .await;
-                if let Err(e) = self.checkpoints.release(lease).await {
-                    tracing::warn!(error = %e, "could not release the lease; it expires by itself");
-                }
-                r
-            }
-            None => match self.checkpoints.peek(org).await? {
-                Some(mut cp) => {
-                    self.verify_with(cfg, range, deadline, None, &mut cp, &run_id, progress)
-                        .await
-                }
-                None => Err(VerifyError::Nothing(format!(
-                    "there is no checkpoint of {org}: nothing was collected yet (or give the --checkpoint \
-                     that goes with this output; `checkpoint rebuild` makes one from the output)"
-                ))),
-            },
+        let Some(cp) = self.checkpoints.peek(org).await? else {
+            return Err(VerifyError::Nothing(format!(
+                "there is no checkpoint of {org}: nothing was collected yet (or give the --checkpoint that goes \
+                 with this output; `checkpoint rebuild` makes one from the output)"
+            )));
         };
-        result.map(|mut r| {
-            r.repair_skipped = repair_skipped;
-            r
-        })
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn verify_with(
-        &self,
-        cfg: &PollConfig,
-        range: &VerifyRange,
-        deadline: Option<DateTime<Utc>>,
-        lease: Option<&K::Lease>,
-        cp: &mut Checkpoint,
-        run_id: &RunId,
-        progress: &mut (dyn FnMut(Progress<'_>) + Send),
-    ) -> Result<VerifyReport, VerifyError> {
-        let org = &cfg.org;
         let Some(watermark) = cp.watermark else {
             return Err(VerifyError::Nothing(format!(
                 "the checkpoint of {org} has no watermark: nothing was collected yet"
@@ -266,7 +215,8 @@ where
                 )));
             }
         }
-        let to = range.until.map_or(watermark, |u| u.min(watermark));
+        let settled = cp.seen_from.map_or(watermark, |f| f.min(watermark));
+        let to = range.until.map_or(settled, |u| u.min(settled));
         let from = crate::types::floor_second(range.from.min(to));
         let days = days_of(from, to);
         let mut estimated = 0;
@@ -298,21 +248,15 @@ where
             stopped_early: None,
             repair_skipped: None,
         };
-        let mut beat = Beat {
-            every: self.checkpoints.heartbeat_every(),
-            last: tokio::time::Instant::now(),
-        };
         let mut reader = Reader::new(self.api, org, cfg.page_size, deadline, self.clock);
-        let old = self.clock.now() - Duration::days(30);
+        let old = self
+            .clock
+            .now()
+            .checked_sub_signed(Duration::days(30))
+            .unwrap_or(from);
         let mut served_yet = false;
         for (day, w) in days {
-            let read = match lease {
-                Some(lease) => {
-                    self.keep_alive(lease, &mut beat, read_hub(&mut reader, org, w))
-                        .await?
-                }
-                None => read_hub(&mut reader, org, w).await,
-            };
+            let read = read_hub(&mut reader, org, w).await;
             report.requests = reader.fetcher.requests;
             let (hub, unreadable) = match read {
                 Ok(r) => r,
@@ -321,49 +265,127 @@ where
                     report.stopped_early = Some(msg);
                     break;
                 }
-                Err(e) => {
-                    report.complete = false;
-                    report.stopped_early = Some(e.to_string());
-                    break;
-                }
+                Err(e) => return Err(e.into()),
             };
-            // Reading a busy day's objects back can take a while: the lease is kept meanwhile.
-            let compare = self.compare_day(org, day, w, hub, unreadable, lease.is_some());
-            let mut d = match lease {
-                Some(lease) => self.keep_alive(lease, &mut beat, compare).await??,
-                None => compare.await?,
-            };
+            let mut d = self
+                .compare_day(org, day, w, hub, unreadable, range.repair)
+                .await?;
             served_yet |= d.report.at_docker_hub > 0;
             d.report.past_retention = !served_yet && d.report.stored > 0 && w.to <= old;
-            if let (Some(lease), Some(missing)) = (lease, d.missing_events.take()) {
-                if !missing.is_empty() {
-                    let durable = Durable {
-                        store: self.checkpoints,
-                        lease,
-                        sink: self.sink,
-                    };
-                    let prov = Provenance {
-                        ingested_at: self.clock.now(),
-                        window: w,
-                        run_id: run_id.clone(),
-                    };
-                    let batch = Batch::of(w.from, w.to, missing);
-                    // The overlap that keeps `seen_from` where the poller put it (a repair
-                    // must not change which range the next poll reads again).
-                    let keep = match (cp.watermark, cp.seen_from) {
-                        (Some(w), Some(f)) if f <= w => w - f,
-                        _ => cfg.overlap,
-                    };
-                    let done = commit::commit(&durable, cp, org, batch, keep, &prov).await?;
-                    beat.renewed();
-                    d.report.repaired = done.events;
-                    tracing::info!(%org, %day, events = done.events, "repaired: missing events written");
+            if let Some(missing) = d.missing_events.take().filter(|m| !m.is_empty()) {
+                let outcome = if d.report.unexpected > 0 {
+                    // Served events that are not stored, beside stored ones no longer
+                    // served: Docker Hub may have changed the events' fields (and so their
+                    // ids). Writing them would store the same events twice.
+                    Err(format!(
+                        "{day} also holds {} stored event(s) Docker Hub no longer serves as stored (changed \
+                         fields?); compare them before repairing that day",
+                        d.report.unexpected
+                    ))
+                } else {
+                    self.repair_day(cfg, day, w, missing, &run_id).await?
+                };
+                match outcome {
+                    Ok((written, stored_meanwhile)) => {
+                        d.report.repaired = written;
+                        // Stored by a poll between the comparison and the lease: not missing.
+                        d.report.missing -= stored_meanwhile;
+                        d.report.stored += stored_meanwhile;
+                    }
+                    Err(why) => {
+                        tracing::warn!(%org, %day, reason = %why, "missing events not repaired");
+                        report.repair_skipped.get_or_insert(why);
+                    }
                 }
             }
             report.add(&d.report);
             progress(Progress::Day(&d.report));
         }
         Ok(report)
+    }
+
+    /// Writes the `missing` events of `day` under the org's lease: those the output still
+    /// does not hold, through the commit protocol. Returns how many it wrote and how many a
+    /// poll stored meanwhile; `Err(why)` when the repair must wait (the lease is held, a
+    /// commit is pending).
+    async fn repair_day(
+        &self,
+        cfg: &PollConfig,
+        day: NaiveDate,
+        w: Window,
+        missing: Vec<(EventId, HubEvent)>,
+        run_id: &RunId,
+    ) -> Result<Result<(u64, u64), String>, StoreError> {
+        let org = &cfg.org;
+        let Some((lease, mut cp)) = self.checkpoints.acquire(org, run_id).await? else {
+            return Ok(Err(
+                "a poll held the org's lease: run verify --repair again when it has finished".into(),
+            ));
+        };
+        let result = async {
+            if cp.pending.is_some() {
+                return Ok(Err(
+                    "an interrupted commit is pending: the next poll finishes it; verify again after it"
+                        .into(),
+                ));
+            }
+            let mut stored = std::collections::HashSet::new();
+            for o in self.sink.list_day(org, day).await? {
+                stored.extend(
+                    stored::events_of(self.sink, &o.key)
+                        .await?
+                        .into_iter()
+                        .map(|(id, _)| id),
+                );
+            }
+            let found = missing.len();
+            let still: Vec<_> = missing
+                .into_iter()
+                .filter(|(id, _)| !stored.contains(id))
+                .collect();
+            let stored_meanwhile = (found - still.len()) as u64;
+            // The overlap that keeps `seen_from` where the poller put it (a repair must not
+            // change which range the next poll reads again).
+            let keep = match (cp.watermark, cp.seen_from) {
+                (Some(wm), Some(f)) if f <= wm => wm - f,
+                _ => cfg.overlap,
+            };
+            // Apart at `seen_from`, so an object holding remembered ids starts inside the
+            // range the checkpoint names its objects from (`recent`).
+            let split = cp.seen_from.unwrap_or(w.to).clamp(w.from, w.to);
+            let (before, after): (Vec<_>, Vec<_>) =
+                still.into_iter().partition(|(_, e)| e.timestamp() < split);
+            let durable = Durable {
+                store: self.checkpoints,
+                lease: &lease,
+                sink: self.sink,
+            };
+            let mut written = 0;
+            for (part, events) in [
+                (Window::new(w.from, split), before),
+                (Window::new(split, w.to), after),
+            ] {
+                if events.is_empty() {
+                    continue;
+                }
+                let prov = Provenance {
+                    ingested_at: self.clock.now(),
+                    window: part,
+                    run_id: run_id.clone(),
+                };
+                let batch = Batch::of(part.from, part.to, events);
+                written += commit::commit(&durable, &mut cp, org, batch, keep, &prov)
+                    .await?
+                    .events;
+            }
+            tracing::info!(%org, %day, events = written, "repaired: missing events written");
+            Ok(Ok((written, stored_meanwhile)))
+        }
+        .await;
+        if let Err(e) = self.checkpoints.release(lease).await {
+            tracing::warn!(error = %e, "could not release the lease; it expires by itself");
+        }
+        result
     }
 
     /// Compares one day: `hub` (ids and events as served) with what the output holds.

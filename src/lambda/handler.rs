@@ -183,7 +183,7 @@ impl<K: Checkpoints, S: Sink> App<K, S> {
         let margin = self.settings.safety_margin.min((deadline - started) / 3);
         if let Some(back) = verify {
             let range = VerifyRange {
-                from: started - back,
+                from: started.checked_sub_signed(back).unwrap_or(started),
                 until: None,
                 repair: input.repair,
             };
@@ -294,13 +294,19 @@ fn verified(
                     "verify: events were missing and are repaired"
                 );
             }
-            match (&r.stopped_early, r.complete) {
-                (Some(why), false) => {
-                    tracing::warn!(reason = %why, "verify stopped before the end of its range; a retry may help");
-                    Err(RetryableError(format!("verify stopped at {}: {why}", r.to)))
-                }
-                _ => Ok(v),
+            if !r.complete {
+                // Out of time: a retry would run out of time the same way.
+                let why = r.stopped_early.as_deref().unwrap_or("stopped");
+                let error = format!(
+                    "verify stopped at {} ({why}), before the end of its range: shorten VerifyRange or raise the \
+                     function's timeout",
+                    r.to
+                );
+                tracing::error!(%error, "verify did not finish");
+                v["ok"] = json!(false);
+                v["error"] = json!(error);
             }
+            Ok(v)
         }
         Err(e) => {
             let transient = match &e {

@@ -110,8 +110,11 @@ impl Input {
             None => Ok(None),
             Some(v) => {
                 let d = parse_duration(v).map_err(|e| format!("input field \"verify\": {e}"))?;
-                if d <= Duration::zero() {
-                    return Err("input field \"verify\" must be longer than 0s".into());
+                if d <= Duration::zero() || d > Duration::days(400) {
+                    return Err(
+                        "input field \"verify\" must be longer than 0s and at most 400d (Docker Hub keeps about three months)"
+                            .into(),
+                    );
                 }
                 Ok(Some(d))
             }

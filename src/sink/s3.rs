@@ -93,7 +93,7 @@ impl S3Sink {
                 let Some(rel) = o.key().and_then(|k| k.strip_prefix(&self.prefix)) else {
                     continue;
                 };
-                if rel.ends_with(".json.gz") {
+                if is_object_key(rel) {
                     objects.push(Listed {
                         key: ObjectKey(rel.to_string()),
                         size: o.size().unwrap_or(0).max(0) as u64,
@@ -111,6 +111,14 @@ impl S3Sink {
             }
         }
     }
+}
+
+/// Whether a key (below the sink's prefix) names an object of a partition,
+/// `org=<org>/dt=<date>/<name>.json.gz`, as the local sink reads them (nothing else under
+/// `org=` is the tool's).
+fn is_object_key(rel: &str) -> bool {
+    let parts: Vec<&str> = rel.split('/').collect();
+    matches!(parts[..], [org, dt, name] if org.starts_with("org=") && dt.starts_with("dt=") && name.ends_with(".json.gz") && !name.starts_with('.'))
 }
 
 /// Splits `s3://bucket/prefix` into bucket and prefix.
@@ -253,5 +261,14 @@ mod tests {
         assert_eq!(parse_s3_url("s3://b").unwrap(), ("b".into(), "".into()));
         assert!(parse_s3_url("b/p").is_err());
         assert!(parse_s3_url("s3:///p").is_err());
+        assert!(is_object_key("org=a/dt=2026-11-25/x.json.gz"));
+        for stray in [
+            "org=a/x.json.gz",
+            "org=a/dt=2026-11-25/x.json",
+            "org=a/dt=2026-11-25/sub/x.json.gz",
+            "_quarantine/org=a/x.json.gz",
+        ] {
+            assert!(!is_object_key(stray), "{stray}");
+        }
     }
 }

@@ -172,3 +172,30 @@ pub async fn assert_exact_s3(expected: &[String], s3: &aws_sdk_s3::Client, bucke
     ids.dedup();
     assert_eq!(n, ids.len(), "an event_id is stored twice");
 }
+
+/// An object under `prefix` whose events all lie well inside what a verify of the last two
+/// days covers (from two days ago to where the collection is final, 16 minutes ago), with
+/// its records; `None` when there is none (with one object a day, in the minutes after
+/// midnight).
+pub async fn object_inside_two_days(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+) -> Option<(String, Vec<serde_json::Map<String, serde_json::Value>>)> {
+    let now = chrono::Utc::now();
+    let (from, to) = (
+        now - chrono::Duration::hours(47),
+        now - chrono::Duration::minutes(20),
+    );
+    read_all(s3, bucket, prefix)
+        .await
+        .into_iter()
+        .find(|(_, records)| {
+            records.iter().all(|r| {
+                let t = r["timestamp"]
+                    .as_str()
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+                t.is_some_and(|t| t >= from && t < to)
+            })
+        })
+}

@@ -54,12 +54,14 @@ async fn a_deleted_checkpoint_is_rebuilt_and_nothing_is_stored_twice() {
     assert_exact(&hub, &sink, clock.now() - c.lag);
 }
 
+/// Three hours older, so that reading again from the backup's own `seen_from` would take
+/// several batches (each commit letting go of ids the next batch still needs).
 #[tokio::test]
 async fn an_older_checkpoint_restored_from_a_backup_is_rebuilt() {
     let (clock, hub, cps, sink, c) = fixture(41, 600);
     run(&hub, &cps, &sink, &clock, &c).await.unwrap();
     let backup = cps.items.lock().unwrap().clone();
-    go_on(&hub, &cps, &sink, &clock, &c, 42, 30).await;
+    go_on(&hub, &cps, &sink, &clock, &c, 42, 180).await;
     *cps.items.lock().unwrap() = backup;
     let reports = go_on(&hub, &cps, &sink, &clock, &c, 43, 10).await;
     assert!(reports[0].rebuilt.is_some());
@@ -101,13 +103,16 @@ async fn two_checkpoint_stores_on_one_output_double_nothing() {
 }
 
 #[tokio::test]
-async fn a_checkpoint_from_before_recent_was_kept_learns_it_without_a_rebuild() {
+async fn a_checkpoint_from_before_recent_was_kept_is_rebuilt_once() {
     let (clock, hub, cps, sink, c) = fixture(71, 300);
     run(&hub, &cps, &sink, &clock, &c).await.unwrap();
     cps.items.lock().unwrap().get_mut("acme").unwrap().recent = None;
     let reports = go_on(&hub, &cps, &sink, &clock, &c, 72, 15).await;
-    assert!(reports.iter().all(|r| r.rebuilt.is_none()), "{reports:?}");
-    assert!(cps.items.lock().unwrap()["acme"].recent.is_some());
+    assert!(
+        reports[0].rebuilt.as_deref().unwrap().contains("older version"),
+        "{reports:?}"
+    );
+    assert!(reports[1..].iter().all(|r| r.rebuilt.is_none()), "{reports:?}");
     assert_exact(&hub, &sink, clock.now() - c.lag);
 }
 
@@ -161,8 +166,10 @@ async fn verify_finds_a_lost_object_repairs_it_and_reports_a_copied_one() {
     let (clean, days) = verify(&hub, &cps, &sink, &clock, &c, false).await;
     assert!(clean.clean(), "{clean:?}");
     assert_eq!(clean.missing + clean.duplicated + clean.unexpected, 0);
-    let watermark = cps.items.lock().unwrap()["acme"].watermark.unwrap();
-    assert_eq!(clean.at_docker_hub as usize, hub.visible_before(watermark).len());
+    // Up to where the collection is final: the start of the overlap.
+    let settled = cps.items.lock().unwrap()["acme"].seen_from.unwrap();
+    assert_eq!(clean.to, settled);
+    assert_eq!(clean.at_docker_hub as usize, hub.visible_before(settled).len());
     assert_eq!(clean.stored, clean.at_docker_hub);
     assert_eq!(days.len(), 5, "the range's 4 days back and today");
 
@@ -292,7 +299,8 @@ async fn a_repair_crashing_anywhere_loses_and_doubles_nothing() {
         };
         let crashed = p.verify(&c, &range, None, &mut |_| {}).await.is_err();
         *cps.held.lock().unwrap() = false;
-        clock.advance(Duration::minutes(5));
+        // Past the overlap, so the lost objects of its last minutes are final, and verified.
+        clock.advance(Duration::minutes(20));
         run(&hub, &cps, &sink, &clock, &c).await.unwrap();
         verify(&hub, &cps, &sink, &clock, &c, true).await;
         let (after, _) = verify(&hub, &cps, &sink, &clock, &c, false).await;
@@ -304,4 +312,25 @@ async fn a_repair_crashing_anywhere_loses_and_doubles_nothing() {
         crashes += 1;
     }
     assert!(crashes > 10, "{crashes}");
+}
+
+/// Docker Hub serving an event with a changed field: the stored one is no longer served
+/// and the served one is not stored. The day is reported, not repaired (writing it would
+/// store the same event twice).
+#[tokio::test]
+async fn a_day_whose_events_changed_at_docker_hub_is_reported_not_repaired() {
+    let (clock, hub, cps, sink, c) = fixture(121, 300);
+    run(&hub, &cps, &sink, &clock, &c).await.unwrap();
+    let stored_before = sink.objects.lock().unwrap().clone();
+    {
+        let mut events = hub.events.lock().unwrap();
+        let (e, _, _) = &mut events[10];
+        e["actor"] = json!("renamed-by-docker-hub");
+    }
+    let (r, days) = verify(&hub, &cps, &sink, &clock, &c, true).await;
+    assert_eq!((r.missing, r.unexpected, r.repaired), (1, 1, 0), "{r:?}");
+    assert!(!r.clean());
+    assert!(r.repair_skipped.as_deref().unwrap().contains("changed fields"), "{r:?}");
+    assert_eq!(days.iter().filter(|d| d.missing > 0).count(), 1);
+    assert_eq!(*sink.objects.lock().unwrap(), stored_before, "nothing written");
 }
