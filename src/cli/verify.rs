@@ -142,6 +142,9 @@ fn day_lines(d: &DayReport) {
         let keys: Vec<&str> = dup.keys.iter().map(|k| k.0.as_str()).collect();
         say!("  {} event(s) stored in each of: {}", dup.events, keys.join(", "));
     }
+    for key in &d.unreadable_objects {
+        say!("  cannot read {key} (damaged, or not written by this tool)");
+    }
 }
 
 fn summary_line(r: &VerifyReport) -> String {
@@ -162,6 +165,9 @@ fn summary_line(r: &VerifyReport) -> String {
     }
     if r.repaired > 0 {
         s += &format!(", {} repaired", r.repaired);
+    }
+    if r.unreadable_objects > 0 {
+        s += &format!(", {} unreadable object(s)", r.unreadable_objects);
     }
     s += &format!("; {} Docker Hub requests", r.requests);
     s += if r.clean() { "; OK" } else { "; NOT OK" };
@@ -191,6 +197,13 @@ fn problem(r: &VerifyReport) -> String {
             "{} event(s) stored more than once (the objects are listed above; the deduplicated view in Athena \
              hides the copies)",
             r.duplicated
+        ));
+    }
+    if r.unreadable_objects > 0 {
+        parts.push(format!(
+            "{} stored object(s) cannot be read (listed above): move them out of the output (or restore them from \
+             a version), then verify --repair writes their events",
+            r.unreadable_objects
         ));
     }
     parts.join("; ")

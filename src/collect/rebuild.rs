@@ -127,6 +127,8 @@ pub async fn rebuild<S: Sink + ?Sized>(
             continue;
         }
         for o in sink.list_day(&org, day).await? {
+            // An object that cannot be read fails the rebuild, naming it: its ids cannot be
+            // remembered, so going on would store its events a second time.
             let events = stored::events_of(sink, &o.key).await?;
             objects_read += 1;
             if let Some(first) = events.iter().map(|(_, t)| *t).min() {

@@ -66,12 +66,15 @@ pub struct DayReport {
     pub duplicates: Vec<Duplicate>,
     /// Items Docker Hub served that are not readable events (the poller quarantines them).
     pub unreadable_served: u64,
+    /// Stored objects that cannot be read (damaged, or not written by this tool): their
+    /// events count as missing, and the day is not repaired while they are there.
+    pub unreadable_objects: Vec<ObjectKey>,
 }
 
 impl DayReport {
-    /// Nothing missing (once repaired) and nothing doubled.
+    /// Nothing missing (once repaired), nothing doubled, every object readable.
     pub fn clean(&self) -> bool {
-        self.missing == self.repaired && self.duplicated == 0
+        self.missing == self.repaired && self.duplicated == 0 && self.unreadable_objects.is_empty()
     }
 }
 
@@ -90,6 +93,8 @@ pub struct VerifyReport {
     /// Days whose stored events are past Docker Hub's retention.
     pub days_past_retention: u64,
     pub repaired: u64,
+    /// Stored objects that could not be read.
+    pub unreadable_objects: u64,
     /// Docker Hub requests, before the verify started (estimated) and in fact.
     pub estimated_requests: u64,
     pub requests: u64,
@@ -102,9 +107,10 @@ pub struct VerifyReport {
 }
 
 impl VerifyReport {
-    /// Every day verified, nothing missing (once repaired), nothing doubled.
+    /// Every day verified, nothing missing (once repaired), nothing doubled, every object
+    /// readable.
     pub fn clean(&self) -> bool {
-        self.complete && self.missing == self.repaired && self.duplicated == 0
+        self.complete && self.missing == self.repaired && self.duplicated == 0 && self.unreadable_objects == 0
     }
 
     fn add(&mut self, d: &DayReport) {
@@ -117,6 +123,7 @@ impl VerifyReport {
         self.unexpected += d.unexpected;
         self.days_past_retention += u64::from(d.past_retention);
         self.repaired += d.repaired;
+        self.unreadable_objects += d.unreadable_objects.len() as u64;
     }
 }
 
@@ -242,6 +249,7 @@ where
             unexpected: 0,
             days_past_retention: 0,
             repaired: 0,
+            unreadable_objects: 0,
             estimated_requests: estimated,
             requests: 0,
             complete: true,
@@ -273,7 +281,13 @@ where
             served_yet |= d.report.at_docker_hub > 0;
             d.report.past_retention = !served_yet && d.report.stored > 0 && w.to <= old;
             if let Some(missing) = d.missing_events.take().filter(|m| !m.is_empty()) {
-                let outcome = if d.report.unexpected > 0 {
+                let outcome = if let Some(bad) = d.report.unreadable_objects.first() {
+                    // Its events may be the missing ones: written again, they would be
+                    // stored twice once the object is mended.
+                    Err(format!(
+                        "{bad} cannot be read: move it out of the output (or restore it from a version), then repair"
+                    ))
+                } else if d.report.unexpected > 0 {
                     // Served events that are not stored, beside stored ones no longer
                     // served: Docker Hub may have changed the events' fields (and so their
                     // ids). Writing them would store the same events twice.
@@ -401,10 +415,20 @@ where
         let mut keys: Vec<ObjectKey> = Vec::new();
         let mut copies: HashMap<EventId, Vec<u32>> = HashMap::new();
         let mut stored_n = 0;
+        let mut unreadable_objects = Vec::new();
         for o in self.sink.list_day(org, day).await? {
             let idx = keys.len() as u32;
             let mut here = false;
-            for (id, ts) in stored::events_of(self.sink, &o.key).await? {
+            let events = match stored::events_of(self.sink, &o.key).await {
+                Ok(events) => events,
+                Err(StoreError::Invalid(why)) => {
+                    tracing::warn!(%org, %day, key = %o.key, "{why}");
+                    unreadable_objects.push(o.key);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            for (id, ts) in events {
                 if w.contains(ts) {
                     copies.entry(id).or_default().push(idx);
                     stored_n += 1;
@@ -456,6 +480,7 @@ where
                 repaired: 0,
                 duplicates,
                 unreadable_served: unreadable,
+                unreadable_objects,
             },
             missing_events,
         })

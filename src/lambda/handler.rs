@@ -261,6 +261,9 @@ fn log_day(p: Progress<'_>) {
                 let keys: Vec<&str> = dup.keys.iter().map(|k| k.0.as_str()).collect();
                 tracing::warn!(day = %d.day, events = dup.events, keys = ?keys, "events stored more than once");
             }
+            for key in &d.unreadable_objects {
+                tracing::error!(day = %d.day, key = %key, "a stored object cannot be read: move it out of the bucket (or restore a version), then verify with repair");
+            }
         }
     }
 }
@@ -280,7 +283,7 @@ fn verified(
             v["ok"] = json!(true);
             v["clean"] = json!(r.clean());
             v["api_requests"] = json!(metrics.api_requests);
-            if r.missing > r.repaired || r.duplicated > 0 {
+            if !r.clean() && r.complete {
                 tracing::error!(
                     missing = r.missing,
                     repaired = r.repaired,
