@@ -145,7 +145,7 @@ fn run(c: &mut Command) -> (Option<i32>, String, String) {
 
 fn verify(store: &Store, url: &str, extra: &[&str]) -> (Option<i32>, String, String) {
     let mut args = vec!["verify", "--hub-url", url, "--retry-base", "10ms"];
-    if !extra.contains(&"--since") {
+    if !extra.contains(&"--since") && !extra.contains(&"--from") {
         args.extend(["--since", "30d"]);
     }
     args.extend_from_slice(extra);
@@ -253,6 +253,9 @@ async fn verify_drill(store: Store) {
     assert_eq!(code, Some(2), "{err}");
     let (code, _, _) = run(&mut store.cmd(&["verify", "--since", "soon"]));
     assert_eq!(code, Some(2));
+    let (code, _, err) = verify(&store, &url, &["--from", "2099-01-01"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("nothing to verify"), "{err}");
     hub.shutdown();
 }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::event::key::ObjectKey;
+use crate::event::key::{position, ObjectKey};
 use crate::types::{EventId, Org, RunId};
 
 /// The durable state of one org.
@@ -16,8 +16,8 @@ use crate::types::{EventId, Org, RunId};
 /// - `seen` holds the id of every stored event with a timestamp at or after `seen_from`
 ///   (and `seen_from <= watermark`), so a re-read of `[seen_from, …)` can drop what is
 ///   already stored;
-/// - `recent` (when known) names every object stored whose first event is at or after
-///   `seen_from`: a run that finds another such object in the output knows this checkpoint
+/// - `recent` (when known) names every object stored whose key sorts at or after
+///   `seen_from`'s position (for this tool's keys: whose first event is at or after it): a run that finds another such object in the output knows this checkpoint
 ///   is older than the output (restored from a backup, or another store's) and rebuilds it;
 /// - `pending`, when set, names objects that may or may not have been written.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -101,8 +101,10 @@ impl Checkpoint {
     pub fn record_stored(&mut self, objects: &[PendingObject]) {
         for o in objects {
             let first = o.events.iter().map(|(_, t)| *t).min();
+            let from = self.seen_from.map(|f| position(&self.org, f));
             if let (Some(recent), Some(first)) = (self.recent.as_mut(), first) {
-                if self.seen_from.is_none_or(|f| first >= f) {
+                // By key, as the check against the output lists them.
+                if from.as_ref().is_none_or(|f| o.key.0 >= *f) {
                     recent.insert(o.key.clone(), first);
                 }
             }
@@ -133,7 +135,8 @@ impl Checkpoint {
         self.seen_from = Some(from);
         self.seen.retain(|_, ts| *ts >= from);
         if let Some(recent) = self.recent.as_mut() {
-            recent.retain(|_, first| *first >= from);
+            let from = position(&self.org, from);
+            recent.retain(|key, _| key.0 >= from);
         }
     }
 }

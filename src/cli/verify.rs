@@ -96,6 +96,14 @@ pub async fn verify(a: VerifyArgs, format: LogFormat) -> Result<(), Failed> {
         .verify(&cfg, &range, deadline, &mut progress)
         .await
         .map_err(|e| e.to_string())?;
+    if report.days == 0 && report.complete {
+        return Err(Failed::usage(format!(
+            "nothing to verify: the range starts at or after {}, where {}'s collection is final so far \
+             (the start of its overlap); give an earlier --from or a longer --since",
+            rfc3339(report.to),
+            a.org
+        )));
+    }
     if text {
         say!("{}", summary_line(&report));
     } else {

@@ -19,19 +19,9 @@ use chrono::{DateTime, Duration, Utc};
 use super::stored;
 use crate::checkpoint::Checkpoint;
 use crate::clock::Clock;
-use crate::event::key::partition;
+use crate::event::key::position as key_at;
 use crate::ports::{Checkpoints, Sink, StoreError};
 use crate::types::{floor_second, Org, RunId};
-
-/// The name part of a key for an object whose first event is at `t` (keys of objects
-/// with a first event at or after `t` sort after it).
-fn key_at(org: &Org, t: DateTime<Utc>) -> String {
-    format!(
-        "{}/{}",
-        partition(org, t.date_naive()),
-        t.format("%Y%m%dT%H%M%SZ")
-    )
-}
 
 /// Compares `cp` with what the output holds of its org: why it is older than the output,
 /// or `None` when it describes it.
@@ -131,10 +121,11 @@ pub async fn rebuild<S: Sink + ?Sized>(
             // remembered, so going on would store its events a second time.
             let events = stored::events_of(sink, &o.key).await?;
             objects_read += 1;
-            if let Some(first) = events.iter().map(|(_, t)| *t).min() {
-                if first >= from {
-                    recent.insert(o.key.clone(), first);
-                }
+            // By key, as `check` lists them: an object named otherwise than by its first
+            // event (not by this tool) is known too, and not rebuilt for again.
+            if o.key.0 >= key_at(&org, from) {
+                let first = events.iter().map(|(_, t)| *t).min().unwrap_or(from);
+                recent.insert(o.key.clone(), first);
             }
             seen.extend(events.into_iter().filter(|(_, t)| *t >= from));
         }

@@ -102,7 +102,7 @@ pub struct VerifyReport {
     /// reported covers `[from, to)` only.
     pub complete: bool,
     pub stopped_early: Option<String>,
-    /// Why `repair` was asked for but not done.
+    /// Why missing events were not (or would not be) repaired, for the first such day.
     pub repair_skipped: Option<String>,
 }
 
@@ -226,9 +226,17 @@ where
         let to = range.until.map_or(settled, |u| u.min(settled));
         let from = crate::types::floor_second(range.from.min(to));
         let days = days_of(from, to);
+        // Listed only where there are partitions: a range reaching back years costs one
+        // listing per stored day, not per calendar day.
+        let stored_days: std::collections::BTreeSet<NaiveDate> =
+            self.sink.days(org).await?.into_iter().collect();
         let mut estimated = 0;
         for (day, _) in &days {
-            let bytes: u64 = self.sink.list_day(org, *day).await?.iter().map(|o| o.size).sum();
+            let bytes: u64 = if stored_days.contains(day) {
+                self.sink.list_day(org, *day).await?.iter().map(|o| o.size).sum()
+            } else {
+                0
+            };
             estimated += day_cost(bytes / STORED_BYTES_PER_EVENT, cfg.page_size);
         }
         progress(Progress::Plan {
@@ -280,33 +288,39 @@ where
                 .await?;
             served_yet |= d.report.at_docker_hub > 0;
             d.report.past_retention = !served_yet && d.report.stored > 0 && w.to <= old;
-            if let Some(missing) = d.missing_events.take().filter(|m| !m.is_empty()) {
-                let outcome = if let Some(bad) = d.report.unreadable_objects.first() {
+            if d.report.missing > 0 {
+                let blocked = if let Some(bad) = d.report.unreadable_objects.first() {
                     // Its events may be the missing ones: written again, they would be
                     // stored twice once the object is mended.
-                    Err(format!(
+                    Some(format!(
                         "{bad} cannot be read: move it out of the output (or restore it from a version), then repair"
                     ))
                 } else if d.report.unexpected > 0 {
                     // Served events that are not stored, beside stored ones no longer
                     // served: Docker Hub may have changed the events' fields (and so their
                     // ids). Writing them would store the same events twice.
-                    Err(format!(
+                    Some(format!(
                         "{day} also holds {} stored event(s) Docker Hub no longer serves as stored (changed \
                          fields?); compare them before repairing that day",
                         d.report.unexpected
                     ))
                 } else {
-                    self.repair_day(cfg, day, w, missing, &run_id).await?
+                    None
+                };
+                let outcome = match (blocked, d.missing_events.take()) {
+                    (Some(why), _) => Some(Err(why)),
+                    (None, Some(missing)) => Some(self.repair_day(cfg, day, w, missing, &run_id).await?),
+                    (None, None) => None,
                 };
                 match outcome {
-                    Ok((written, stored_meanwhile)) => {
+                    None => {}
+                    Some(Ok((written, stored_meanwhile))) => {
                         d.report.repaired = written;
                         // Stored by a poll between the comparison and the lease: not missing.
                         d.report.missing -= stored_meanwhile;
                         d.report.stored += stored_meanwhile;
                     }
-                    Err(why) => {
+                    Some(Err(why)) => {
                         tracing::warn!(%org, %day, reason = %why, "missing events not repaired");
                         report.repair_skipped.get_or_insert(why);
                     }
@@ -336,7 +350,14 @@ where
                 "a poll held the org's lease: run verify --repair again when it has finished".into(),
             ));
         };
-        let result = async {
+        let mut beat = super::Beat::new(self.checkpoints);
+        let work = async {
+            if cp.watermark.is_none() {
+                return Ok(Err(
+                    "the checkpoint went away meanwhile: the next poll rebuilds it; verify again after it"
+                        .into(),
+                ));
+            }
             if cp.pending.is_some() {
                 return Ok(Err(
                     "an interrupted commit is pending: the next poll finishes it; verify again after it"
@@ -394,8 +415,18 @@ where
             }
             tracing::info!(%org, %day, events = written, "repaired: missing events written");
             Ok(Ok((written, stored_meanwhile)))
-        }
-        .await;
+        };
+        // Reading a busy day's objects again can take a while: the lease is kept meanwhile.
+        let result = match super::renewing(self.checkpoints, &lease, &mut beat, work)
+            .await
+            .and_then(|r| r)
+        {
+            // Taken over (it paused past its lease): what it committed stands; the rest waits.
+            Err(StoreError::Conflict(why)) => Ok(Err(format!(
+                "another run took the org's lease during the repair ({why}): run verify --repair again"
+            ))),
+            r => r,
+        };
         if let Err(e) = self.checkpoints.release(lease).await {
             tracing::warn!(error = %e, "could not release the lease; it expires by itself");
         }

@@ -38,6 +38,16 @@ pub fn quarantine_key(org: &Org, item: &serde_json::Value) -> ObjectKey {
 /// The top folder of the quarantine.
 pub const QUARANTINE: &str = "_quarantine";
 
+/// Where in key order the objects of `org` whose first event is at or after `t` (a whole
+/// second) begin: their keys sort after this string, the keys of earlier ones before it.
+pub fn position(org: &Org, t: DateTime<Utc>) -> String {
+    format!(
+        "{}/{}",
+        partition(org, t.date_naive()),
+        t.format("%Y%m%dT%H%M%SZ")
+    )
+}
+
 /// The key of an object holding `ids` (any order), whose earliest event is at `first`.
 pub fn object_key(org: &Org, date: NaiveDate, first: DateTime<Utc>, ids: &[EventId]) -> ObjectKey {
     let mut sorted: Vec<&str> = ids.iter().map(|i| i.0.as_str()).collect();

@@ -291,7 +291,7 @@ fn verified(
                     repair_skipped = r.repair_skipped.as_deref().unwrap_or(""),
                     "verify: the stored trail differs from Docker Hub's"
                 );
-            } else if r.missing > 0 {
+            } else if r.clean() && r.missing > 0 {
                 tracing::warn!(
                     missing = r.missing,
                     "verify: events were missing and are repaired"

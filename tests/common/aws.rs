@@ -174,9 +174,9 @@ pub async fn assert_exact_s3(expected: &[String], s3: &aws_sdk_s3::Client, bucke
 }
 
 /// An object under `prefix` whose events all lie well inside what a verify of the last two
-/// days covers (from two days ago to where the collection is final, 16 minutes ago), with
-/// its records; `None` when there is none (with one object a day, in the minutes after
-/// midnight).
+/// days covers (from two days ago to where the collection is final, about 16 minutes
+/// before the last poll: an hour leaves room for slow machines), with its records; `None`
+/// when there is none (with one object a day, in the first hour after midnight).
 pub async fn object_inside_two_days(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
@@ -185,7 +185,7 @@ pub async fn object_inside_two_days(
     let now = chrono::Utc::now();
     let (from, to) = (
         now - chrono::Duration::hours(47),
-        now - chrono::Duration::minutes(20),
+        now - chrono::Duration::hours(1),
     );
     read_all(s3, bucket, prefix)
         .await

@@ -384,3 +384,23 @@ async fn a_damaged_object_is_named_and_never_repaired_or_rebuilt_over() {
     assert!(reports[0].rebuilt.is_some());
     assert_exact(&hub, &sink, clock.now() - c.lag);
 }
+
+/// An object not named by this tool (a compaction job's `part-0000.json.gz`, say) in the
+/// newest partition: one rebuild learns it, later runs do not rebuild again for it, and
+/// nothing is stored twice.
+#[tokio::test]
+async fn an_object_named_by_another_tool_costs_one_rebuild_not_one_per_run() {
+    let (clock, hub, cps, sink, c) = fixture(141, 300);
+    run(&hub, &cps, &sink, &clock, &c).await.unwrap();
+    let newest = sink.objects.lock().unwrap().keys().last().unwrap().clone();
+    let renamed = ObjectKey(format!(
+        "{}/part-0000.json.gz",
+        newest.0.rsplit_once('/').unwrap().0
+    ));
+    let body = sink.objects.lock().unwrap().remove(&newest).unwrap();
+    sink.objects.lock().unwrap().insert(renamed, body);
+    let reports = go_on(&hub, &cps, &sink, &clock, &c, 142, 30).await;
+    assert!(reports[0].rebuilt.is_some(), "{reports:?}");
+    assert!(reports[1..].iter().all(|r| r.rebuilt.is_none()), "{reports:?}");
+    assert_exact(&hub, &sink, clock.now() - c.lag);
+}
