@@ -8,6 +8,10 @@
 //!   for one outside system;
 //! - [`event`] is the record: canonical form, `event_id`, encoding, object keys.
 
+// Lets the unit tests share the integration tests' helpers, which name the crate.
+#[cfg(test)]
+extern crate self as dockerhub_audit;
+
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod checkpoint;

@@ -89,6 +89,11 @@ impl Stack {
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("aws {args:?}: not JSON ({e}): {out}"))
     }
 
+    /// A schedule as the Scheduler API reads it back.
+    fn schedule(&self, group: &str, name: &str) -> Value {
+        self.aws(&["scheduler", "get-schedule", "--group-name", group, "--name", name])
+    }
+
     /// Invokes `function` with `payload` (the answer lands in `file`): the invocation's
     /// metadata and the function's answer.
     fn invoke(&self, function: &str, payload: &str, file: &std::path::Path) -> (Value, Value) {
@@ -240,14 +245,7 @@ async fn sam_deploy_then_each_schedule_input_collects_its_org_exactly() {
     let (verifies, collects): (Vec<&String>, Vec<&String>) =
         names.iter().partition(|n| n.starts_with("verify-"));
     for schedule in collects {
-        let sch = stack.aws(&[
-            "scheduler",
-            "get-schedule",
-            "--group-name",
-            group,
-            "--name",
-            schedule,
-        ]);
+        let sch = stack.schedule(group, schedule);
         let target = &sch["Target"];
         assert!(
             s(&target["Arn"]).ends_with(&format!(":function:{function}")),
@@ -307,14 +305,7 @@ async fn sam_deploy_then_each_schedule_input_collects_its_org_exactly() {
     };
     let mut verified = Vec::new();
     for schedule in verifies {
-        let sch = stack.aws(&[
-            "scheduler",
-            "get-schedule",
-            "--group-name",
-            group,
-            "--name",
-            schedule,
-        ]);
+        let sch = stack.schedule(group, schedule);
         let input = s(&sch["Target"]["Input"]);
         let v: Value = serde_json::from_str(&input).unwrap();
         assert_eq!(

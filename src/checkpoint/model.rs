@@ -1,6 +1,6 @@
 //! What the poller keeps per org between runs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -40,10 +40,11 @@ pub struct Checkpoint {
     /// How many unreadable items runs have put in the output's quarantine, in all.
     #[serde(default)]
     pub quarantined: u64,
-    /// The objects stored with a first event at or after `seen_from`, with that event's
-    /// time. `None` in a checkpoint written before this was kept (learnt on its next run).
+    /// The objects stored whose keys sort at or after `seen_from`'s position (this tool's:
+    /// those whose first event is at or after it). `None` in a checkpoint written before
+    /// this was kept (rebuilt on its next run).
     #[serde(default)]
-    pub recent: Option<BTreeMap<ObjectKey, DateTime<Utc>>>,
+    pub recent: Option<BTreeSet<ObjectKey>>,
 }
 
 /// A commit in flight: the objects about to be written and the watermark they complete.
@@ -84,13 +85,13 @@ impl Checkpoint {
             last_run: None,
             output: None,
             quarantined: 0,
-            recent: Some(BTreeMap::new()),
+            recent: Some(BTreeSet::new()),
         }
     }
 
     /// Whether this checkpoint knows `key` as stored (or about to be, in its pending commit).
     pub fn knows(&self, key: &ObjectKey) -> bool {
-        self.recent.as_ref().is_some_and(|r| r.contains_key(key))
+        self.recent.as_ref().is_some_and(|r| r.contains(key))
             || self
                 .pending
                 .as_ref()
@@ -100,12 +101,11 @@ impl Checkpoint {
     /// Records that these objects are stored: their ids join `seen`.
     pub fn record_stored(&mut self, objects: &[PendingObject]) {
         for o in objects {
-            let first = o.events.iter().map(|(_, t)| *t).min();
             let from = self.seen_from.map(|f| position(&self.org, f));
-            if let (Some(recent), Some(first)) = (self.recent.as_mut(), first) {
+            if let Some(recent) = self.recent.as_mut() {
                 // By key, as the check against the output lists them.
                 if from.as_ref().is_none_or(|f| o.key.0 >= *f) {
-                    recent.insert(o.key.clone(), first);
+                    recent.insert(o.key.clone());
                 }
             }
             for (id, ts) in &o.events {
@@ -136,7 +136,7 @@ impl Checkpoint {
         self.seen.retain(|_, ts| *ts >= from);
         if let Some(recent) = self.recent.as_mut() {
             let from = position(&self.org, from);
-            recent.retain(|key, _| key.0 >= from);
+            recent.retain(|key| key.0 >= from);
         }
     }
 }

@@ -12,6 +12,7 @@ macro_rules! say {
 }
 
 mod args;
+mod checkpoint;
 mod demo;
 mod emulator;
 mod poll;
@@ -65,7 +66,7 @@ pub fn main() -> ExitCode {
             Command::Verify(a) => verify::verify(a, format).await,
             Command::Checkpoint {
                 command: args::CheckpointCommand::Rebuild(a),
-            } => verify::rebuild(a).await.map_err(Failed::from),
+            } => checkpoint::rebuild(a).await.map_err(Failed::from),
             Command::Emulator(a) => emulator::serve(a).await.map_err(Failed::from),
             Command::Demo(a) => demo::demo(a).await.map_err(Failed::from),
         }

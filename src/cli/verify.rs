@@ -1,8 +1,8 @@
-//! `verify` and `checkpoint rebuild`, on local files or on S3 and DynamoDB.
+//! `verify`, on local files or on S3 and DynamoDB.
 
 use serde_json::json;
 
-use super::args::{RebuildArgs, VerifyArgs};
+use super::args::VerifyArgs;
 use super::poll::{credentials, hub_config, Wired};
 use super::Failed;
 use crate::clock::{Clock, SystemClock};
@@ -215,32 +215,4 @@ fn problem(r: &VerifyReport) -> String {
         ));
     }
     parts.join("; ")
-}
-
-pub async fn rebuild(a: RebuildArgs) -> Result<(), String> {
-    let stores = a.store.stores();
-    let checkpoints = stores.checkpoints().await?;
-    let sink = stores.sink().await?;
-    // No Docker Hub here: the rebuild reads the output only.
-    let done =
-        crate::collect::rebuild::rebuild_leased(&checkpoints, sink.as_ref(), &SystemClock, &a.org, a.overlap)
-            .await
-            .map_err(|e| e.to_string())?;
-    match done {
-        None => Err(format!(
-            "another run holds the lease of {}; run this again when it has finished",
-            a.org
-        )),
-        Some(None) => {
-            say!(
-                "{}: the output holds no objects of it; nothing to rebuild (the first poll reads back --lookback)",
-                a.org
-            );
-            Ok(())
-        }
-        Some(Some(done)) => {
-            say!("{}: {done}", a.org);
-            Ok(())
-        }
-    }
 }

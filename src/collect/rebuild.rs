@@ -12,14 +12,14 @@
 //! reads only the newest day or two, and a scheduled collector that refuses stops
 //! collecting until someone acts, while Docker Hub's retention runs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, Utc};
 
 use super::stored;
 use crate::checkpoint::Checkpoint;
 use crate::clock::Clock;
-use crate::event::key::position as key_at;
+use crate::event::key::position;
 use crate::ports::{Checkpoints, Sink, StoreError};
 use crate::types::{floor_second, Org, RunId};
 
@@ -46,7 +46,7 @@ pub async fn check<S: Sink + ?Sized>(sink: &S, cp: &Checkpoint) -> Result<Option
     let from = floor_second(cp.seen_from.unwrap_or(w).min(w));
     // One more than it knows: a full listing then holds at least one unknown object.
     let known = recent.len() + cp.pending.as_ref().map_or(0, |p| p.objects.len());
-    let listed = sink.list_after(org, &key_at(org, from), known + 1).await?;
+    let listed = sink.list_after(org, &position(org, from), known + 1).await?;
     Ok(listed.iter().find(|o| !cp.knows(&o.key)).map(|o| {
         format!(
             "the output holds {}, which the checkpoint of {org} does not know (a checkpoint restored from an \
@@ -85,8 +85,7 @@ impl std::fmt::Display for Rebuilt {
 /// Rebuilds in `cp` what a run must remember from what the output holds of its org: the
 /// watermark moves to the latest stored event (never back), `seen_from` to
 /// `watermark - overlap`, and `seen` and `recent` hold every stored object and id from
-/// there on. `None` (and `cp` unchanged)
-/// when the output holds nothing of the org. The pending commit, if any, is kept: it is
+/// there on. `None` (and `cp` unchanged) when the output holds nothing of the org. The pending commit, if any, is kept: it is
 /// rolled forward under its own keys.
 ///
 /// Sound because objects are written in time order and a checkpoint only records an
@@ -97,7 +96,22 @@ pub async fn rebuild<S: Sink + ?Sized>(
     overlap: Duration,
 ) -> Result<Option<Rebuilt>, StoreError> {
     let org = cp.org.clone();
-    let Some(latest) = stored::latest(sink, &org).await? else {
+    let days = sink.days(&org).await?;
+    // The newest partition holding events gives the latest stored event (an object holds
+    // the events of its own date); it is read once, and kept for what follows.
+    let (mut read, mut earlier, mut latest) = (Vec::new(), days.as_slice(), None);
+    while let Some((day, before)) = earlier.split_last() {
+        read = stored::of_day(sink, &org, *day).await?;
+        earlier = before;
+        latest = read
+            .iter()
+            .flat_map(|(_, events)| events.iter().map(|(_, t)| *t))
+            .max();
+        if latest.is_some() {
+            break;
+        }
+    }
+    let Some(latest) = latest else {
         return Ok(None);
     };
     let before = cp.watermark;
@@ -106,29 +120,24 @@ pub async fn rebuild<S: Sink + ?Sized>(
     // its commits keep only ids from `watermark - overlap` on, so a window starting earlier
     // would be read against ids already let go. Everything before is stored.
     let from = floor_second(watermark.checked_sub_signed(overlap).unwrap_or(watermark));
+    // An object that cannot be read fails the rebuild, naming it: its ids cannot be
+    // remembered, so going on would store its events a second time.
+    for day in earlier.iter().filter(|d| **d >= from.date_naive()) {
+        read.extend(stored::of_day(sink, &org, *day).await?);
+    }
+    let objects_read = read.len() as u64;
     let mut seen: BTreeMap<_, _> = std::mem::take(&mut cp.seen)
         .into_iter()
         .filter(|(_, t)| *t >= from)
         .collect();
-    let mut recent = BTreeMap::new();
-    let mut objects_read = 0;
-    for day in sink.days(&org).await? {
-        if day < from.date_naive() {
-            continue;
+    let mut recent = BTreeSet::new();
+    for (key, events) in read {
+        // By key, as `check` lists them: an object named otherwise than by its first event
+        // (not by this tool) is known too, and not rebuilt for again.
+        if key.0 >= position(&org, from) {
+            recent.insert(key);
         }
-        for o in sink.list_day(&org, day).await? {
-            // An object that cannot be read fails the rebuild, naming it: its ids cannot be
-            // remembered, so going on would store its events a second time.
-            let events = stored::events_of(sink, &o.key).await?;
-            objects_read += 1;
-            // By key, as `check` lists them: an object named otherwise than by its first
-            // event (not by this tool) is known too, and not rebuilt for again.
-            if o.key.0 >= key_at(&org, from) {
-                let first = events.iter().map(|(_, t)| *t).min().unwrap_or(from);
-                recent.insert(o.key.clone(), first);
-            }
-            seen.extend(events.into_iter().filter(|(_, t)| *t >= from));
-        }
+        seen.extend(events.into_iter().filter(|(_, t)| *t >= from));
     }
     let ids = seen.len() as u64;
     cp.watermark = Some(watermark);
@@ -199,7 +208,7 @@ mod tests {
             .unwrap()
             .to_utc();
         let k = crate::event::key::object_key(&org, t.date_naive(), t, &[crate::types::EventId("a".into())]);
-        assert!(k.0.as_str() > key_at(&org, t).as_str());
-        assert!(k.0.as_str() < key_at(&org, t + Duration::seconds(1)).as_str());
+        assert!(k.0.as_str() > position(&org, t).as_str());
+        assert!(k.0.as_str() < position(&org, t + Duration::seconds(1)).as_str());
     }
 }

@@ -9,6 +9,9 @@ use crate::event::key::ObjectKey;
 use crate::ports::{Sink, StoreError};
 use crate::types::{EventId, Org};
 
+/// A stored object's key, and its events (id, time) in the order of its records.
+pub type Stored = (ObjectKey, Vec<(EventId, DateTime<Utc>)>);
+
 /// The events (id, time) of one stored object, in the order of its records.
 pub async fn events_of<S: Sink + ?Sized>(
     sink: &S,
@@ -42,19 +45,16 @@ pub async fn events_of<S: Sink + ?Sized>(
         .collect()
 }
 
-/// The latest event time stored for `org`, or `None` when the output holds nothing of it.
-/// Reads the newest partition only (an object holds the events of its own date).
-pub async fn latest<S: Sink + ?Sized>(sink: &S, org: &Org) -> Result<Option<DateTime<Utc>>, StoreError> {
-    let days: Vec<NaiveDate> = sink.days(org).await?;
-    for day in days.into_iter().rev() {
-        let mut max = None;
-        for o in sink.list_day(org, day).await? {
-            let newest = events_of(sink, &o.key).await?.into_iter().map(|(_, t)| t).max();
-            max = max.max(newest);
-        }
-        if max.is_some() {
-            return Ok(max);
-        }
+/// Every object of `org`'s partition of `day`, with its events (id, time).
+pub async fn of_day<S: Sink + ?Sized>(
+    sink: &S,
+    org: &Org,
+    day: NaiveDate,
+) -> Result<Vec<Stored>, StoreError> {
+    let mut out = Vec::new();
+    for o in sink.list_day(org, day).await? {
+        let events = events_of(sink, &o.key).await?;
+        out.push((o.key, events));
     }
-    Ok(None)
+    Ok(out)
 }

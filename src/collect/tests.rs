@@ -765,99 +765,10 @@ impl Checkpoints for LeaseView<'_> {
     }
 }
 
-/// Stops the `at`-th store or sink operation of one run (before it acts, or after it acted
-/// and before it answers) until the test lets it go: a laptop that sleeps, a stalled network.
-struct Gate {
-    at: u32,
-    after: bool,
-    seen: std::sync::atomic::AtomicU32,
-    reached: tokio::sync::Notify,
-    go: tokio::sync::Notify,
-}
-
-impl Gate {
-    fn new(at: u32, after: bool) -> Self {
-        Gate {
-            at,
-            after,
-            seen: Default::default(),
-            reached: Default::default(),
-            go: Default::default(),
-        }
-    }
-    /// Counts an operation; at the gated one, waits to be let go.
-    async fn pass(&self, after: bool) {
-        use std::sync::atomic::Ordering;
-        if after != self.after {
-            return;
-        }
-        if self.seen.fetch_add(1, Ordering::SeqCst) == self.at {
-            self.reached.notify_one();
-            self.go.notified().await;
-        }
-    }
-}
-
-/// Run A's stores, through the gate.
-struct Gated<'a> {
-    store: LeaseView<'a>,
-    sink: &'a MemSink,
-    gate: &'a Gate,
-}
-
-macro_rules! gated {
-    ($self:ident, $op:expr) => {{
-        $self.gate.pass(false).await;
-        let out = $op;
-        $self.gate.pass(true).await;
-        out
-    }};
-}
-
-#[async_trait]
-impl Checkpoints for Gated<'_> {
-    type Lease = String;
-    async fn acquire(&self, org: &Org, owner: &RunId) -> Result<Option<(String, Checkpoint)>, StoreError> {
-        gated!(self, self.store.acquire(org, owner).await)
-    }
-    async fn save(&self, lease: &String, cp: &mut Checkpoint) -> Result<(), StoreError> {
-        gated!(self, self.store.save(lease, cp).await)
-    }
-    async fn heartbeat(&self, lease: &String) -> Result<(), StoreError> {
-        gated!(self, self.store.heartbeat(lease).await)
-    }
-    async fn release(&self, lease: String) -> Result<(), StoreError> {
-        gated!(self, self.store.release(lease).await)
-    }
-    async fn peek(&self, org: &Org) -> Result<Option<Checkpoint>, StoreError> {
-        self.store.peek(org).await
-    }
-}
-
-#[async_trait]
-impl Sink for Gated<'_> {
-    async fn put(&self, key: &ObjectKey, body: Vec<u8>) -> Result<PutOutcome, StoreError> {
-        gated!(self, self.sink.put(key, body).await)
-    }
-    async fn exists(&self, key: &ObjectKey) -> Result<bool, StoreError> {
-        gated!(self, self.sink.exists(key).await)
-    }
-    async fn identity(&self) -> Result<String, StoreError> {
-        self.sink.identity().await
-    }
-    async fn days(&self, org: &Org) -> Result<Vec<NaiveDate>, StoreError> {
-        self.sink.days(org).await
-    }
-    async fn list_day(&self, org: &Org, day: NaiveDate) -> Result<Vec<Listed>, StoreError> {
-        self.sink.list_day(org, day).await
-    }
-    async fn list_after(&self, org: &Org, after: &str, limit: usize) -> Result<Vec<Listed>, StoreError> {
-        self.sink.list_after(org, after, limit).await
-    }
-    async fn get(&self, key: &ObjectKey) -> Result<Vec<u8>, StoreError> {
-        self.sink.get(key).await
-    }
-}
+// The failpoint of the integration drills: it stops one store or sink operation of a run.
+#[path = "../../tests/common/gate.rs"]
+mod gate;
+use gate::{Gate, Gated};
 
 /// Run A stops at its `at`-th operation (before or after it acts), long enough for its
 /// lease to lapse on B's clock; B (clock skewed against A's) runs meanwhile, and more
@@ -894,7 +805,7 @@ async fn interleave(at: u32, after: bool, skew_a: Duration, skew_b: Duration) ->
             clock: &clock_a,
             ttl,
         },
-        sink: &sink,
+        sink: sink.clone(),
         gate: &gate,
     };
     let run_a = Poller {

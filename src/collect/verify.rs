@@ -71,13 +71,6 @@ pub struct DayReport {
     pub unreadable_objects: Vec<ObjectKey>,
 }
 
-impl DayReport {
-    /// Nothing missing (once repaired), nothing doubled, every object readable.
-    pub fn clean(&self) -> bool {
-        self.missing == self.repaired && self.duplicated == 0 && self.unreadable_objects.is_empty()
-    }
-}
-
 /// What a verify did, in all.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct VerifyReport {
@@ -227,7 +220,8 @@ where
         let from = crate::types::floor_second(range.from.min(to));
         let days = days_of(from, to);
         // Listed only where there are partitions: a range reaching back years costs one
-        // listing per stored day, not per calendar day.
+        // listing per stored day, not per calendar day. Each day is listed again when it is
+        // compared: keeping a year's listings would undo the one-day memory bound.
         let stored_days: std::collections::BTreeSet<NaiveDate> =
             self.sink.days(org).await?.into_iter().collect();
         let mut estimated = 0;
@@ -365,13 +359,8 @@ where
                 ));
             }
             let mut stored = std::collections::HashSet::new();
-            for o in self.sink.list_day(org, day).await? {
-                stored.extend(
-                    stored::events_of(self.sink, &o.key)
-                        .await?
-                        .into_iter()
-                        .map(|(id, _)| id),
-                );
+            for (_, events) in stored::of_day(self.sink, org, day).await? {
+                stored.extend(events.into_iter().map(|(id, _)| id));
             }
             let found = missing.len();
             let still: Vec<_> = missing
