@@ -20,6 +20,9 @@ pub struct PollConfig {
     pub page_size: u32,
     /// Events per commit: bounds memory whatever the backlog.
     pub batch_events: usize,
+    /// The most events one read of a window holds before it stands (a dense second with
+    /// more fails loudly): with `batch_events`, the bound on the events held in memory.
+    pub read_events: usize,
 }
 
 impl PollConfig {
@@ -36,6 +39,7 @@ impl PollConfig {
             max_duration: None,
             page_size: 100,
             batch_events: 5000,
+            read_events: 16_000,
         }
     }
 
@@ -59,6 +63,12 @@ impl PollConfig {
         }
         if self.batch_events == 0 {
             return Err("the batch size must be at least 1 event".into());
+        }
+        if self.read_events < self.page_size as usize * 2 {
+            return Err(format!(
+                "--max-read-events must hold at least two pages ({} events)",
+                self.page_size * 2
+            ));
         }
         Ok(())
     }

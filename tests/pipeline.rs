@@ -334,6 +334,8 @@ async fn a_run_stalled_at_any_step_on_local_files_doubles_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let mut pc = poll_config(2);
         pc.batch_events = 40;
+        // Windows of about 30 events: several commits, many steps to stall at.
+        pc.read_events = 60;
         let gate = gate::Gate::new(at, at % 2 == 1);
         let a = gate::Gated {
             store: FileCheckpoints::new(dir.path().join("_checkpoints")),

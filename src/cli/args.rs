@@ -113,6 +113,10 @@ pub struct PollArgs {
     /// Events per commit (bounds memory).
     #[arg(long, default_value_t = 5000)]
     pub batch_events: usize,
+    /// The most events one read of a window holds (bounds memory; a single second with
+    /// more fails, saying so).
+    #[arg(long, default_value_t = 16_000)]
+    pub max_read_events: usize,
 }
 
 /// Where Docker Hub is, how to sign in, and how to talk to it.

@@ -169,6 +169,7 @@ pub async fn poll(a: PollArgs, format: LogFormat) -> Result<(), String> {
     cfg.overlap = a.overlap;
     cfg.max_duration = a.max_duration;
     cfg.batch_events = a.batch_events;
+    cfg.read_events = a.max_read_events;
     cfg.page_size = a.hub.page_size;
     let creds = credentials(a.hub.secret_id.as_deref()).await?;
     let ran = run_once(

@@ -6,44 +6,59 @@
 //! order of events in the same second, the page-size cap nor whether `from`/`to` are
 //! inclusive is documented, and a page may come back shorter than the others. So:
 //!
-//! - a window is taken from a **single page** whenever it fits in one: one response is one
+//! - a window that fits in **one page** is taken from that page: one response is one
 //!   snapshot, whatever the order;
-//! - a page is the last one only when it is **less than half** the smallest full page seen:
-//!   a server whose page size wanders (by up to half) cannot pass a cut page for the end;
-//!   otherwise the window is cut smaller (the caller adapts the span);
-//! - a single second with more events than a page is read page by page; the read stands
-//!   when its pages agree in size and **no event comes twice** (then, with as many events as
-//!   the second holds, none can be missing, whatever the order of ties or a late event did);
-//!   with repeats (real twins, or a late event, or pages that disagree about the order of
-//!   ties) it stands when a second read **with another page size** gives the same multiset;
-//!   failing that, the second is read **one action at a time** (the API's exact filter), and
-//!   the parts must add up to the whole; what cannot be settled fails loudly and commits
-//!   nothing;
+//! - a page is the last one only when it is **less than half** the smallest full page seen
+//!   (in this run, or by the same client in an earlier run of the process): a server whose
+//!   page size wanders (by up to half) cannot pass a cut page for the end; otherwise the
+//!   next page must come back empty;
+//! - a window with more than a page is **paged through** (up to `max_events`, the bound on
+//!   what one read holds). The read stands when its pages agree in size and **no event
+//!   comes in two pages**. Events are never removed, so an event that lands meanwhile can
+//!   only push others to later pages, where they are read again; and pages that disagree
+//!   about the order of ties put the same event in two pages too. With neither, every
+//!   event that was there is read exactly once (identical copies inside one page are real:
+//!   one page is one snapshot);
+//! - when some event does come in two pages (a real twin split by a page boundary, a late
+//!   event, unstable ties), only **those seconds** are read again on their own, each to one
+//!   consistent multiset, and put in place of what the pages gave; the result must then
+//!   hold as many events as the pages served, or the window is cut smaller;
+//! - a single second with more events than a page that cannot be settled that way is read
+//!   again **with another page size**, and failing that **one action at a time** (the
+//!   API's exact filter), the parts adding up to the whole; what cannot be settled fails
+//!   loudly and commits nothing;
 //! - queries are padded by a second on both sides and the answer filtered to `[from, to)`,
-//!   so inclusive and exclusive bounds, and sub-second timestamps, all give the same result.
+//!   so inclusive and exclusive bounds, and sub-second timestamps, all give the same result
+//!   (paged windows make the padding's cost a few events per window).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Instant;
 
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 
 use crate::event::id::canonical;
+use crate::event::HubEvent;
 use crate::ports::{AuditLog, HubError, Page, PageQuery};
-use crate::types::{Org, Window};
+use crate::types::{floor_second, Org, Window};
 
 /// The answer to "read this window".
 #[derive(Debug)]
 pub enum Read {
-    /// Every event of the window (those inside `[from, to)` only), from one snapshot, and
-    /// the unreadable items served with them.
+    /// Every event of the window (those inside `[from, to)` only), from one consistent
+    /// read, and the unreadable items served with them.
     Complete(Page),
-    /// More than fits in one page: cut the window smaller.
+    /// More than one read may hold, or pages that could not be settled: cut the window
+    /// smaller.
     TooMany,
 }
 
-/// The most pages read for one dense second before giving up: guards against a server
-/// that ignores `page` and repeats itself.
+/// The most pages read for one query before giving up: guards against a server that
+/// ignores `page` and repeats itself.
 const MAX_PAGES: u32 = 1000;
+
+/// The most seconds read again to settle one paged window; more means the server's pages
+/// are not to be trusted at this size, and the window is cut smaller.
+const MAX_SECONDS_AGAIN: usize = 16;
 
 pub struct Fetcher<'a, A: AuditLog + ?Sized> {
     api: &'a A,
@@ -54,46 +69,121 @@ pub struct Fetcher<'a, A: AuditLog + ?Sized> {
     known_full: Option<u32>,
     /// How many times a dense second is read looking for one that can be settled.
     max_reads: u32,
+    /// The most events one read holds before it stands (the bound on its memory).
+    max_events: usize,
+    /// Whether the user was told that the server gives fewer than asked.
+    warned_cap: bool,
     pub requests: u64,
 }
 
-/// All the pages of one query, and the size of each (the last one included).
-struct Pages {
-    page: Page,
-    sizes: Vec<u32>,
-}
+/// The pages of one query as served, the last one included.
+#[derive(Default)]
+struct Pages(Vec<Page>);
 
 impl Pages {
-    /// Whether every page but the last has the same size, and the last no more: pages that
-    /// agree about where each one starts.
-    fn steady(&self) -> bool {
-        match self.sizes.split_last() {
+    fn sizes(&self) -> Vec<usize> {
+        self.0.iter().map(Page::len).collect()
+    }
+
+    fn total(&self) -> usize {
+        self.0.iter().map(Page::len).sum()
+    }
+
+    /// Whether every page but the last holds all `size` events asked for, and the last no
+    /// more. A server whose page size wanders takes a page's offset from that page's own
+    /// size: a last page cut shorter then starts early (an event comes twice, which is
+    /// seen), never late (an event skipped, which would not be), as long as no page before
+    /// it was cut, which a page as large as asked for cannot have been.
+    fn whole(&self, size: u32) -> bool {
+        match self.0.split_last() {
             None => true,
             Some((last, rest)) => {
-                rest.iter().all(|s| Some(s) == rest.first()) && rest.first().is_none_or(|f| last <= f)
+                rest.iter().all(|p| p.len() == size as usize) && last.len() <= size as usize
             }
         }
     }
+
+    /// Whether every page but the last has the same size, and the last no more: pages that
+    /// agree about where each one starts (for a dense second, which cannot be cut smaller,
+    /// on a server that gives fewer than asked).
+    fn steady(&self) -> bool {
+        match self.0.split_last() {
+            None => true,
+            Some((last, rest)) => {
+                let first = rest.first().map(Page::len);
+                rest.iter().all(|p| Some(p.len()) == first) && first.is_none_or(|f| last.len() <= f)
+            }
+        }
+    }
+
+    fn into_page(self) -> Page {
+        let mut all = Page::default();
+        for p in self.0 {
+            all.extend(p);
+        }
+        all
+    }
+
+    /// The seconds in which one event comes in two pages (by its canonical form: a twin
+    /// split by a page boundary looks the same). `Err` when it is an unreadable item, which
+    /// has no second to read again.
+    fn repeated_seconds(&self) -> Result<BTreeSet<DateTime<Utc>>, String> {
+        for (i, p) in self.0.iter().enumerate() {
+            for u in &p.unreadable {
+                if self.0[i + 1..]
+                    .iter()
+                    .any(|q| q.unreadable.iter().any(|v| v.item == u.item))
+                {
+                    return Err("an unreadable item came in two of its pages".into());
+                }
+            }
+        }
+        // Only events of the same instant can be the same event: sort by time, compare
+        // within each instant across pages.
+        let mut by_time: Vec<(DateTime<Utc>, usize, &HubEvent)> = self
+            .0
+            .iter()
+            .enumerate()
+            .flat_map(|(i, p)| p.events.iter().map(move |e| (e.timestamp(), i, e)))
+            .collect();
+        by_time.sort_unstable_by_key(|(t, i, _)| (*t, *i));
+        let mut seconds = BTreeSet::new();
+        for group in by_time.chunk_by(|a, b| a.0 == b.0) {
+            let (first_page, last_page) = (group[0].1, group[group.len() - 1].1);
+            if first_page == last_page {
+                continue;
+            }
+            let repeated = group
+                .iter()
+                .enumerate()
+                .any(|(k, (_, i, e))| group[k + 1..].iter().any(|(_, j, f)| i != j && same_event(e, f)));
+            if repeated {
+                seconds.insert(floor_second(group[0].0));
+            }
+        }
+        Ok(seconds)
+    }
 }
 
-/// Whether `page` can stand as read: no event twice (then, with as many events as were
-/// served, none can be missing), or all of them alike (any copy is then the same).
-fn settled(page: &Page) -> bool {
-    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-    for item in fingerprint(page) {
-        *counts.entry(item).or_default() += 1;
-    }
-    counts.len() <= 1 || counts.values().all(|&n| n == 1)
+/// Whether two events of the same instant have the same canonical form: every field
+/// equal but `timestamp`, which may be written differently for the same instant.
+fn same_event(a: &HubEvent, b: &HubEvent) -> bool {
+    let (a, b) = (a.fields(), b.fields());
+    a.len() == b.len() && a.iter().all(|(k, v)| k == "timestamp" || b.get(k) == Some(v))
 }
 
 impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
-    pub fn new(api: &'a A, org: &'a Org, page_size: u32) -> Self {
+    /// A fetcher asking for pages of `page_size` and holding at most `max_events` events in
+    /// one read. It starts from what the client already learned of the server's page size.
+    pub fn new(api: &'a A, org: &'a Org, page_size: u32, max_events: usize) -> Self {
         Fetcher {
             api,
             org,
             page_size,
-            known_full: None,
+            known_full: api.full_page_hint().map(|n| n.min(page_size)),
             max_reads: 5,
+            max_events,
+            warned_cap: false,
             requests: 0,
         }
     }
@@ -111,7 +201,17 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
     fn learn(&mut self, full: u32) {
         // Keep the smallest: underestimating only costs extra requests, overestimating
         // would take a full page for the last one.
-        self.known_full = Some(self.known_full.map_or(full, |k| k.min(full)));
+        let known = self.known_full.map_or(full, |k| k.min(full));
+        self.known_full = Some(known);
+        self.api.remember_full_page(known);
+    }
+
+    /// Whether a page of `n` events, asked with pages of `size`, is surely the last one.
+    fn surely_last(&self, n: u32, size: u32) -> bool {
+        n < size
+            && self
+                .known_full
+                .is_some_and(|full| n.saturating_mul(2) < full.min(size))
     }
 
     /// One page; `deadline` is absolute, shared by every request of a window.
@@ -141,37 +241,112 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
         self.api.page(self.org, q, budget).await
     }
 
-    /// Reads `w` if it fits in one page.
+    /// Reads `w`: from one page when it fits, else page by page (see the module doc).
     pub async fn read(&mut self, w: Window, deadline: Option<Instant>) -> Result<Read, HubError> {
-        let first = self.get(w, 1, self.page_size, None, deadline).await?;
+        let size = self.page_size;
+        let first = self.get(w, 1, size, None, deadline).await?;
         let n = first.len() as u32;
         if n == 0 {
             return Ok(Read::Complete(Page::default()));
         }
-        if n >= self.page_size {
-            // The server gives at least what we ask: there may be more.
-            self.learn(self.page_size);
+        if self.surely_last(n, size) {
+            return Ok(Read::Complete(inside(w, first)));
+        }
+        if n < size {
+            // Short, but maybe not the last: it is if the next page is empty, asked with
+            // pages of the size page 1 came in (so it starts right after page 1's events,
+            // or earlier if the server cuts it, never later). Events are never removed, so
+            // if that page is empty later, page 1 held all there was when it was read. If
+            // not, the server gives fewer than asked (a cap, or a size that wanders), and
+            // windows must fit in one page.
+            let second = self.get(w, 2, n, None, deadline).await?;
+            if second.is_empty() {
+                return Ok(Read::Complete(inside(w, first)));
+            }
+            self.learn(n);
+            if !self.warned_cap {
+                self.warned_cap = true;
+                tracing::warn!(
+                    served = n,
+                    asked = size,
+                    "Docker Hub served a page of {n} events where {size} were asked and more followed; \
+                     windows are read one page each, which costs more requests: if it caps pages at {n}, \
+                     set the page size to {n}"
+                );
+            }
             return Ok(Read::TooMany);
         }
-        if let Some(full) = self.known_full {
-            // Well short of a full page: the end, even if the page size wanders by up to
-            // half. Closer to full: maybe a page cut short; read a smaller window.
-            return Ok(if n.saturating_mul(2) < full {
-                Read::Complete(inside(w, first))
-            } else {
-                Read::TooMany
-            });
+        self.learn(size);
+        let Some(pages) = self.page_on(w, None, size, first, true, deadline).await? else {
+            return Ok(Read::TooMany);
+        };
+        match self.settle(w, pages, size, deadline).await? {
+            Ok(page) => Ok(Read::Complete(inside(w, page))),
+            Err(why) => {
+                tracing::debug!(window = %w, %why, "reading the window again in smaller parts");
+                Ok(Read::TooMany)
+            }
         }
-        // A short page from a server whose cap we do not know: it is the end only if the
-        // next page is empty. Events are never removed, so if page 2 is empty later, page 1
-        // held everything there was when it was read.
-        let second = self.get(w, 2, self.page_size, None, deadline).await?;
-        if second.is_empty() {
-            Ok(Read::Complete(inside(w, first)))
-        } else {
-            self.learn(n);
-            Ok(Read::TooMany)
+    }
+
+    /// Whether paged-through `pages` stand as read; where an event came in two pages, its
+    /// second is read again on its own and put in place of what the pages gave, and the
+    /// result must hold as many events as the pages served. `Err(why)` (inside `Ok`) when
+    /// the pages cannot be settled that way.
+    async fn settle(
+        &mut self,
+        w: Window,
+        pages: Pages,
+        size: u32,
+        deadline: Option<Instant>,
+    ) -> Result<Result<Page, String>, HubError> {
+        if !pages.whole(size) {
+            return Ok(Err(format!(
+                "its pages came back in sizes that disagree ({:?})",
+                pages.sizes()
+            )));
         }
+        let again = match pages.repeated_seconds() {
+            Ok(again) => again,
+            Err(why) => return Ok(Err(why)),
+        };
+        if again.is_empty() {
+            return Ok(Ok(pages.into_page()));
+        }
+        if w.len() <= Duration::seconds(1) {
+            return Ok(Err("an event came in two of its pages".into()));
+        }
+        if again.len() > MAX_SECONDS_AGAIN {
+            return Ok(Err(format!(
+                "events came in two pages in {} seconds",
+                again.len()
+            )));
+        }
+        let served = pages.total();
+        let mut page = pages.into_page();
+        if !page.unreadable.is_empty() {
+            return Ok(Err(
+                "it holds unreadable items, which no second can single out".into()
+            ));
+        }
+        tracing::debug!(window = %w, seconds = again.len(), "reading again the seconds in which an event came in two pages");
+        page.events
+            .retain(|e| !again.contains(&floor_second(e.timestamp())));
+        for s in again {
+            let second = Window::new(s, s + Duration::seconds(1));
+            let part = match Box::pin(self.read(second, deadline)).await? {
+                Read::Complete(part) => part,
+                Read::TooMany => self.read_dense(second, deadline).await?,
+            };
+            page.extend(part);
+        }
+        if page.len() != served {
+            return Ok(Err(format!(
+                "read again second by second where events came in two pages, it holds {} events where its pages served {served}",
+                page.len()
+            )));
+        }
+        Ok(Ok(page))
     }
 
     /// Reads a window that cannot be cut (one second with more than a page of events). The
@@ -201,10 +376,10 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
         )))
     }
 
-    /// Every page of the query; it stands if its pages agree in size and it is settled (no
-    /// event twice, or all alike), or else if a second read **with another page size** gives
-    /// the same multiset (order-dependent paging would not). Returns the first read's page
-    /// when its sizes were steady (its count is then right), and the verdict.
+    /// Every page of the query; it stands if its pages agree in size and no event comes in
+    /// two of them (or all are alike), or else if a second read **with another page size**
+    /// gives the same multiset (order-dependent paging would not). Returns the first read's
+    /// page when its sizes were steady (its count is then right), and the verdict.
     async fn read_agreeing(
         &mut self,
         w: Window,
@@ -217,25 +392,28 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
                 None,
                 Err(format!(
                     "its pages came back in sizes that disagree ({:?})",
-                    first.sizes
+                    first.sizes()
                 )),
             ));
         }
-        if first.sizes.len() <= 1 || settled(&first.page) {
-            return Ok((Some(first.page.clone()), Ok(first.page)));
+        let settled = first.0.len() <= 1 || first.repeated_seconds().is_ok_and(|s| s.is_empty());
+        let first = first.into_page();
+        if settled || all_alike(&first) {
+            return Ok((Some(first.clone()), Ok(first)));
         }
         let served = self.known_full.unwrap_or(self.page_size).min(self.page_size);
         let other = (served * 2 / 3).max(1);
         let second = self.read_all_pages(w, action, other, deadline).await?;
-        let verdict = if second.steady() && fingerprint(&second.page) == fingerprint(&first.page) {
-            Ok(second.page)
+        let same = fingerprint(&second.0.iter().collect::<Vec<_>>()) == fingerprint(&[&first]);
+        let verdict = if second.steady() && same {
+            Ok(second.into_page())
         } else {
             Err(format!(
                 "it was read with pages of {served} and of {other} events and the two disagree (the server orders \
                  events of the same second differently from page to page, or events landed meanwhile)"
             ))
         };
-        Ok((Some(first.page), verdict))
+        Ok((Some(first), verdict))
     }
 
     /// The second again, one action at a time. `Err(why)` (inside `Ok`) when a part cannot
@@ -274,8 +452,8 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
         Ok(Ok(parts))
     }
 
-    /// Every page of the padded query with pages of `size`, unfiltered by time, up to the
-    /// first empty one.
+    /// Every page of the padded query with pages of `size`, unfiltered by time. More than
+    /// one read may hold is an error: a second that dense needs a larger bound.
     async fn read_all_pages(
         &mut self,
         w: Window,
@@ -283,21 +461,60 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
         size: u32,
         deadline: Option<Instant>,
     ) -> Result<Pages, HubError> {
-        let mut all = Pages {
-            page: Page::default(),
-            sizes: Vec::new(),
-        };
-        for page in 1..=MAX_PAGES {
-            let got = self.get(w, page, size, action, deadline).await?;
-            let n = got.len() as u32;
+        let first = self.get(w, 1, size, action, deadline).await?;
+        match self.page_on(w, action, size, first, false, deadline).await? {
+            Some(pages) => Ok(pages),
+            None => Err(HubError::Rejected(format!(
+                "{w} holds more than {} events in one second, more than one read may hold; \
+                 raise --max-read-events (each event held costs about 1 KiB of memory)",
+                self.max_events
+            ))),
+        }
+    }
+
+    /// The pages of the padded query from page 1 (`first`, already read) on, up to the
+    /// last one: a page surely short of a full one, or else an empty page. `None` once they
+    /// hold more than `max_events` events.
+    ///
+    /// `whole`: the pages must all hold `size` but the last (see [`Pages::whole`]). Then a
+    /// short page after whole ones is the last, whatever its size: either the list ended
+    /// there, or the server cut it, and a cut page after whole ones starts early, so an
+    /// event comes in two pages and [`Fetcher::settle`] refuses the read.
+    async fn page_on(
+        &mut self,
+        w: Window,
+        action: Option<&str>,
+        size: u32,
+        first: Page,
+        whole: bool,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Pages>, HubError> {
+        let mut pages = Pages::default();
+        let mut held = 0;
+        let mut got = first;
+        for number in 2..=MAX_PAGES + 1 {
+            let n = got.len();
             if n == 0 {
-                return Ok(all);
+                return Ok(Some(pages));
             }
-            if n >= size {
+            // Only pages of the size asked for the run teach the cap: a smaller one asked to
+            // check a dense second would lower it for nothing.
+            if n as u32 >= size && size == self.page_size {
                 self.learn(size);
             }
-            all.sizes.push(n);
-            all.page.extend(got);
+            held += n;
+            if held > self.max_events {
+                return Ok(None);
+            }
+            let after_whole = whole && number > 2 && pages.0.iter().all(|p| p.len() == size as usize);
+            pages.0.push(got);
+            if self.surely_last(n as u32, size) || (after_whole && (n as u32) < size) {
+                return Ok(Some(pages));
+            }
+            if number > MAX_PAGES {
+                break;
+            }
+            got = self.get(w, number, size, action, deadline).await?;
         }
         Err(HubError::Rejected(format!(
             "{w} still had events after {MAX_PAGES} pages; the server may be ignoring the page parameter"
@@ -305,10 +522,26 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
     }
 }
 
-/// A page as a multiset, for comparing reads.
-fn fingerprint(page: &Page) -> Vec<String> {
-    let mut v: Vec<String> = page.events.iter().map(canonical).collect();
-    v.extend(page.unreadable.iter().map(|u| u.item.to_string()));
+/// Whether every item of `page` is the same (any copy is then as good as another).
+fn all_alike(page: &Page) -> bool {
+    page.unreadable.is_empty()
+        && page
+            .events
+            .windows(2)
+            .all(|p| p[0].timestamp() == p[1].timestamp() && same_event(&p[0], &p[1]))
+}
+
+/// Pages as one multiset, for comparing reads.
+fn fingerprint(pages: &[&Page]) -> Vec<String> {
+    let mut v: Vec<String> = pages
+        .iter()
+        .flat_map(|p| p.events.iter().map(canonical))
+        .collect();
+    v.extend(
+        pages
+            .iter()
+            .flat_map(|p| p.unreadable.iter().map(|u| u.item.to_string())),
+    );
     v.sort_unstable();
     v
 }

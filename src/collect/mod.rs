@@ -302,7 +302,14 @@ where
             lease,
             sink: self.sink,
         };
-        let mut reader = Reader::new(self.api, org, cfg.page_size, deadline, self.clock);
+        let mut reader = Reader::new(
+            self.api,
+            org,
+            cfg.page_size,
+            cfg.read_events,
+            deadline,
+            self.clock,
+        );
         if let Some(intent) = cp.pending.clone() {
             let finished = self
                 .recover(cfg, &durable, &mut reader, beat, cp, &intent, report)

@@ -15,6 +15,9 @@ use crate::types::{Org, Window};
 pub struct Reader<'a, A: AuditLog + ?Sized> {
     pub fetcher: Fetcher<'a, A>,
     span: Duration,
+    /// The events a window should hold: half of what one read may, so a denser stretch
+    /// rarely overflows it.
+    target: usize,
     deadline: Option<DateTime<Utc>>,
     clock: &'a dyn Clock,
 }
@@ -24,11 +27,13 @@ impl<'a, A: AuditLog + ?Sized> Reader<'a, A> {
         api: &'a A,
         org: &'a Org,
         page_size: u32,
+        max_events: usize,
         deadline: Option<DateTime<Utc>>,
         clock: &'a dyn Clock,
     ) -> Self {
         Reader {
-            fetcher: Fetcher::new(api, org, page_size),
+            fetcher: Fetcher::new(api, org, page_size, max_events),
+            target: max_events / 2,
             span: Duration::days(1),
             deadline,
             clock,
@@ -66,8 +71,8 @@ impl<'a, A: AuditLog + ?Sized> Reader<'a, A> {
                 Read::TooMany => self.fetcher.read_dense(w, request_deadline).await?,
                 Read::Complete(page) => page,
             };
-            let size = self.fetcher.known_page_size().unwrap_or(self.fetcher.page_size());
-            self.span = window::grow(self.span, page.len(), size);
+            tracing::debug!(window = %w, events = page.len(), requests = self.fetcher.requests, "read");
+            self.span = window::adapt(w.len(), page.len(), self.target);
             return Ok((w, page));
         }
     }

@@ -550,7 +550,9 @@ async fn a_crash_at_any_store_or_sink_operation_loses_and_doubles_nothing() {
             ..Default::default()
         };
         let mut c = cfg();
-        c.batch_events = 60;
+        c.batch_events = 30;
+        // Windows of about 60 events: a commit each, many crash points.
+        c.read_events = 120;
         let crashed = run(&hub, &cps, &sink, &clock, &c).await.is_err();
         // The process is gone: its lease with it. Then clean runs.
         *cps.held.lock().unwrap() = false;
@@ -577,9 +579,11 @@ async fn hub_errors_commit_what_was_read_and_fail_loudly() {
     let hub = FakeHub::new(clock.clone(), 20, Order::NewestFirst);
     hub.generate(9, 300, t0() - Duration::days(2), t0() - Duration::minutes(2));
     let (cps, sink) = (MemCheckpoints::default(), MemSink::default());
-    let c = cfg();
+    let mut c = cfg();
+    // Windows of about 100 events, so the first ones stand before the failure.
+    c.read_events = 200;
     // Let some requests through, then fail every one.
-    *hub.fail_from.lock().unwrap() = Some(15);
+    *hub.fail_from.lock().unwrap() = Some(25);
     let failed = run(&hub, &cps, &sink, &clock, &c).await.unwrap_err();
     assert!(failed.error.is_transient());
     let written = failed.report.events_written;
@@ -789,7 +793,8 @@ async fn interleave(at: u32, after: bool, skew_a: Duration, skew_b: Duration) ->
     let mut c = cfg();
     // Longer than the events go back, so whichever run comes first reaches them all.
     c.lookback = Duration::hours(15);
-    c.batch_events = 40;
+    c.batch_events = 20;
+    c.read_events = 60;
     let clock_a = crate::clock::Skewed {
         inner: base.clone(),
         by: skew_a,

@@ -258,7 +258,14 @@ where
             stopped_early: None,
             repair_skipped: None,
         };
-        let mut reader = Reader::new(self.api, org, cfg.page_size, deadline, self.clock);
+        let mut reader = Reader::new(
+            self.api,
+            org,
+            cfg.page_size,
+            cfg.read_events,
+            deadline,
+            self.clock,
+        );
         let old = self
             .clock
             .now()

@@ -31,14 +31,16 @@ pub fn initial_span(w: Window) -> Duration {
     whole_seconds(w.len().min(Duration::days(1)))
 }
 
-/// After a window of `span` held `n` events with pages of `page`: widen when it was
-/// mostly empty, keep it otherwise.
-pub fn grow(span: Duration, n: usize, page: u32) -> Duration {
-    if (n as u64) * 4 < u64::from(page) {
-        (span * 2).min(MAX_SPAN)
-    } else {
-        span
-    }
+/// After a window of `len` held `n` events: the span that would hold about `target`, at
+/// most four times and at least half the last one (density changes; a denser stretch is
+/// cut when it overflows a read).
+pub fn adapt(len: Duration, n: usize, target: usize) -> Duration {
+    let secs = len.num_seconds().max(1) as f64;
+    let want = secs * target.max(1) as f64 / n.max(1) as f64;
+    let secs = want
+        .clamp(secs / 2.0, secs * 4.0)
+        .min(MAX_SPAN.num_seconds() as f64);
+    whole_seconds(Duration::seconds(secs as i64))
 }
 
 /// After a window of `len` did not fit in one page.
@@ -86,9 +88,12 @@ mod tests {
     fn spans() {
         assert_eq!(shrink(Duration::seconds(3)), Duration::seconds(1));
         assert_eq!(shrink(Duration::seconds(1)), Duration::seconds(1));
-        assert_eq!(grow(Duration::hours(1), 0, 100), Duration::hours(2));
-        assert_eq!(grow(Duration::hours(1), 60, 100), Duration::hours(1));
-        assert_eq!(grow(Duration::days(6), 0, 100), MAX_SPAN);
+        assert_eq!(adapt(Duration::hours(1), 0, 5000), Duration::hours(4));
+        assert_eq!(adapt(Duration::hours(1), 2500, 5000), Duration::hours(2));
+        assert_eq!(adapt(Duration::hours(1), 5000, 5000), Duration::hours(1));
+        assert_eq!(adapt(Duration::hours(1), 50_000, 5000), Duration::minutes(30));
+        assert_eq!(adapt(Duration::days(6), 0, 5000), MAX_SPAN);
+        assert_eq!(adapt(Duration::seconds(1), 9000, 5000), Duration::seconds(1));
         let w = Window::new(t("2026-11-25T00:00:00Z"), t("2026-11-25T00:20:00Z"));
         assert_eq!(initial_span(w), Duration::minutes(20));
     }

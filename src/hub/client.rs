@@ -1,6 +1,6 @@
 //! The HTTP client for Docker Hub's audit-log API.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -90,6 +90,9 @@ pub struct HubClient {
     /// A fingerprint of the credentials Docker Hub refused last: never sent again (failed
     /// logins lock the account), until the source hands out others.
     refused: Mutex<Option<[u8; 32]>>,
+    /// The smallest page the server gave in full, 0 while unknown: kept for the process's
+    /// life (a warm Lambda's next run), as the page cap is the server's, not a run's.
+    full_page: AtomicU32,
 }
 
 /// What one answer means to the retry loop.
@@ -143,6 +146,7 @@ impl HubClient {
             jitter: Mutex::new(Jitter::from_time()),
             stats: Arc::new(ApiStats::default()),
             refused: Mutex::new(None),
+            full_page: AtomicU32::new(0),
         })
     }
 
@@ -437,6 +441,19 @@ async fn read_body(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>, S
 
 #[async_trait]
 impl AuditLog for HubClient {
+    fn full_page_hint(&self) -> Option<u32> {
+        Some(self.full_page.load(Ordering::Relaxed)).filter(|&n| n > 0)
+    }
+
+    fn remember_full_page(&self, events: u32) {
+        // The smallest wins: an underestimate costs a request, an overestimate an event.
+        let _ = self
+            .full_page
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |k| {
+                (k == 0 || events < k).then_some(events)
+            });
+    }
+
     async fn page(&self, org: &Org, q: PageQuery, budget: Option<Duration>) -> Result<Page, HubError> {
         let deadline = budget.map(|b| Instant::now() + b);
         let url = self.url(&format!("/v2/auditlogs/{org}"));

@@ -1,0 +1,129 @@
+//! What a run costs in list requests, against the emulator over real HTTP with the real
+//! client: a backfill, a burst, an idle run of a warm process. Counts, not times; each
+//! scenario also checks that what landed is exact, so a cheap run cannot be a wrong one.
+
+mod common;
+
+use std::sync::Arc;
+
+use chrono::{Duration, DurationRound};
+use serde_json::json;
+
+use common::*;
+use dockerhub_audit::clock::{Clock, ManualClock};
+
+/// One request per page of events is the least a run can make.
+fn ideal(events: usize) -> u64 {
+    events.div_ceil(100) as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_pages_through_old_history_at_about_one_request_per_page() {
+    let clock = ManualClock::new(t0());
+    // Twins on, as Docker Hub has them: a page boundary inside a crowd of identical events
+    // costs a read of that second.
+    let mut cfg = emulator_config(20_000, 20, 81);
+    cfg.twin_fraction = 0.02;
+    let (emu, hub) = start(cfg, Arc::new(clock.clone())).await;
+    let c = client(&hub.url(), Arc::new(clock.clone()), SECRET);
+    let dir = tempfile::tempdir().unwrap();
+    let pc = poll_config(30);
+    let r = run(&c, &clock, dir.path(), &pc).await.unwrap();
+    let want = expected(&emu, clock.now() - pc.lag);
+    assert_exact(&want, dir.path());
+    let requests = emu.stats().list_requests;
+    assert_eq!(requests, r.pages_requested);
+    let limit = ideal(want.len()) * 105 / 100;
+    eprintln!(
+        "backfill: {} events, {requests} list requests, ideal {}",
+        want.len(),
+        ideal(want.len())
+    );
+    assert!(
+        requests <= limit,
+        "a backfill of {} events took {requests} list requests (at most {limit})",
+        want.len()
+    );
+    hub.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_within_one_minute_costs_about_one_request_per_page() {
+    let clock = ManualClock::new(t0());
+    let mut cfg = emulator_config(2_000, 5, 82);
+    cfg.twin_fraction = 0.02;
+    let (emu, hub) = start(cfg, Arc::new(clock.clone())).await;
+    // One client for every run, as a warm Lambda keeps it.
+    let c = client(&hub.url(), Arc::new(clock.clone()), SECRET);
+    let dir = tempfile::tempdir().unwrap();
+    let pc = poll_config(6);
+    run(&c, &clock, dir.path(), &pc).await.unwrap();
+
+    // 4,564 events within one minute, young (inside the next run's overlap): a CI system
+    // pushing every tag of a release at once.
+    let minute = clock.now().duration_trunc(Duration::minutes(1)).unwrap() + Duration::minutes(1);
+    for i in 0..4_564 {
+        let at = minute + Duration::milliseconds(i * 60_000 / 4_564);
+        emu.add_event(
+            json!({"account": "acme", "action": "repo.tag.push", "actor": "ci",
+                   "name": format!("acme/app{}", i % 7), "data": {"tag": format!("v{i}")},
+                   "timestamp": dockerhub_audit::types::rfc3339(dockerhub_audit::types::floor_second(at))}),
+            at,
+        );
+    }
+    clock.advance(Duration::minutes(5));
+    let before = emu.stats().list_requests;
+    let r = run(&c, &clock, dir.path(), &pc).await.unwrap();
+    let requests = emu.stats().list_requests - before;
+    assert_exact(&expected(&emu, clock.now() - pc.lag), dir.path());
+    assert_eq!(r.events_written, 4_564);
+    let limit = ideal(4_564) * 3 / 2;
+    eprintln!(
+        "burst: 4,564 events, {requests} list requests, ideal {}",
+        ideal(4_564)
+    );
+    assert!(
+        requests <= limit,
+        "a burst of 4,564 events took {requests} list requests (at most {limit})"
+    );
+    hub.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_run_of_a_warm_process_costs_one_request() {
+    let clock = ManualClock::new(t0());
+    let (emu, hub) = start(emulator_config(1_500, 3, 83), Arc::new(clock.clone())).await;
+    let c = client(&hub.url(), Arc::new(clock.clone()), SECRET);
+    let dir = tempfile::tempdir().unwrap();
+    let pc = poll_config(4);
+    run(&c, &clock, dir.path(), &pc).await.unwrap();
+    // A few events in five minutes: less than half a page.
+    for i in 0..3 {
+        let at = clock.now() + Duration::seconds(20 * i);
+        emu.add_event(
+            json!({"account": "acme", "action": "org.member.add", "actor": "admin", "data": {"n": i},
+                   "timestamp": dockerhub_audit::types::rfc3339(at)}),
+            at,
+        );
+    }
+    for round in 0..3 {
+        clock.advance(Duration::minutes(5));
+        let before = emu.stats().list_requests;
+        let r = run(&c, &clock, dir.path(), &pc).await.unwrap();
+        let requests = emu.stats().list_requests - before;
+        assert_eq!(
+            requests, 1,
+            "run {round} after the backfill took {requests} list requests"
+        );
+        assert_eq!(r.events_written, if round == 0 { 3 } else { 0 });
+    }
+    assert_exact(&expected(&emu, clock.now() - pc.lag), dir.path());
+    // A cold process does not know the server's page size yet: one more request to see
+    // that the short page was the last.
+    let cold = client(&hub.url(), Arc::new(clock.clone()), SECRET);
+    clock.advance(Duration::minutes(5));
+    let before = emu.stats().list_requests;
+    run(&cold, &clock, dir.path(), &pc).await.unwrap();
+    assert_eq!(emu.stats().list_requests - before, 2);
+    hub.shutdown();
+}
