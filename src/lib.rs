@@ -31,5 +31,3 @@ pub mod types;
 
 #[cfg(feature = "cli")]
 pub mod cli;
-#[cfg(feature = "emulator")]
-pub mod emulator;

@@ -47,7 +47,7 @@ impl Rng {
 
 /// Waits until the held request arrives (the child is then stalled inside it, so a kill
 /// lands for sure), or the child ends first.
-async fn wait_for_hold(hold: &dockerhub_audit::emulator::Hold, child: &mut Child) -> bool {
+async fn wait_for_hold(hold: &dockerhub_audit_emulator::Hold, child: &mut Child) -> bool {
     loop {
         tokio::select! {
             _ = hold.reached.notified() => return true,
@@ -258,8 +258,8 @@ async fn no_token_appears_in_logs_outputs_or_checkpoints() {
     let (emu, hub) = start(cfg, Arc::new(SystemClock)).await;
     let dir = tempfile::tempdir().unwrap();
     emu.push_faults([
-        dockerhub_audit::emulator::Fault::ExpireToken,
-        dockerhub_audit::emulator::Fault::ServerError(500),
+        dockerhub_audit_emulator::Fault::ExpireToken,
+        dockerhub_audit_emulator::Fault::ServerError(500),
     ]);
     let mut everything = String::new();
     for format in ["text", "json"] {

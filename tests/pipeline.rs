@@ -11,8 +11,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use common::*;
 use dockerhub_audit::clock::{Clock, ManualClock};
-use dockerhub_audit::emulator::Fault;
 use dockerhub_audit::inspect;
+use dockerhub_audit_emulator::Fault;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -174,7 +174,7 @@ async fn random_faults_cost_retries_never_events() {
         Fault::InvalidUtf8,
         Fault::ExpireToken,
     ];
-    cfg.retry_after = dockerhub_audit::emulator::RetryAfterForm::Seconds;
+    cfg.retry_after = dockerhub_audit_emulator::RetryAfterForm::Seconds;
     let (emu, hub) = start(cfg, Arc::new(clock.clone())).await;
     let dir = tempfile::tempdir().unwrap();
     let mut c = client(&hub.url(), Arc::new(clock.clone()), SECRET);

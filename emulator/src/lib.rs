@@ -1,4 +1,6 @@
-//! An emulator of Docker Hub's audit-log API (API reference §1-§4), for tests and demos.
+//! An emulator of Docker Hub's audit-log API (API reference §1-§4), for dockerhub-audit's tests
+//! and its `demo` and `emulator` commands. Its own crate, so the product and its Lambda carry
+//! none of it.
 //!
 //! An [`Emulator`] is one namespace ([`start_many`] serves several on one address):
 //! `POST /v2/auth/token`, `GET /v2/auditlogs/{account}` and
@@ -13,6 +15,7 @@
 //! - all state sits behind one `std::sync::Mutex`, never held across an `.await`.
 
 mod auth;
+mod clock;
 mod config;
 mod events;
 mod faults;
@@ -27,10 +30,10 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use crate::clock::Clock;
 use events::{Generated, Rng, Trickle};
 use rate_limit::RateLimiter;
 
+pub use clock::{Clock, SystemClock};
 pub use config::{EmulatorConfig, RetryAfterForm};
 pub use faults::{Fault, UnknownFault};
 
