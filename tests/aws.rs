@@ -18,7 +18,7 @@ use awsenv::*;
 use chrono::Duration;
 use common::*;
 use dockerhub_audit::checkpoint::dynamodb::DynamoCheckpoints;
-use dockerhub_audit::checkpoint::Checkpoint;
+use dockerhub_audit::checkpoint_model::Checkpoint;
 use dockerhub_audit::clock::{Clock, ManualClock, Skewed};
 use dockerhub_audit::collect::Poller;
 use dockerhub_audit::credentials::secrets_manager::SecretsManagerCredentials;
