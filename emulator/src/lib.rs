@@ -27,10 +27,11 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
+use fastrand::Rng;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use events::{Generated, Rng, Trickle};
+use events::{Generated, Trickle};
 use rate_limit::RateLimiter;
 
 pub use clock::{Clock, SystemClock};
@@ -201,7 +202,7 @@ impl State {
         }
         let mut all: Vec<&Stored> = admitted.collect();
         all.sort_by_key(|e| {
-            let tie = events::Rng::for_item(u64::from(page), events::STREAM_TIES, e.seq).next_u64();
+            let tie = events::item_rng(u64::from(page), events::STREAM_TIES, e.seq).u64(..);
             (std::cmp::Reverse(e.timestamp), tie)
         });
         all.into_iter()
@@ -251,9 +252,9 @@ impl Emulator {
             next_seq: 0,
             trickle: Trickle::new(now, cfg.trickle_per_minute),
             pushed_faults: VecDeque::new(),
-            fault_rng: Rng::new(cfg.seed, events::STREAM_FAULTS),
+            fault_rng: events::stream_rng(cfg.seed, events::STREAM_FAULTS),
             rotated_secret: None,
-            insert_rng: Rng::new(cfg.seed, events::STREAM_INSERT),
+            insert_rng: events::stream_rng(cfg.seed, events::STREAM_INSERT),
             inserts_left: cfg.insert_while_paging,
             failing_token_requests: 0,
             outage: None,
