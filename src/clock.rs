@@ -1,4 +1,4 @@
-//! The injected clock: the poller and the emulator read time only through [`Clock`].
+//! The injected clock: the poller reads time only through [`Clock`].
 
 use std::sync::{Arc, Mutex};
 
@@ -58,5 +58,24 @@ pub struct Skewed<C> {
 impl<C: Clock> Clock for Skewed<C> {
     fn now(&self) -> DateTime<Utc> {
         self.inner.now() + self.by
+    }
+}
+
+/// The emulator (its own crate) reads time through its own trait: the same clock drives both
+/// the poller and the emulator in a test.
+#[cfg(feature = "emulator")]
+mod emulator_clock {
+    use super::*;
+
+    impl dockerhub_audit_emulator::Clock for ManualClock {
+        fn now(&self) -> DateTime<Utc> {
+            Clock::now(self)
+        }
+    }
+
+    impl dockerhub_audit_emulator::Clock for SystemClock {
+        fn now(&self) -> DateTime<Utc> {
+            Clock::now(self)
+        }
     }
 }

@@ -3,7 +3,8 @@
 //! Layers (dependencies point down):
 //! - entry points (`main.rs`, `cli`) build a [`config::PollConfig`] and wire adapters;
 //! - [`collect`] is the poller: windows, dedupe, batching, deadlines, the commit protocol;
-//! - [`ports`] are the small traits the poller needs;
+//! - [`ports`] are the small traits the poller needs, and [`checkpoint_model`] the state it
+//!   keeps per org between runs;
 //! - adapters ([`hub`], [`checkpoint`], [`sink`], [`credentials`]) each implement one port
 //!   for one outside system;
 //! - [`event`] is the record: canonical form, `event_id`, encoding, object keys.
@@ -15,6 +16,7 @@ extern crate self as dockerhub_audit;
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod checkpoint;
+pub mod checkpoint_model;
 pub mod clock;
 pub mod collect;
 pub mod config;
@@ -31,5 +33,3 @@ pub mod types;
 
 #[cfg(feature = "cli")]
 pub mod cli;
-#[cfg(feature = "emulator")]
-pub mod emulator;

@@ -18,16 +18,16 @@ use awsenv::*;
 use chrono::Duration;
 use common::*;
 use dockerhub_audit::checkpoint::dynamodb::DynamoCheckpoints;
-use dockerhub_audit::checkpoint::Checkpoint;
+use dockerhub_audit::checkpoint_model::Checkpoint;
 use dockerhub_audit::clock::{Clock, ManualClock, Skewed};
 use dockerhub_audit::collect::Poller;
 use dockerhub_audit::credentials::secrets_manager::SecretsManagerCredentials;
-use dockerhub_audit::emulator::Fault;
 use dockerhub_audit::event::key::ObjectKey;
 use dockerhub_audit::hub::{HubClient, HubConfig};
 use dockerhub_audit::ports::{Checkpoints, CredentialSource, PutOutcome, Sink, StoreError};
 use dockerhub_audit::sink::s3::S3Sink;
 use dockerhub_audit::types::{EventId, RunId};
+use dockerhub_audit_emulator::Fault;
 
 fn gz_body(n: usize) -> Vec<u8> {
     let recs: Vec<_> = (0..n)

@@ -35,19 +35,9 @@ fn text(o: &Output) -> (String, String) {
     )
 }
 
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
-}
-
 /// Waits until the held request arrives (the child is then stalled inside it, so a kill
 /// lands for sure), or the child ends first.
-async fn wait_for_hold(hold: &dockerhub_audit::emulator::Hold, child: &mut Child) -> bool {
+async fn wait_for_hold(hold: &dockerhub_audit_emulator::Hold, child: &mut Child) -> bool {
     loop {
         tokio::select! {
             _ = hold.reached.notified() => return true,
@@ -69,7 +59,7 @@ async fn sigkill_at_random_moments_loses_and_doubles_nothing() {
         cfg.twin_fraction = 0.05;
         let (emu, hub) = start(cfg, Arc::new(SystemClock)).await;
         let dir = tempfile::tempdir().unwrap();
-        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let mut rng = fastrand::Rng::with_seed(seed);
         // Killed runs, each from where the last left off, then one to the end. The first
         // and last are killed while stalled in a request (a kill that always lands); the
         // middle one at a random moment after some requests (between requests, mid-encode,
@@ -77,7 +67,7 @@ async fn sigkill_at_random_moments_loses_and_doubles_nothing() {
         for attempt in 0..3 {
             let base = emu.stats().list_requests;
             let held = attempt != 1;
-            let hold = emu.hold_list_request(base + 1 + rng.below(if held { 8 } else { 60 }));
+            let hold = emu.hold_list_request(base + 1 + rng.u64(..if held { 8 } else { 60 }));
             let mut child = poll_cmd(&hub.url(), dir.path(), &["--batch-events", "60"])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -86,7 +76,7 @@ async fn sigkill_at_random_moments_loses_and_doubles_nothing() {
             let reached = wait_for_hold(&hold, &mut child).await;
             if reached && !held {
                 hold.release.notify_one();
-                tokio::time::sleep(Duration::from_micros(rng.below(3000))).await;
+                tokio::time::sleep(Duration::from_micros(rng.u64(..3000))).await;
             }
             let _ = child.kill(); // SIGKILL
             assert!(
@@ -258,8 +248,8 @@ async fn no_token_appears_in_logs_outputs_or_checkpoints() {
     let (emu, hub) = start(cfg, Arc::new(SystemClock)).await;
     let dir = tempfile::tempdir().unwrap();
     emu.push_faults([
-        dockerhub_audit::emulator::Fault::ExpireToken,
-        dockerhub_audit::emulator::Fault::ServerError(500),
+        dockerhub_audit_emulator::Fault::ExpireToken,
+        dockerhub_audit_emulator::Fault::ServerError(500),
     ]);
     let mut everything = String::new();
     for format in ["text", "json"] {

@@ -19,7 +19,7 @@ use std::time::Duration;
 use awsenv::*;
 use common::*;
 use dockerhub_audit::clock::SystemClock;
-use dockerhub_audit::emulator::{start_many, Emulator};
+use dockerhub_audit_emulator::{start_many, Emulator};
 use serde_json::{json, Value};
 
 const ORGS: [&str; 2] = ["acme", "example"];

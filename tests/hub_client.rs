@@ -8,11 +8,11 @@ use std::sync::Arc;
 use chrono::Duration;
 use common::*;
 use dockerhub_audit::clock::ManualClock;
-use dockerhub_audit::emulator::{Fault, RetryAfterForm};
 use dockerhub_audit::hub::{ApiStats, HubClient, HubConfig};
 use dockerhub_audit::ports::{
     AuditLog, CredentialSource, Credentials, CredentialsError, HubError, PageQuery, Secret,
 };
+use dockerhub_audit_emulator::{Fault, RetryAfterForm};
 
 fn q(page: u32) -> PageQuery {
     PageQuery {

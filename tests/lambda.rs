@@ -302,7 +302,7 @@ async fn the_lambda_runs_invocations_through_the_runtime_api() {
 /// appears in logs, answers, metrics, objects or checkpoints.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_token_leaks_with_every_log_on_through_any_path() {
-    use dockerhub_audit::emulator::{start_many, Emulator, Fault};
+    use dockerhub_audit_emulator::{start_many, Emulator, Fault};
     let cfg = sdk(&moto()).await;
     let (bucket, table) = (unique("canary"), unique("canary"));
     let s3c = s3(&cfg);

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use awsenv::*;
 use common::*;
 use dockerhub_audit::clock::SystemClock;
-use dockerhub_audit::emulator::Emulator;
 use dockerhub_audit::inspect;
+use dockerhub_audit_emulator::Emulator;
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_dockerhub-audit");

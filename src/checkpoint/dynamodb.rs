@@ -28,8 +28,8 @@ use flate2::{read::GzDecoder, write::GzEncoder, Compression};
 
 use std::sync::Arc;
 
-use super::Checkpoint;
 use crate::aws::error_text;
+use crate::checkpoint_model::Checkpoint;
 use crate::clock::{Clock, SystemClock};
 use crate::ports::{Checkpoints, StoreError};
 use crate::types::{rfc3339, Org, RunId};

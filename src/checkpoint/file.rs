@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 
-use super::Checkpoint;
+use crate::checkpoint_model::Checkpoint;
 use crate::ports::{Checkpoints, StoreError};
 use crate::types::{Org, RunId};
 

@@ -1,8 +1,9 @@
-//! The checkpoint (what the poller has durably stored, per org) and its stores.
+//! The checkpoint stores: each implements [`crate::ports::Checkpoints`] for one outside
+//! system. The checkpoint itself, the poller's data, is [`crate::checkpoint_model`].
 
 #[cfg(feature = "aws")]
 pub mod dynamodb;
 pub mod file;
-mod model;
 
-pub use model::{Checkpoint, Intent, LastRun, PendingObject};
+// The poller (src/collect) and the ports name the checkpoint by this older path.
+pub use crate::checkpoint_model::{Checkpoint, Intent, LastRun, PendingObject};

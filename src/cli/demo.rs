@@ -6,13 +6,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use dockerhub_audit_emulator::{Emulator, EmulatorConfig, Fault};
+
 use super::args::DemoArgs;
 use super::poll::{run_once, summary};
 use super::stores::Stores;
 use crate::clock::SystemClock;
 use crate::config::PollConfig;
 use crate::credentials::env::StaticCredentials;
-use crate::emulator::{Emulator, EmulatorConfig, Fault};
 use crate::event::{id::canonical, HubEvent};
 use crate::hub::HubConfig;
 use crate::inspect;

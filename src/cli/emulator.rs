@@ -2,9 +2,10 @@
 
 use std::sync::Arc;
 
+use dockerhub_audit_emulator::{start_many, Emulator, EmulatorConfig, Fault};
+
 use super::args::EmulatorArgs;
 use crate::clock::SystemClock;
-use crate::emulator::{start_many, Emulator, EmulatorConfig, Fault};
 
 /// The configuration of the `index`-th org of `a.org`.
 pub fn config(a: &EmulatorArgs, index: usize) -> Result<EmulatorConfig, String> {

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 
 use crate::checkpoint::dynamodb::{parse_dynamodb_url, DynamoCheckpoints, DynamoLease};
 use crate::checkpoint::file::{FileCheckpoints, FileLease};
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint_model::Checkpoint;
 use crate::ports::{Checkpoints, Sink, StoreError};
 use crate::sink::local::LocalSink;
 use crate::sink::s3::{parse_s3_url, S3Sink};

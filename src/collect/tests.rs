@@ -46,20 +46,6 @@ struct FakeHub {
     requests: Mutex<u64>,
 }
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
 fn ts(t: DateTime<Utc>) -> String {
     crate::types::rfc3339(t)
 }
@@ -87,7 +73,7 @@ impl FakeHub {
 
     /// `n` events spread over `[from, to)`, with some identical copies in the same second.
     fn generate(&self, seed: u64, n: usize, from: DateTime<Utc>, to: DateTime<Utc>) {
-        let mut rng = Rng(seed);
+        let mut rng = fastrand::Rng::with_seed(seed);
         let span = (to - from).num_seconds().max(1) as u64;
         let actions = [
             "repo.tag.push",
@@ -98,16 +84,16 @@ impl FakeHub {
         ];
         let mut made = 0;
         while made < n {
-            let t = from + Duration::seconds(rng.below(span) as i64);
+            let t = from + Duration::seconds(rng.u64(..span) as i64);
             let e = json!({
                 "account": "acme",
-                "action": actions[rng.below(actions.len() as u64) as usize],
-                "actor": format!("user{}", rng.below(5)),
-                "name": format!("acme/repo{}", rng.below(3)),
-                "data": {"tag": format!("v{}", rng.below(4))},
+                "action": actions[rng.usize(..actions.len())],
+                "actor": format!("user{}", rng.u64(..5)),
+                "name": format!("acme/repo{}", rng.u64(..3)),
+                "data": {"tag": format!("v{}", rng.u64(..4))},
                 "timestamp": ts(t),
             });
-            let copies = if rng.below(20) == 0 { 3 } else { 1 };
+            let copies = if rng.u64(..20) == 0 { 3 } else { 1 };
             for _ in 0..copies.min(n - made) {
                 self.add(e.clone(), t);
                 made += 1;
@@ -182,7 +168,7 @@ impl AuditLog for FakeHub {
             Order::NewestFirst => matching.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0))),
             Order::OldestFirst => matching.sort_by(|a, b| a.2.cmp(&b.2).then(a.0.cmp(&b.0))),
             // A stable but arbitrary order: by a hash of the position.
-            Order::Shuffled => matching.sort_by_key(|(i, _, _)| Rng(*i as u64).next()),
+            Order::Shuffled => matching.sort_by_key(|(i, _, _)| fastrand::Rng::with_seed(*i as u64).u64(..)),
         }
         let size = q.page_size.min(self.cap) as usize;
         let skip = (q.page as usize - 1) * size;

@@ -88,29 +88,22 @@ pub fn throttle_wait(
     asked.map_or(floor, |a| a.max(floor))
 }
 
-/// A small xorshift generator for jitter (not for anything secret).
+/// The generator of jitter (not for anything secret).
 #[derive(Debug, Clone)]
-pub struct Jitter(u64);
+pub struct Jitter(fastrand::Rng);
 
 impl Jitter {
     pub fn new(seed: u64) -> Self {
-        Jitter(seed | 1)
+        Jitter(fastrand::Rng::with_seed(seed))
     }
+    /// Seeded from fastrand's per-thread generator (itself seeded from the clock and the
+    /// thread), so clients started together do not retry in step.
     pub fn from_time() -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0x9e37_79b9_7f4a_7c15);
-        Jitter::new(nanos ^ u64::from(std::process::id()).rotate_left(32))
+        Jitter(fastrand::Rng::new())
     }
     /// Uniform in `[0, 1)`.
     pub fn next_unit(&mut self) -> f64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        (x >> 11) as f64 / (1u64 << 53) as f64
+        self.0.f64()
     }
 }
 

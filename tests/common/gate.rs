@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use async_trait::async_trait;
-use dockerhub_audit::checkpoint::Checkpoint;
+use dockerhub_audit::checkpoint_model::Checkpoint;
 use dockerhub_audit::event::key::ObjectKey;
 use dockerhub_audit::ports::{Checkpoints, Listed, PutOutcome, Sink, StoreError};
 use dockerhub_audit::types::{Org, RunId};

@@ -12,13 +12,13 @@ use dockerhub_audit::clock::{Clock, ManualClock};
 use dockerhub_audit::collect::{Poller, RunFailed, RunReport};
 use dockerhub_audit::config::PollConfig;
 use dockerhub_audit::credentials::env::StaticCredentials;
-use dockerhub_audit::emulator::{Emulator, EmulatorConfig, RunningEmulator};
 use dockerhub_audit::event::{id::canonical, HubEvent};
 use dockerhub_audit::hub::{HubClient, HubConfig};
 use dockerhub_audit::inspect;
 use dockerhub_audit::ports::Secret;
 use dockerhub_audit::sink::local::LocalSink;
 use dockerhub_audit::types::Org;
+use dockerhub_audit_emulator::{Emulator, EmulatorConfig, RunningEmulator};
 
 pub const SECRET: &str = "dckr_oat_test_secret_value";
 
@@ -46,7 +46,11 @@ pub fn emulator_config(events: usize, days: u32, seed: u64) -> EmulatorConfig {
     }
 }
 
-pub async fn start(cfg: EmulatorConfig, clock: Arc<dyn Clock>) -> (Emulator, RunningEmulator) {
+/// The emulator's clock is its own trait; the product's clocks implement it too.
+pub async fn start(
+    cfg: EmulatorConfig,
+    clock: Arc<dyn dockerhub_audit_emulator::Clock>,
+) -> (Emulator, RunningEmulator) {
     let emu = Emulator::new(cfg, clock);
     let running = emu.start(0).await.expect("emulator starts");
     (emu, running)

@@ -1,4 +1,6 @@
-//! An emulator of Docker Hub's audit-log API (API reference §1-§4), for tests and demos.
+//! An emulator of Docker Hub's audit-log API (API reference §1-§4), for dockerhub-audit's tests
+//! and its `demo` and `emulator` commands. Its own crate, so the product and its Lambda carry
+//! none of it.
 //!
 //! An [`Emulator`] is one namespace ([`start_many`] serves several on one address):
 //! `POST /v2/auth/token`, `GET /v2/auditlogs/{account}` and
@@ -13,6 +15,7 @@
 //! - all state sits behind one `std::sync::Mutex`, never held across an `.await`.
 
 mod auth;
+mod clock;
 mod config;
 mod events;
 mod faults;
@@ -24,13 +27,14 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
+use fastrand::Rng;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use crate::clock::Clock;
-use events::{Generated, Rng, Trickle};
+use events::{Generated, Trickle};
 use rate_limit::RateLimiter;
 
+pub use clock::{Clock, SystemClock};
 pub use config::{EmulatorConfig, RetryAfterForm};
 pub use faults::{Fault, UnknownFault};
 
@@ -198,7 +202,7 @@ impl State {
         }
         let mut all: Vec<&Stored> = admitted.collect();
         all.sort_by_key(|e| {
-            let tie = events::Rng::for_item(u64::from(page), events::STREAM_TIES, e.seq).next_u64();
+            let tie = events::item_rng(u64::from(page), events::STREAM_TIES, e.seq).u64(..);
             (std::cmp::Reverse(e.timestamp), tie)
         });
         all.into_iter()
@@ -248,9 +252,9 @@ impl Emulator {
             next_seq: 0,
             trickle: Trickle::new(now, cfg.trickle_per_minute),
             pushed_faults: VecDeque::new(),
-            fault_rng: Rng::new(cfg.seed, events::STREAM_FAULTS),
+            fault_rng: events::stream_rng(cfg.seed, events::STREAM_FAULTS),
             rotated_secret: None,
-            insert_rng: Rng::new(cfg.seed, events::STREAM_INSERT),
+            insert_rng: events::stream_rng(cfg.seed, events::STREAM_INSERT),
             inserts_left: cfg.insert_while_paging,
             failing_token_requests: 0,
             outage: None,

@@ -4,9 +4,9 @@ use std::str::FromStr;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use fastrand::Rng;
 use serde_json::{json, Value};
 
-use super::events::Rng;
 use super::routes::{json_bytes, logs_body};
 
 /// Length of the [`Fault::HugeField`] description: 20 MiB.
@@ -88,8 +88,8 @@ impl FromStr for Fault {
 ///
 /// Always draws once, so the sequence of decisions depends only on the seed and the request count.
 pub(super) fn pick(rng: &mut Rng, rate: f64, kinds: &[Fault]) -> Option<Fault> {
-    if rng.chance(rate) && !kinds.is_empty() {
-        Some(rng.pick(kinds).clone())
+    if rng.f64() < rate {
+        rng.choice(kinds).cloned()
     } else {
         None
     }

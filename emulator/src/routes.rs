@@ -314,8 +314,8 @@ fn list_response(
         0 => params.page_size,
         v => {
             let from = params.filter.from.map_or(0, |t| t.timestamp() as u64);
-            let cut = events::Rng::for_item(from, events::STREAM_TIES, u64::from(params.page))
-                .below(u64::from(v) + 1);
+            let cut =
+                events::item_rng(from, events::STREAM_TIES, u64::from(params.page)).u64(..=u64::from(v));
             params.page_size.saturating_sub(cut as u32).max(1)
         }
     };

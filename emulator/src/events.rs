@@ -1,14 +1,16 @@
-//! Deterministic event generation: the seeded PRNG, the action catalogue, and realistic events.
+//! Deterministic event generation: the seeded generators (fastrand's, one per stream or item), the
+//! action catalogue, and realistic events.
 //!
 //! Invariant: an event depends only on the seed, its stream and its index, so changing one knob (say
 //! `late_fraction`) never changes the content of other events.
 
 use chrono::{DateTime, Duration, Utc};
+use fastrand::Rng;
 use serde_json::{json, Map, Value};
 
 use super::config::EmulatorConfig;
 
-/// Streams of the PRNG: each use of randomness gets its own, so they cannot disturb one another.
+/// Streams of the generator: each use of randomness gets its own, so they cannot disturb one another.
 pub(super) const STREAM_BASE: u64 = 0x6261_7365_0000_0001;
 pub(super) const STREAM_TRICKLE: u64 = 0x7472_6963_6b6c_6502;
 pub(super) const STREAM_INSERT: u64 = 0x696e_7365_7274_0003;
@@ -17,47 +19,19 @@ pub(super) const STREAM_TIES: u64 = 0x7469_6573_0000_0005;
 
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
 
-/// SplitMix64: tiny, seedable, and plenty for test data.
-#[derive(Clone, Debug)]
-pub(super) struct Rng(u64);
+/// The generator of one stream.
+pub(super) fn stream_rng(seed: u64, stream: u64) -> Rng {
+    Rng::with_seed(seed ^ stream)
+}
 
-impl Rng {
-    pub(super) fn new(seed: u64, stream: u64) -> Self {
-        Rng(seed ^ stream)
-    }
+/// A generator for item `index` of a stream, independent of the draws made for other items.
+pub(super) fn item_rng(seed: u64, stream: u64, index: u64) -> Rng {
+    Rng::with_seed(seed ^ stream ^ index.wrapping_mul(GOLDEN)).fork()
+}
 
-    /// A generator for item `index` of a stream, independent of the draws made for other items.
-    pub(super) fn for_item(seed: u64, stream: u64, index: u64) -> Self {
-        let mut mixer = Rng(seed ^ stream ^ index.wrapping_mul(GOLDEN));
-        Rng(mixer.next_u64())
-    }
-
-    pub(super) fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(GOLDEN);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[0, n)`; 0 when `n` is 0. The modulo bias is irrelevant here.
-    pub(super) fn below(&mut self, n: u64) -> u64 {
-        self.next_u64().checked_rem(n).unwrap_or(0)
-    }
-
-    /// Uniform in `[0, 1)`.
-    pub(super) fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    pub(super) fn chance(&mut self, p: f64) -> bool {
-        self.unit() < p
-    }
-
-    /// One item of a non-empty slice.
-    pub(super) fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len() as u64) as usize]
-    }
+/// One item of a non-empty slice.
+fn pick<'a, T>(r: &mut Rng, items: &'a [T]) -> &'a T {
+    &items[r.usize(..items.len())]
 }
 
 /// One event as generated: the served JSON plus what the server needs to filter it.
@@ -78,16 +52,16 @@ pub(super) fn base_events(cfg: &EmulatorConfig, now: DateTime<Utc>) -> Vec<Gener
     let late_max_secs = cfg.late_max.num_seconds().max(1) as u64;
     let mut out = Vec::with_capacity(cfg.events);
     for i in 0..cfg.events as u64 {
-        let mut r = Rng::for_item(cfg.seed, STREAM_BASE, i);
+        let mut r = item_rng(cfg.seed, STREAM_BASE, i);
         let timestamp =
             uniform_stamp(&mut r, nanos(lo), nanos(hi), cfg.fractional_timestamps).unwrap_or(fallback);
-        let twins = if r.chance(cfg.twin_fraction) {
-            1 + r.below(3)
+        let twins = if r.f64() < cfg.twin_fraction {
+            1 + r.u64(..3)
         } else {
             0
         };
-        let visible_at = if r.chance(cfg.late_fraction) {
-            timestamp + Duration::seconds(1 + r.below(late_max_secs) as i64)
+        let visible_at = if r.f64() < cfg.late_fraction {
+            timestamp + Duration::seconds(1 + r.u64(..late_max_secs) as i64)
         } else {
             timestamp
         };
@@ -152,7 +126,7 @@ impl Trickle {
             if at > now {
                 return out;
             }
-            let mut r = Rng::for_item(cfg.seed, STREAM_TRICKLE, self.next);
+            let mut r = item_rng(cfg.seed, STREAM_TRICKLE, self.next);
             let timestamp = truncate(at, cfg.fractional_timestamps);
             let event = event_at(
                 &mut r,
@@ -175,7 +149,7 @@ pub(super) fn uniform_stamp(r: &mut Rng, lo: i128, hi: i128, fractional: bool) -
     let unit: i128 = if fractional { 1_000 } else { 1_000_000_000 };
     let (lo_u, hi_u) = (ceil_div(lo, unit), ceil_div(hi, unit));
     let span = u64::try_from(hi_u - lo_u).ok().filter(|&s| s > 0)?;
-    from_nanos((lo_u + i128::from(r.below(span))) * unit)
+    from_nanos((lo_u + i128::from(r.u64(..span))) * unit)
 }
 
 /// Nanoseconds since the epoch, for any representable time.
@@ -290,29 +264,29 @@ const PLANS: &[(&str, &str)] = &[("team", "business"), ("business", "team")];
 pub(super) fn event_at(r: &mut Rng, org: &str, timestamp: &str) -> Value {
     let action = pick_action(r);
     // Draw everything up front: the number of draws does not depend on the action.
-    let repo = format!("{org}/{}", r.pick(REPOS));
-    let member = *r.pick(MEMBERS);
-    let admin = *r.pick(ADMINS);
-    let token = *r.pick(TOKENS);
-    let team = *r.pick(TEAMS);
-    let registry = *r.pick(REGISTRIES);
-    let &(setting, old, new) = r.pick(SETTINGS);
-    let &(plan_from, plan_to) = r.pick(PLANS);
-    let tag = match r.below(10) {
+    let repo = format!("{org}/{}", pick(r, REPOS));
+    let member = *pick(r, MEMBERS);
+    let admin = *pick(r, ADMINS);
+    let token = *pick(r, TOKENS);
+    let team = *pick(r, TEAMS);
+    let registry = *pick(r, REGISTRIES);
+    let &(setting, old, new) = pick(r, SETTINGS);
+    let &(plan_from, plan_to) = pick(r, PLANS);
+    let tag = match r.u64(..10) {
         0 => "latest".to_string(),
-        _ => format!("v{}.{}.{}", r.below(4), r.below(20), r.below(30)),
+        _ => format!("v{}.{}.{}", r.u64(..4), r.u64(..20), r.u64(..30)),
     };
     let digest = format!(
         "sha256:{:016x}{:016x}{:016x}{:016x}",
-        r.next_u64(),
-        r.next_u64(),
-        r.next_u64(),
-        r.next_u64()
+        r.u64(..),
+        r.u64(..),
+        r.u64(..),
+        r.u64(..)
     );
-    let seats = (5 + r.below(100)).to_string();
-    let lease = format!("{:016x}", r.next_u64());
-    let privacy = if r.chance(0.5) { "private" } else { "public" };
-    let roll = r.below(100);
+    let seats = (5 + r.u64(..100)).to_string();
+    let lease = format!("{:016x}", r.u64(..));
+    let privacy = if r.bool() { "private" } else { "public" };
+    let roll = r.u64(..100);
 
     let actor = if roll < 2 {
         "dockersupport"
@@ -525,7 +499,7 @@ pub(super) fn event_at(r: &mut Rng, org: &str, timestamp: &str) -> Value {
 
 fn pick_action(r: &mut Rng) -> &'static str {
     let total: u64 = WEIGHTED_ACTIONS.iter().map(|&(_, w)| w).sum();
-    let mut roll = r.below(total);
+    let mut roll = r.u64(..total);
     for &(action, weight) in WEIGHTED_ACTIONS {
         if roll < weight {
             return action;
@@ -649,7 +623,7 @@ mod tests {
     #[test]
     fn uniform_stamp_honours_bounds_and_precision() {
         let t = parse_timestamp("2026-11-25T21:26:00.5Z").expect("valid");
-        let mut r = Rng::new(7, STREAM_BASE);
+        let mut r = stream_rng(7, STREAM_BASE);
         // [t, t + 1 s) holds exactly one whole second only if t is whole; here it holds none but t+0.5.
         assert_eq!(
             uniform_stamp(&mut r, nanos(t), nanos(t) + 400_000_000, false),
@@ -665,7 +639,7 @@ mod tests {
 
     #[test]
     fn events_look_like_the_documented_example() {
-        let mut r = Rng::new(3, STREAM_BASE);
+        let mut r = stream_rng(3, STREAM_BASE);
         let pushes: Vec<Value> = (0..200)
             .map(|_| event_at(&mut r, "acme", "2026-11-25T21:26:00Z"))
             .filter(|e| e["action"] == "repo.tag.push")
