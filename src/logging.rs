@@ -3,7 +3,9 @@
 
 use std::io::IsTerminal;
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::{Layer, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -11,21 +13,33 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber. `RUST_LOG` overrides `default_level`.
+/// Installs the global subscriber. `RUST_LOG` (`info`, `dockerhub_audit=debug,warn`: a
+/// level, or targets with levels) overrides `default_level`. A plain target filter, not
+/// `EnvFilter`: that one carries a regex engine into the Lambda for nothing we use.
 pub fn init(format: LogFormat, default_level: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|s| s.parse::<Targets>().ok())
+        .or_else(|| default_level.parse().ok())
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let _ = match format {
-        LogFormat::Text => builder
-            .with_target(false)
-            .with_ansi(std::io::stderr().is_terminal())
+        LogFormat::Text => tracing_subscriber::registry()
+            .with(
+                layer
+                    .with_target(false)
+                    .with_ansi(std::io::stderr().is_terminal())
+                    .with_filter(filter),
+            )
             .try_init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
+        LogFormat::Json => tracing_subscriber::registry()
+            .with(
+                layer
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(false)
+                    .with_filter(filter),
+            )
             .try_init(),
     };
 }

@@ -149,12 +149,13 @@ fn object(
     prov: &record::Provenance,
 ) -> Object {
     events.sort_by(|a, b| (a.1.timestamp(), &a.0).cmp(&(b.1.timestamp(), &b.0)));
-    let records: Vec<_> = events
-        .iter()
-        .map(|(id, e)| record::build(org, id, e, prov))
-        .collect();
+    let collector = record::collector_json(prov);
+    let mut w = encode::Writer::default();
+    for (id, e) in &events {
+        w.line(|buf| record::write(buf, org, id, e, &collector));
+    }
     Object {
-        body: encode::encode(&records),
+        body: w.finish(),
         events: events.len(),
         meta: PendingObject {
             key,

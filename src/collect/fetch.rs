@@ -21,8 +21,9 @@
 //!   one page is one snapshot);
 //! - when some event does come in two pages (a real twin split by a page boundary, a late
 //!   event, unstable ties), only **those seconds** are read again on their own, each to one
-//!   consistent multiset, and put in place of what the pages gave; the result must then
-//!   hold as many events as the pages served, or the window is cut smaller;
+//!   consistent multiset, and put in place of what the pages gave; each must hold as many
+//!   events as the pages gave of it (an event read twice because a page started early
+//!   leaves it short), or the window is cut smaller;
 //! - a single second with more events than a page that cannot be settled that way is read
 //!   again **with another page size**, and failing that **one action at a time** (the
 //!   API's exact filter), the parts adding up to the whole; what cannot be settled fails
@@ -31,7 +32,7 @@
 //!   so inclusive and exclusive bounds, and sub-second timestamps, all give the same result
 //!   (paged windows make the padding's cost a few events per window).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
@@ -83,10 +84,6 @@ struct Pages(Vec<Page>);
 impl Pages {
     fn sizes(&self) -> Vec<usize> {
         self.0.iter().map(Page::len).collect()
-    }
-
-    fn total(&self) -> usize {
-        self.0.iter().map(Page::len).sum()
     }
 
     /// Whether every page but the last holds all `size` events asked for, and the last no
@@ -193,11 +190,6 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
         self.page_size
     }
 
-    /// What the server has shown it gives per full page, if known.
-    pub fn known_page_size(&self) -> Option<u32> {
-        self.known_full
-    }
-
     fn learn(&mut self, full: u32) {
         // Keep the smallest: underestimating only costs extra requests, overestimating
         // would take a full page for the last one.
@@ -290,8 +282,8 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
     }
 
     /// Whether paged-through `pages` stand as read; where an event came in two pages, its
-    /// second is read again on its own and put in place of what the pages gave, and the
-    /// result must hold as many events as the pages served. `Err(why)` (inside `Ok`) when
+    /// second is read again on its own and put in place of what the pages gave, and must
+    /// hold as many events as they gave of it. `Err(why)` (inside `Ok`) when
     /// the pages cannot be settled that way.
     async fn settle(
         &mut self,
@@ -322,7 +314,6 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
                 again.len()
             )));
         }
-        let served = pages.total();
         let mut page = pages.into_page();
         if !page.unreadable.is_empty() {
             return Ok(Err(
@@ -330,21 +321,32 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
             ));
         }
         tracing::debug!(window = %w, seconds = again.len(), "reading again the seconds in which an event came in two pages");
-        page.events
-            .retain(|e| !again.contains(&floor_second(e.timestamp())));
-        for s in again {
+        let (mut kept, mut served) = (Vec::with_capacity(page.events.len()), BTreeMap::new());
+        for e in page.events {
+            let s = floor_second(e.timestamp());
+            if again.contains(&s) {
+                *served.entry(s).or_insert(0usize) += 1;
+            } else {
+                kept.push(e);
+            }
+        }
+        page.events = kept;
+        for (s, n) in served {
             let second = Window::new(s, s + Duration::seconds(1));
             let part = match Box::pin(self.read(second, deadline)).await? {
                 Read::Complete(part) => part,
                 Read::TooMany => self.read_dense(second, deadline).await?,
             };
+            // Twins split by a page boundary, or ties the pages ordered differently: the
+            // second holds as many events as its pages gave. An event read twice because a
+            // page started early (a late event, a cut page) leaves it one short.
+            if part.len() != n {
+                return Ok(Err(format!(
+                    "{second} read on its own holds {} events where the pages gave {n}",
+                    part.len()
+                )));
+            }
             page.extend(part);
-        }
-        if page.len() != served {
-            return Ok(Err(format!(
-                "read again second by second where events came in two pages, it holds {} events where its pages served {served}",
-                page.len()
-            )));
         }
         Ok(Ok(page))
     }
@@ -506,7 +508,12 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
             if held > self.max_events {
                 return Ok(None);
             }
-            let after_whole = whole && number > 2 && pages.0.iter().all(|p| p.len() == size as usize);
+            // Only from a server never seen to give fewer than asked on a page that was not
+            // its last (a cap, or a size that wanders): otherwise the next page must be empty.
+            let after_whole = whole
+                && number > 2
+                && self.known_full.is_some_and(|k| k >= size)
+                && pages.0.iter().all(|p| p.len() == size as usize);
             pages.0.push(got);
             if self.surely_last(n as u32, size) || (after_whole && (n as u32) < size) {
                 return Ok(Some(pages));

@@ -6,18 +6,63 @@ use std::io::{Read, Write};
 use flate2::{read::MultiGzDecoder, write::GzEncoder, Compression, GzBuilder};
 use serde_json::{Map, Value};
 
+/// The deflate level: chosen by measurement (`cargo bench --bench hot_path`, README).
+pub const LEVEL: Compression = Compression::new(LEVEL_NUMBER);
+const LEVEL_NUMBER: u32 = 4;
+
+/// An object being written: lines go through a buffer into the compressor in large
+/// pieces.
+pub struct Writer {
+    gz: GzEncoder<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+impl Default for Writer {
+    fn default() -> Self {
+        Writer {
+            gz: GzBuilder::new().mtime(0).write(Vec::new(), LEVEL),
+            buf: Vec::with_capacity(64 * 1024),
+        }
+    }
+}
+
+impl Writer {
+    /// Appends one line: `write` puts the compact JSON of one record in the buffer.
+    pub fn line(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+        write(&mut self.buf);
+        self.buf.push(b'\n');
+        if self.buf.len() >= 60 * 1024 {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        // Writing into a Vec cannot fail.
+        self.gz.write_all(&self.buf).expect("writing to memory");
+        self.buf.clear();
+    }
+
+    pub fn finish(mut self) -> Vec<u8> {
+        self.flush();
+        self.gz.finish().expect("writing to memory")
+    }
+}
+
 /// Encodes records, one per line, in the order given.
 pub fn encode(records: &[Map<String, Value>]) -> Vec<u8> {
-    let mut gz: GzEncoder<Vec<u8>> = GzBuilder::new()
-        .mtime(0)
-        .write(Vec::new(), Compression::default());
+    let mut w = Writer::default();
     for r in records {
-        // Writing into a Vec cannot fail, and a Map always serializes.
-        let line = serde_json::to_vec(r).expect("a JSON map serializes");
-        gz.write_all(&line).expect("writing to memory");
-        gz.write_all(b"\n").expect("writing to memory");
+        // A Map always serializes.
+        w.line(|buf| serde_json::to_writer(buf, r).expect("a JSON map serializes"));
     }
-    gz.finish().expect("writing to memory")
+    w.finish()
+}
+
+/// The NDJSON bytes of an object written by [`encode`] or [`Writer`].
+pub fn decode_bytes(bytes: &[u8]) -> Result<Vec<u8>, std::io::Error> {
+    let mut out = Vec::new();
+    MultiGzDecoder::new(bytes).read_to_end(&mut out)?;
+    Ok(out)
 }
 
 /// Decodes an object written by [`encode`] (used by tests, `status` and verification).

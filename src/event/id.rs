@@ -17,10 +17,44 @@ use crate::types::{rfc3339, EventId, Org};
 /// written in one normal form, so that a change in the Hub's formatting of the same instant
 /// (`…35Z` vs `…35.000Z` vs `+00:00`) does not change the id.
 pub fn canonical(event: &HubEvent) -> String {
-    let mut fields = event.fields().clone();
-    fields.insert("timestamp".into(), Value::String(rfc3339(event.timestamp())));
-    // serde_json's map is ordered by key (no `preserve_order`), at every depth.
-    Value::Object(fields).to_string()
+    let mut out = Vec::new();
+    write_canonical(&mut out, event);
+    String::from_utf8(out).expect("JSON is UTF-8")
+}
+
+/// Appends the canonical form to `out` without copying the event: serde_json's map is
+/// ordered by key (no `preserve_order`), at every depth, so its fields are written in
+/// order, `timestamp` in its normal form.
+pub fn write_canonical(out: &mut Vec<u8>, event: &HubEvent) {
+    let fields = event.fields();
+    // Checked: a map without `timestamp` cannot be a HubEvent, but the key is added in
+    // its place whatever happens.
+    let stamp = Value::String(rfc3339(event.timestamp()));
+    let mut stamped = false;
+    out.push(b'{');
+    let mut first = true;
+    let mut entry = |out: &mut Vec<u8>, k: &str, v: &Value| {
+        if !std::mem::take(&mut first) {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut *out, k).expect("writing to memory");
+        out.push(b':');
+        serde_json::to_writer(&mut *out, v).expect("writing to memory");
+    };
+    for (k, v) in fields {
+        if !stamped && k.as_str() >= "timestamp" {
+            stamped = true;
+            entry(out, "timestamp", &stamp);
+            if k == "timestamp" {
+                continue;
+            }
+        }
+        entry(out, k, v);
+    }
+    if !stamped {
+        entry(out, "timestamp", &stamp);
+    }
+    out.push(b'}');
 }
 
 /// `event_id` = the first 128 bits of SHA-256 over org, canonical form and ordinal.
@@ -37,17 +71,35 @@ pub fn event_id(org: &Org, canonical: &str, ordinal: u32) -> EventId {
 /// Gives each event its id. `events` must hold every copy the API served of each second
 /// it covers, so that ordinals count the copies of identical events.
 pub fn assign_ids(org: &Org, events: Vec<HubEvent>) -> Vec<(EventId, HubEvent)> {
-    let mut ordinals: HashMap<String, u32> = HashMap::new();
+    // The hash state after org and canonical form is shared by the ordinals; the id of
+    // ordinal 0 names the form (128 bits) for counting its copies.
+    let mut ordinals: HashMap<[u8; 16], u32> = HashMap::with_capacity(events.len());
+    let mut prefix = Sha256::new();
+    prefix.update(org.as_str().as_bytes());
+    prefix.update([0]);
+    let mut buf = Vec::with_capacity(1024);
     events
         .into_iter()
         .map(|e| {
-            let c = canonical(&e);
-            let n = ordinals.entry(c.clone()).or_insert(0);
-            let id = event_id(org, &c, *n);
+            buf.clear();
+            write_canonical(&mut buf, &e);
+            let mut h = prefix.clone();
+            h.update(&buf);
+            h.update([0]);
+            let first = id_bytes(h.clone(), 0);
+            let n = ordinals.entry(first).or_insert(0);
+            let id = if *n == 0 { first } else { id_bytes(h, *n) };
             *n += 1;
-            (id, e)
+            (EventId(hex::encode(id)), e)
         })
         .collect()
+}
+
+fn id_bytes(mut h: Sha256, ordinal: u32) -> [u8; 16] {
+    h.update(ordinal.to_be_bytes());
+    let mut id = [0; 16];
+    id.copy_from_slice(&h.finalize()[..16]);
+    id
 }
 
 #[cfg(test)]

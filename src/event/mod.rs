@@ -37,19 +37,28 @@ impl HubEvent {
     /// Checks the two fields the collector relies on (`timestamp`, `action`) and keeps the
     /// rest verbatim, unknown fields included.
     pub fn from_wire(value: Value) -> Result<Self, EventError> {
+        Self::check(value).map_err(|(e, _)| e)
+    }
+
+    /// [`HubEvent::from_wire`], giving the item back when it is not a readable event (for
+    /// the quarantine, without a copy).
+    pub fn check(value: Value) -> Result<Self, (EventError, Value)> {
         let Value::Object(fields) = value else {
-            return Err(EventError::NotAnObject);
+            return Err((EventError::NotAnObject, value));
         };
         let timestamp = match fields.get("timestamp") {
-            None | Some(Value::Null) => return Err(EventError::MissingTimestamp),
-            Some(Value::String(s)) => parse_timestamp(s)?,
-            Some(other) => return Err(EventError::BadTimestamp(truncate(&other.to_string(), 64))),
+            None | Some(Value::Null) => Err(EventError::MissingTimestamp),
+            Some(Value::String(s)) => parse_timestamp(s),
+            Some(other) => Err(EventError::BadTimestamp(truncate(&other.to_string(), 64))),
         };
-        match fields.get("action") {
-            None | Some(Value::Null) | Some(Value::String(_)) => {}
-            Some(_) => return Err(EventError::BadAction),
+        let action = match fields.get("action") {
+            None | Some(Value::Null) | Some(Value::String(_)) => Ok(()),
+            Some(_) => Err(EventError::BadAction),
+        };
+        match (timestamp, action) {
+            (Ok(timestamp), Ok(())) => Ok(HubEvent { fields, timestamp }),
+            (Err(e), _) | (_, Err(e)) => Err((e, Value::Object(fields))),
         }
-        Ok(HubEvent { fields, timestamp })
     }
 
     pub fn timestamp(&self) -> DateTime<Utc> {

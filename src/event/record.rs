@@ -18,10 +18,107 @@ pub struct Provenance {
     pub run_id: RunId,
 }
 
+/// The `collector` object of every record written with `prov`, as JSON: the same for a
+/// whole object, so written once.
+pub fn collector_json(prov: &Provenance) -> Vec<u8> {
+    let mut c = Map::new();
+    c.insert("ingested_at".into(), Value::String(rfc3339(prov.ingested_at)));
+    c.insert("window_from".into(), Value::String(rfc3339(prov.window.from)));
+    c.insert("window_to".into(), Value::String(rfc3339(prov.window.to)));
+    c.insert("run_id".into(), Value::String(prov.run_id.0.clone()));
+    serde_json::to_vec(&c).expect("a JSON map serializes")
+}
+
+/// Appends the record of `event` to `out` as compact JSON: byte for byte what serializing
+/// [`build`]'s map gives (keys in order), without copying the event. `collector` is
+/// [`collector_json`] of the provenance.
+pub fn write(out: &mut Vec<u8>, org: &Org, id: &EventId, event: &HubEvent, collector: &[u8]) {
+    let fields = event.fields();
+    if ADDED_FIELDS.iter().any(|k| fields.contains_key(*k)) {
+        // A Hub field under one of our names (rare): renamed in a copy.
+        let rec = fields_of(org, id, event);
+        write_merged(out, rec.iter(), org, id, event, collector, false);
+    } else {
+        write_merged(out, fields.iter(), org, id, event, collector, true);
+    }
+}
+
+/// Writes `fields` (in key order) with `category`, `collector`, `event_id` and `org`
+/// merged in at their places in that order. With `add` false, only `collector` is missing
+/// from `fields` (the fallback of [`write`]).
+fn write_merged<'f>(
+    out: &mut Vec<u8>,
+    fields: impl Iterator<Item = (&'f String, &'f Value)>,
+    org: &Org,
+    id: &EventId,
+    event: &HubEvent,
+    collector: &[u8],
+    add: bool,
+) {
+    // Sorted, as the map orders its keys (bytewise).
+    let added: [(&str, Added); 4] = [
+        ("category", Added::Str(event.category())),
+        ("collector", Added::Raw(collector)),
+        ("event_id", Added::Str(&id.0)),
+        ("org", Added::Str(org.as_str())),
+    ];
+    let mut pending = added.iter().filter(|(k, _)| add || *k == "collector").peekable();
+    out.push(b'{');
+    let mut first = true;
+    let mut sep = |out: &mut Vec<u8>| {
+        if !std::mem::take(&mut first) {
+            out.push(b',');
+        }
+    };
+    for (k, v) in fields {
+        while let Some((name, value)) = pending.next_if(|(name, _)| name.as_bytes() < k.as_bytes()) {
+            sep(out);
+            put_key(out, name);
+            value.write(out);
+        }
+        sep(out);
+        put_key(out, k);
+        serde_json::to_writer(&mut *out, v).expect("writing to memory");
+    }
+    for (name, value) in pending {
+        sep(out);
+        put_key(out, name);
+        value.write(out);
+    }
+    out.push(b'}');
+}
+
+enum Added<'a> {
+    Str(&'a str),
+    Raw(&'a [u8]),
+}
+
+impl Added<'_> {
+    fn write(&self, out: &mut Vec<u8>) {
+        match self {
+            Added::Str(s) => serde_json::to_writer(&mut *out, s).expect("writing to memory"),
+            Added::Raw(b) => out.extend_from_slice(b),
+        }
+    }
+}
+
+fn put_key(out: &mut Vec<u8>, k: &str) {
+    serde_json::to_writer(&mut *out, k).expect("writing to memory");
+    out.push(b':');
+}
+
 /// Builds the record: every Hub field kept as sent, then `event_id`, `org`, `category` and
 /// `collector` (provenance). Should the Hub ever send a field with one of those names, its
 /// value is kept under `hub_<name>` rather than overwritten.
 pub fn build(org: &Org, id: &EventId, event: &HubEvent, prov: &Provenance) -> Map<String, Value> {
+    let mut rec = fields_of(org, id, event);
+    let c = serde_json::from_slice(&collector_json(prov)).expect("our own JSON");
+    rec.insert("collector".into(), c);
+    rec
+}
+
+/// The record but `collector`.
+fn fields_of(org: &Org, id: &EventId, event: &HubEvent) -> Map<String, Value> {
     let mut rec = event.fields().clone();
     for name in ADDED_FIELDS {
         if let Some(v) = rec.remove(name) {
@@ -31,12 +128,6 @@ pub fn build(org: &Org, id: &EventId, event: &HubEvent, prov: &Provenance) -> Ma
     rec.insert("event_id".into(), Value::String(id.0.clone()));
     rec.insert("org".into(), Value::String(org.as_str().into()));
     rec.insert("category".into(), Value::String(event.category().into()));
-    let mut c = Map::new();
-    c.insert("ingested_at".into(), Value::String(rfc3339(prov.ingested_at)));
-    c.insert("window_from".into(), Value::String(rfc3339(prov.window.from)));
-    c.insert("window_to".into(), Value::String(rfc3339(prov.window.to)));
-    c.insert("run_id".into(), Value::String(prov.run_id.0.clone()));
-    rec.insert("collector".into(), Value::Object(c));
     rec
 }
 
@@ -67,5 +158,29 @@ mod tests {
         assert_eq!(r["category"], "org");
         assert_eq!(r["event_id"], "ab");
         assert_eq!(r["collector"]["run_id"], "r1");
+    }
+
+    #[test]
+    fn write_gives_the_bytes_of_the_built_record() {
+        let org = Org::new("acme").unwrap();
+        let t = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let prov = Provenance {
+            ingested_at: t,
+            window: Window::new(t, t),
+            run_id: RunId("r\"1".into()),
+        };
+        let collector = collector_json(&prov);
+        for event in [
+            json!({"action": "repo.tag.push", "timestamp": "2026-01-02T03:04:05Z", "a": 1, "zz": [1.5, "é\n"], "d": {"y": 1, "x": null}}),
+            json!({"timestamp": "2026-01-02T03:04:05.25+00:00", "category": "x", "org": 3, "event_id": "e", "collector": {}, "hub_org": 1}),
+            json!({"timestamp": "2026-01-02T03:04:05Z", "cat": 1, "colle": 2, "event": 3, "o": 4, "org_": 5, "\u{1}": 6}),
+        ] {
+            let e = HubEvent::from_wire(event).unwrap();
+            let id = EventId("ab".into());
+            let mut out = Vec::new();
+            write(&mut out, &org, &id, &e, &collector);
+            let want = serde_json::to_vec(&build(&org, &id, &e, &prov)).unwrap();
+            assert_eq!(String::from_utf8(out).unwrap(), String::from_utf8(want).unwrap());
+        }
     }
 }

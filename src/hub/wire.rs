@@ -24,10 +24,11 @@ pub fn parse_page(body: &[u8]) -> Result<Page, String> {
         None | Some(Value::Null) => Ok(Page::default()),
         Some(Value::Array(items)) => {
             let mut page = Page::default();
+            page.events.reserve(items.len());
             for item in items {
-                match HubEvent::from_wire(item.clone()) {
+                match HubEvent::check(item) {
                     Ok(e) => page.events.push(e),
-                    Err(e) => page.unreadable.push(Unreadable {
+                    Err((e, item)) => page.unreadable.push(Unreadable {
                         item,
                         reason: e.to_string(),
                     }),
