@@ -33,7 +33,7 @@ def free_port():
 
 
 def wait_port(port, proc):
-    for _ in range(3000):
+    for _ in range(24000):  # generating a million events takes a while
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
             return

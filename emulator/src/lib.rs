@@ -188,8 +188,15 @@ impl State {
         offset: usize,
         size: usize,
     ) -> Vec<Value> {
-        let admitted = self
-            .events
+        // Sorted by timestamp: only the events between the bounds need the filter (a
+        // backfill of a million events would otherwise scan them all for every page).
+        let lo = filter
+            .from
+            .map_or(0, |from| self.events.partition_point(|e| e.timestamp < from));
+        let hi = filter.to.map_or(self.events.len(), |to| {
+            self.events.partition_point(|e| e.timestamp <= to)
+        });
+        let admitted = self.events[lo..hi.max(lo)]
             .iter()
             .rev()
             .filter(|e| e.visible_at <= now && filter.admits(cfg, e));
