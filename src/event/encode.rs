@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 /// The deflate level: chosen by measurement (`cargo bench --bench hot_path`, README).
 pub const LEVEL: Compression = Compression::new(LEVEL_NUMBER);
-const LEVEL_NUMBER: u32 = 4;
+const LEVEL_NUMBER: u32 = 6;
 
 /// An object being written: lines go through a buffer into the compressor in large
 /// pieces.
