@@ -72,7 +72,7 @@ fn hot_path(org: &Org, body: &[u8], prov: &Provenance) -> Vec<Vec<u8>> {
     let events = assign_ids(org, page.events);
     let batch = Batch::of(prov.window.from, prov.window.to, events);
     batch
-        .into_objects(org, prov)
+        .into_objects(org, prov, None)
         .into_iter()
         .map(|o| o.body)
         .collect()

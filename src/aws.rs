@@ -72,3 +72,11 @@ pub fn error_text<E: std::error::Error + 'static>(e: &E) -> String {
     }
     msg
 }
+
+/// An EventBridge client with bounded calls (alert delivery must not hold up collection).
+pub fn eventbridge_client(cfg: &SdkConfig) -> aws_sdk_eventbridge::Client {
+    let conf = aws_sdk_eventbridge::config::Builder::from(cfg)
+        .timeout_config(call_timeouts())
+        .build();
+    aws_sdk_eventbridge::Client::from_conf(conf)
+}

@@ -45,6 +45,19 @@ pub struct Checkpoint {
     /// this was kept (rebuilt on its next run).
     #[serde(default)]
     pub recent: Option<BTreeSet<ObjectKey>>,
+    /// Stored objects holding records that alert rules matched, whose alerts are not
+    /// delivered yet (the outbox): filled when a commit completes, emptied as deliveries
+    /// succeed, so an alert is raised once per stored event and retried until delivered.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alerts_pending: Vec<PendingAlerts>,
+}
+
+/// An object whose records raise alerts not yet delivered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingAlerts {
+    pub key: ObjectKey,
+    /// How many alerts its records raised when it was committed.
+    pub alerts: u32,
 }
 
 /// A commit in flight: the objects about to be written and the watermark they complete.
@@ -60,6 +73,13 @@ pub struct PendingObject {
     pub key: ObjectKey,
     /// The ids (with timestamps) the object holds.
     pub events: Vec<(EventId, DateTime<Utc>)>,
+    /// How many alerts its records raise (0 without alert rules).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub alerts: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// What the last run that got the lease did.
@@ -86,6 +106,7 @@ impl Checkpoint {
             output: None,
             quarantined: 0,
             recent: Some(BTreeSet::new()),
+            alerts_pending: Vec::new(),
         }
     }
 
@@ -116,10 +137,19 @@ impl Checkpoint {
         }
     }
 
-    /// Completes `intent` (all its objects are stored): ids join `seen`, the watermark
-    /// moves forward (never back), and ids older than `watermark - overlap` are let go.
+    /// Completes `intent` (all its objects are stored): ids join `seen`, objects whose
+    /// records raise alerts join the outbox, the watermark moves forward (never back), and
+    /// ids older than `watermark - overlap` are let go.
     pub fn complete(&mut self, intent: &Intent, overlap: Duration) {
         self.record_stored(&intent.objects);
+        for o in intent.objects.iter().filter(|o| o.alerts > 0) {
+            if !self.alerts_pending.iter().any(|p| p.key == o.key) {
+                self.alerts_pending.push(PendingAlerts {
+                    key: o.key.clone(),
+                    alerts: o.alerts,
+                });
+            }
+        }
         self.advance(intent.watermark, overlap);
         self.pending = None;
     }
@@ -159,6 +189,7 @@ mod tests {
             objects: vec![PendingObject {
                 key: ObjectKey("k".into()),
                 events: vec![(EventId("old".into()), t(100)), (EventId("new".into()), t(950))],
+                alerts: 2,
             }],
         };
         cp.pending = Some(intent.clone());
@@ -168,6 +199,16 @@ mod tests {
         assert!(cp.seen.contains_key(&EventId("new".into())));
         assert!(!cp.seen.contains_key(&EventId("old".into())));
         assert!(cp.pending.is_none());
+        assert_eq!(
+            cp.alerts_pending,
+            [PendingAlerts {
+                key: ObjectKey("k".into()),
+                alerts: 2
+            }]
+        );
+        // Completing it again (a roll-forward after a crash) queues nothing twice.
+        cp.complete(&intent, Duration::seconds(100));
+        assert_eq!(cp.alerts_pending.len(), 1);
         // A sub-second overlap keeps whole seconds (windows start on whole seconds).
         let mut sub = Checkpoint::new(Org::new("acme").unwrap());
         sub.advance(t(1000), Duration::milliseconds(1500));

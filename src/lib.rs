@@ -5,14 +5,16 @@
 //! - [`collect`] is the poller: windows, dedupe, batching, deadlines, the commit protocol;
 //! - [`ports`] are the small traits the poller needs, and [`checkpoint_model`] the state it
 //!   keeps per org between runs;
-//! - adapters ([`hub`], [`checkpoint`], [`sink`], [`credentials`]) each implement one port
+//! - adapters ([`hub`], [`checkpoint`], [`sink`], [`credentials`], [`notify`]) each implement one port
 //!   for one outside system;
-//! - [`event`] is the record: canonical form, `event_id`, encoding, object keys.
+//! - [`event`] is the record: canonical form, `event_id`, encoding, object keys;
+//! - [`alert`] is the alert rules and the alert a matching record raises.
 
 // Lets the unit tests share the integration tests' helpers, which name the crate.
 #[cfg(test)]
 extern crate self as dockerhub_audit;
 
+pub mod alert;
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod checkpoint;
@@ -27,6 +29,7 @@ pub mod inspect;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod logging;
+pub mod notify;
 pub mod ports;
 pub mod sink;
 pub mod types;

@@ -238,3 +238,16 @@ pub trait CredentialSource: Send + Sync {
     /// a rotated token is picked up).
     async fn invalidate(&self) {}
 }
+
+/// Alerts could not be delivered; the message says what happened and what to do.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct AlertError(pub String);
+
+/// Where alerts go (an EventBridge bus, a file of JSON lines).
+#[async_trait]
+pub trait AlertSink: Send + Sync {
+    /// Delivers every alert of `alerts`, or fails: then the caller keeps them all and sends
+    /// them again later (consumers drop repeats by `alert_id`).
+    async fn send(&self, alerts: &[crate::alert::Alert]) -> Result<(), AlertError>;
+}

@@ -316,6 +316,7 @@ async fn the_pipeline_on_s3_and_dynamodb_stores_each_event_once() {
         checkpoints: &checkpoints,
         sink: &sink,
         clock: &clock,
+        alerts: None,
     };
     let r = poller.run(&pc, None).await.unwrap();
     assert!(r.caught_up && r.objects_written >= 5, "{r:?}");
@@ -354,6 +355,7 @@ async fn the_pipeline_on_s3_and_dynamodb_stores_each_event_once() {
         checkpoints: &checkpoints,
         sink: &elsewhere,
         clock: &clock,
+        alerts: None,
     };
     let failed = wrong.run(&pc, None).await.unwrap_err();
     assert!(matches!(
@@ -402,6 +404,7 @@ async fn a_burst_inside_one_overlap_crosses_the_item_limit_and_still_lands_once(
         checkpoints: &checkpoints,
         sink: &sink,
         clock: &clock,
+        alerts: None,
     };
     poller.run(&pc, None).await.unwrap();
     let chunk0 = aws_sdk_dynamodb::Client::new(&cfg)
@@ -626,12 +629,14 @@ async fn stall_on_aws(at: u32, after: bool, skew_a: Duration, skew_b: Duration) 
         checkpoints: &a,
         sink: &a,
         clock: &clock_a,
+        alerts: None,
     };
     let run_b = Poller {
         api: &hub_client,
         checkpoints: &b_store,
         sink: &b_sink,
         clock: &clock_b,
+        alerts: None,
     };
     let reached = gate::stall_while(
         &gate,
@@ -660,6 +665,7 @@ async fn stall_on_aws(at: u32, after: bool, skew_a: Duration, skew_b: Duration) 
             checkpoints: &c_store,
             sink: &c_sink,
             clock: &base,
+            alerts: None,
         };
         p.run(&pc, None).await.unwrap_or_else(|f| panic!("{}", f.error));
     }
@@ -743,4 +749,178 @@ async fn aws_faults_ambiguous_and_late_writes_lose_and_double_nothing() {
     }
     assert!(injected.keys().any(|(k, _)| *k == Late), "{injected:?}");
     hub.shutdown();
+}
+
+/// Every message on `queue` (drained), as JSON.
+async fn drain(sqs: &aws_sdk_sqs::Client, queue: &str) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    loop {
+        let got = sqs
+            .receive_message()
+            .queue_url(queue)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .expect("receive");
+        let msgs = got.messages();
+        if msgs.is_empty() {
+            return out;
+        }
+        for m in msgs {
+            out.push(serde_json::from_str(m.body().unwrap()).expect("an EventBridge event as JSON"));
+            sqs.delete_message()
+                .queue_url(queue)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .expect("delete");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_reach_a_queue_through_an_eventbridge_rule_once_and_survive_a_missing_bus() {
+    use dockerhub_audit::alert::{alert_id, Rules};
+    use dockerhub_audit::collect::Alerting;
+    use dockerhub_audit::notify::eventbridge::{detail_type, EventBridgeAlerts, SOURCE};
+
+    let cfg = sdk(&moto()).await;
+    let (bucket, table, bus) = (unique("alerts"), unique("alerts"), unique("bus"));
+    let s3c = s3(&cfg);
+    create_bucket(&s3c, &bucket).await;
+    create_table(&cfg, &table).await;
+    let clock = ManualClock::new(t0());
+    let mut ecfg = emulator_config(2500, 20, 41);
+    ecfg.page_cap = 50;
+    ecfg.twin_fraction = 0.02;
+    let (emu, hub) = start(ecfg, Arc::new(clock.clone())).await;
+    let client = client(&hub.url(), Arc::new(clock.clone()), SECRET);
+    let checkpoints = DynamoCheckpoints::new(aws_sdk_dynamodb::Client::new(&cfg), &table);
+    let sink = S3Sink::new(s3c.clone(), &bucket, "dockerhub-audit", None);
+    let rules = Rules::defaults();
+    let eb = aws_sdk_eventbridge::Client::new(&cfg);
+    let out = EventBridgeAlerts::new(eb.clone(), &bus);
+    let mut pc = poll_config(20);
+    pc.batch_events = 500;
+    let poller = Poller {
+        api: &client,
+        checkpoints: &checkpoints,
+        sink: &sink,
+        clock: &clock,
+        alerts: Some(Alerting {
+            rules: &rules,
+            out: &out,
+        }),
+    };
+
+    // The bus does not exist yet: collection goes on, the alerts wait in the checkpoint.
+    let r = poller.run(&pc, None).await.unwrap();
+    assert!(r.caught_up, "{r:?}");
+    assert_eq!(r.alerts_raised, 0);
+    assert_exact_s3(
+        &expected(&emu, clock.now() - pc.lag),
+        &s3c,
+        &bucket,
+        "dockerhub-audit/",
+    )
+    .await;
+    let records: Vec<serde_json::Map<String, serde_json::Value>> =
+        read_all(&s3c, &bucket, "dockerhub-audit/")
+            .await
+            .into_iter()
+            .flat_map(|(_, records)| records)
+            .collect();
+    let mut want: Vec<String> = records
+        .iter()
+        .flat_map(|r| {
+            let id = r["event_id"].as_str().unwrap().to_string();
+            rules.matching(r).map(move |rule| alert_id(&rule.id, &id))
+        })
+        .collect();
+    want.sort();
+    assert!(want.len() > 100, "{}", want.len());
+    assert_eq!(
+        r.alerts_failed,
+        want.len() as u64,
+        "every waiting alert is counted"
+    );
+
+    // The bus, a rule for the collector's events, and a queue the rule delivers to.
+    eb.create_event_bus().name(&bus).send().await.unwrap();
+    let sqs = aws_sdk_sqs::Client::new(&cfg);
+    let queue = sqs
+        .create_queue()
+        .queue_name(unique("alerts"))
+        .send()
+        .await
+        .unwrap();
+    let queue = queue.queue_url().unwrap().to_string();
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(&queue)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap();
+    let queue_arn = attrs.attributes().unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn].clone();
+    eb.put_rule()
+        .name("dockerhub-audit-alerts")
+        .event_bus_name(&bus)
+        .event_pattern(serde_json::json!({"source": [SOURCE]}).to_string())
+        .send()
+        .await
+        .unwrap();
+    eb.put_targets()
+        .rule("dockerhub-audit-alerts")
+        .event_bus_name(&bus)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("queue")
+                .arn(&queue_arn)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    clock.advance(Duration::minutes(5));
+    let r = poller.run(&pc, None).await.unwrap();
+    assert_eq!((r.alerts_raised, r.alerts_failed), (want.len() as u64, 0));
+    let delivered = drain(&sqs, &queue).await;
+    let mut got: Vec<String> = delivered
+        .iter()
+        .map(|e| e["detail"]["alert_id"].as_str().unwrap().to_string())
+        .collect();
+    got.sort();
+    assert_eq!(got, want, "the queue holds exactly the expected alerts");
+    for e in &delivered {
+        assert_eq!(e["source"], SOURCE);
+        let d = &e["detail"];
+        assert_eq!(d["org"], "acme");
+        assert_eq!(d["record"]["event_id"], d["event_id"]);
+        let severity: dockerhub_audit::alert::Severity =
+            serde_json::from_value(d["severity"].clone()).unwrap();
+        assert_eq!(e["detail-type"], detail_type(severity));
+        let rule = rules
+            .iter()
+            .find(|r| r.id == d["rule"]["id"])
+            .expect("a known rule");
+        assert_eq!(d["rule"]["title"], rule.title.as_str());
+    }
+
+    // Later runs read the overlap again and raise nothing.
+    for _ in 0..2 {
+        clock.advance(Duration::minutes(5));
+        let r = poller.run(&pc, None).await.unwrap();
+        assert_eq!((r.alerts_raised, r.alerts_failed), (0, 0));
+    }
+    assert!(drain(&sqs, &queue).await.is_empty());
+    assert!(checkpoints
+        .peek(&org())
+        .await
+        .unwrap()
+        .unwrap()
+        .alerts_pending
+        .is_empty());
 }

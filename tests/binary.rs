@@ -429,3 +429,152 @@ fn the_demo_runs_offline_and_proves_its_output() {
     assert_eq!(out.status.code(), Some(1));
     assert!(other.join("keep.txt").exists());
 }
+
+/// The alerts of a JSON-lines file: (rule id, event id, alert id) per line.
+fn alert_lines(path: &Path) -> Vec<(String, String, String)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("each line is one alert as JSON");
+            let s = |p: &str| v.pointer(p).and_then(|x| x.as_str()).unwrap().to_string();
+            (s("/rule/id"), s("/event_id"), s("/alert_id"))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_are_raised_once_per_matching_event_under_kills_and_faults() {
+    use dockerhub_audit::alert::{alert_id, Rules};
+    let rules = Rules::defaults();
+    let mut cfg = emulator_config(4000, 20, 77);
+    cfg.page_cap = 50;
+    cfg.twin_fraction = 0.02;
+    cfg.fault_rate = 0.05;
+    cfg.fault_kinds = vec![
+        dockerhub_audit_emulator::Fault::ServerError(503),
+        dockerhub_audit_emulator::Fault::TooManyRequests,
+        dockerhub_audit_emulator::Fault::Truncated,
+    ];
+    let (emu, hub) = start(cfg, Arc::new(SystemClock)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let side = tempfile::tempdir().unwrap();
+    let alerts = side.path().join("alerts.ndjson");
+    let alerts_arg = alerts.to_str().unwrap().to_string();
+    let with_rules = [
+        "--rules",
+        "default",
+        "--alerts-out",
+        alerts_arg.as_str(),
+        "--batch-events",
+        "200",
+    ];
+    let mut rng = fastrand::Rng::with_seed(77);
+    // Runs killed while stalled in a request, each going on from where the last stopped.
+    for _ in 0..3 {
+        let base = emu.stats().list_requests;
+        let hold = emu.hold_list_request(base + 2 + rng.u64(..15));
+        let mut child = poll_cmd(&hub.url(), dir.path(), &with_rules)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let reached = wait_for_hold(&hold, &mut child).await;
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        hold.release.notify_one();
+        assert!(reached, "the run ended before it was killed");
+    }
+    let out = poll_cmd(&hub.url(), dir.path(), &with_rules).output().unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout} {stderr}");
+    assert!(
+        stdout.contains("alerts raised"),
+        "the summary counts alerts: {stdout}"
+    );
+    assert_exact(
+        &expected(&emu, chrono::Utc::now() - chrono::Duration::minutes(1)),
+        dir.path(),
+    );
+
+    // Expected: one alert per (rule, stored record) the rules match.
+    let records = inspect::records(dir.path()).unwrap();
+    let mut want: Vec<(String, String)> = records
+        .iter()
+        .flat_map(|r| {
+            let id = r["event_id"].as_str().unwrap().to_string();
+            rules.matching(r).map(move |rule| (rule.id.clone(), id.clone()))
+        })
+        .collect();
+    want.sort();
+    let got = alert_lines(&alerts);
+    for (rule, event, alert) in &got {
+        assert_eq!(
+            alert,
+            &alert_id(rule, event),
+            "the alert id is derived from rule and event"
+        );
+    }
+    let mut distinct: Vec<(String, String)> = got.iter().map(|(r, e, _)| (r.clone(), e.clone())).collect();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct, want, "not one alert per stored matching event");
+    // Every default rule is exercised by the emulator's catalogue.
+    for rule in rules.iter() {
+        assert!(
+            want.iter().any(|(r, _)| r == &rule.id),
+            "no emulator event matches {}",
+            rule.id
+        );
+    }
+    // Independently of the rule engine: every stored OIDC connection change, SSO connection
+    // deletion and Registry Access Management disabling raised its alert.
+    for (action, rule) in [
+        ("oidc.connection.", "oidc-connection-changed"),
+        ("enterprise.sso.connection.delete", "sso-connection-deleted"),
+        ("org.registry_access.disabled", "registry-access-disabled"),
+    ] {
+        let events = records
+            .iter()
+            .filter(|r| r["action"].as_str().unwrap().starts_with(action))
+            .count();
+        assert!(events > 0, "{action}");
+        assert_eq!(want.iter().filter(|(r, _)| r == rule).count(), events, "{rule}");
+    }
+
+    // Re-runs read the overlap again and raise nothing.
+    let before = got.len();
+    let out = poll_cmd(&hub.url(), dir.path(), &with_rules).output().unwrap();
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert_eq!(alert_lines(&alerts).len(), before, "a re-run raised alerts again");
+    hub.shutdown();
+}
+
+#[test]
+fn bad_rules_files_fail_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.toml");
+    for (body, says) in [
+        ("[[rule]]\nid = \"x\"\ntitle = \"t\"\nwhy = \"w\"\nseverity = \"high\"\naction = \"a\"\nwhenn = {}\n", "unknown field `whenn`"),
+        ("[[rule]]\nid = \"x\"\ntitle = \"t\"\nwhy = \"w\"\nseverity = \"high\"\naction = \"a\"\nwhen = { user = \"x\" }\n", "unknown field \"user\""),
+        ("not toml at all", "not a valid rules file"),
+    ] {
+        std::fs::write(&rules, body).unwrap();
+        // Nothing listens there: a run that got past the rules would fail differently.
+        let out = poll_cmd("http://127.0.0.1:9", &dir.path().join("out"), &["--rules", rules.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{stdout} {stderr}");
+        assert!(stderr.contains(says) && stderr.contains("rules.toml"), "{stderr}");
+        assert!(!dir.path().join("out").exists(), "nothing ran");
+    }
+    let out = poll_cmd("http://127.0.0.1:9", dir.path(), &["--rules", "missing.toml"])
+        .output()
+        .unwrap();
+    assert!(
+        text(&out).1.contains("cannot read the rules file missing.toml"),
+        "{:?}",
+        text(&out)
+    );
+}

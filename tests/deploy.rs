@@ -89,6 +89,47 @@ impl Stack {
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("aws {args:?}: not JSON ({e}): {out}"))
     }
 
+    /// Receives what `queue` holds (each message hidden for the rest of the test), waiting
+    /// up to 30 receives of a second for `want` messages: SNS may deliver after the invoke
+    /// returned. Bodies are parsed as JSON.
+    fn drain(&self, queue: &str, want: usize) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut empty = 0;
+        while empty < 30 && !(out.len() >= want && empty > 0) {
+            let text = self.run(
+                "aws",
+                &[
+                    "sqs",
+                    "receive-message",
+                    "--queue-url",
+                    queue,
+                    "--max-number-of-messages",
+                    "10",
+                    "--visibility-timeout",
+                    "900",
+                    "--wait-time-seconds",
+                    "1",
+                    "--output",
+                    "json",
+                ],
+                Duration::from_secs(60),
+            );
+            let msgs: Vec<Value> = if text.trim().is_empty() {
+                Vec::new()
+            } else {
+                let v: Value = serde_json::from_str(&text).unwrap();
+                v["Messages"].as_array().cloned().unwrap_or_default()
+            };
+            if msgs.is_empty() {
+                empty += 1;
+            }
+            for m in msgs {
+                out.push(serde_json::from_str(m["Body"].as_str().unwrap()).expect("an EventBridge event"));
+            }
+        }
+        out
+    }
+
     /// A schedule as the Scheduler API reads it back.
     fn schedule(&self, group: &str, name: &str) -> Value {
         self.aws(&["scheduler", "get-schedule", "--group-name", group, "--name", name])
@@ -217,6 +258,8 @@ async fn sam_deploy_then_each_schedule_input_collects_its_org_exactly() {
         "WorkGroup",
         "DeadLetterQueueUrl",
         "AlarmTopicArn",
+        "AlertBusName",
+        "AlertTopicArn",
     ] {
         assert!(
             outputs.get(key).is_some_and(|v| !v.is_empty()),
@@ -225,6 +268,30 @@ async fn sam_deploy_then_each_schedule_input_collects_its_org_exactly() {
     }
     let function = &outputs["FunctionName"];
     let bucket = &outputs["BucketName"];
+
+    // Alerts reach people through the alerts topic: a queue subscribed for the test stands in.
+    let queue =
+        s(&stack.aws(&["sqs", "create-queue", "--queue-name", &format!("{name}-alerts")])["QueueUrl"]);
+    let queue_arn = s(&stack.aws(&[
+        "sqs",
+        "get-queue-attributes",
+        "--queue-url",
+        &queue,
+        "--attribute-names",
+        "QueueArn",
+    ])["Attributes"]["QueueArn"]);
+    stack.aws(&[
+        "sns",
+        "subscribe",
+        "--topic-arn",
+        &outputs["AlertTopicArn"],
+        "--protocol",
+        "sqs",
+        "--notification-endpoint",
+        &queue_arn,
+        "--attributes",
+        "RawMessageDelivery=true",
+    ]);
 
     // One schedule per org, read back; the function is invoked with each schedule's input.
     let group = &outputs["ScheduleGroup"];
@@ -285,6 +352,42 @@ async fn sam_deploy_then_each_schedule_input_collects_its_org_exactly() {
     assert!(stored.iter().all(|(k, _)| ORGS
         .iter()
         .any(|o| k.starts_with(&format!("dockerhub-audit/org={o}/dt=")))));
+
+    // The queue holds exactly one alert per (default rule, stored matching event): the
+    // function's PutEvents, the bus's rule, the topic and its policy all work as deployed.
+    let rules = dockerhub_audit::alert::Rules::defaults();
+    let mut want_alerts: Vec<String> = stored
+        .iter()
+        .flat_map(|(_, records)| records.iter())
+        .flat_map(|r| {
+            let id = s(&r["event_id"]);
+            rules
+                .matching(r)
+                .map(move |rule| dockerhub_audit::alert::alert_id(&rule.id, &id))
+        })
+        .collect();
+    want_alerts.sort();
+    assert!(want_alerts.len() > 20, "{}", want_alerts.len());
+    let delivered = stack.drain(&queue, want_alerts.len());
+    let mut got_alerts: Vec<String> = delivered.iter().map(|e| s(&e["detail"]["alert_id"])).collect();
+    got_alerts.sort();
+    assert_eq!(
+        got_alerts, want_alerts,
+        "the alerts topic's subscriber got other alerts"
+    );
+    assert!(delivered.iter().all(|e| e["source"] == "dockerhub-audit"));
+    for org in ORGS {
+        let raised: u64 = answers[org]
+            .iter()
+            .map(|a| a["alerts_raised"].as_u64().unwrap())
+            .sum();
+        let mine = delivered.iter().filter(|e| e["detail"]["org"] == org).count() as u64;
+        assert_eq!(raised, mine, "{org}: the runs' counts");
+        assert_eq!(
+            answers[org][1]["alerts_raised"], 0,
+            "{org}: the second run raises none"
+        );
+    }
 
     // The daily verification, with its schedule's own input: after losing an object of the
     // first org from inside its window, it finds exactly that object's events missing and

@@ -217,6 +217,7 @@ const WEIGHTED_ACTIONS: &[(&str, u64)] = &[
     ("org.settings.update", 2),
     ("org.domain.create", 1),
     ("org.domain.verify", 1),
+    ("org.domain.delete", 1),
     ("billing.plan.upgrade", 1),
     ("billing.plan.downgrade", 1),
     ("billing.plan.seat_add", 1),
@@ -224,6 +225,7 @@ const WEIGHTED_ACTIONS: &[(&str, u64)] = &[
     ("billing.plan.cycle_change", 1),
     ("enterprise.sso.connection.create", 1),
     ("enterprise.sso.connection.update", 1),
+    ("enterprise.sso.connection.delete", 1),
     ("enterprise.sso.connection.enforcement_toggle", 1),
     ("enterprise.sso.connection.scim_toggle", 1),
     ("oidc.connection.create", 1),
@@ -350,11 +352,15 @@ pub(super) fn event_at(r: &mut Rng, org: &str, timestamp: &str) -> Value {
             vec![("invitee", member.into()), ("role", "member".into())],
             format!("invited {member} to the organization {org}"),
         ),
-        "org.member.role.change" => (
-            member.into(),
-            vec![("from", "member".into()), ("to", "editor".into())],
-            format!("changed the role of {member} from member to editor"),
-        ),
+        "org.member.role.change" => {
+            // From the draws already made: the stream of draws stays the same.
+            let to = if roll.is_multiple_of(3) { "owner" } else { "editor" };
+            (
+                member.into(),
+                vec![("from", "member".into()), ("to", to.into())],
+                format!("changed the role of {member} from member to {to}"),
+            )
+        }
         "org.team.create" | "org.team.update" | "org.team.delete" => {
             let verb = &action["org.team.".len()..];
             (
@@ -407,10 +413,12 @@ pub(super) fn event_at(r: &mut Rng, org: &str, timestamp: &str) -> Value {
             ],
             format!("changed the organization setting {setting} from {old} to {new}"),
         ),
-        "org.domain.create" | "org.domain.verify" => {
+        "org.domain.create" | "org.domain.verify" | "org.domain.delete" => {
             let domain = format!("{org}.example.com");
             let verb = if action.ends_with("create") {
                 "added"
+            } else if action.ends_with("delete") {
+                "removed"
             } else {
                 "verified"
             };
@@ -444,19 +452,24 @@ pub(super) fn event_at(r: &mut Rng, org: &str, timestamp: &str) -> Value {
         ),
         a if a.starts_with("enterprise.sso.connection.") => {
             let connection = format!("{org}-okta");
+            let on = privacy == "private";
+            let state = if on { "on" } else { "off" };
+            let mut data = vec![
+                ("connection_name", connection.clone()),
+                ("connection_type", "SAML".to_string()),
+            ];
             let description = match &a["enterprise.sso.connection.".len()..] {
-                "enforcement_toggle" => format!("toggled SSO enforcement on the connection {connection}"),
-                "scim_toggle" => format!("toggled SCIM on the SSO connection {connection}"),
+                "enforcement_toggle" => {
+                    data.push(("enabled", on.to_string()));
+                    format!("turned SSO enforcement {state} on the connection {connection}")
+                }
+                "scim_toggle" => {
+                    data.push(("enabled", on.to_string()));
+                    format!("turned SCIM {state} on the SSO connection {connection}")
+                }
                 verb => format!("{verb}d the SSO connection {connection}"),
             };
-            (
-                org.into(),
-                vec![
-                    ("connection_name", connection),
-                    ("connection_type", "SAML".into()),
-                ],
-                description,
-            )
+            (org.into(), data, description)
         }
         a if a.starts_with("oidc.connection.") => {
             let verb = &a["oidc.connection.".len()..];

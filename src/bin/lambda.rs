@@ -9,6 +9,7 @@ use dockerhub_audit::clock::SystemClock;
 use dockerhub_audit::credentials::secrets_manager::SecretsManagerCredentials;
 use dockerhub_audit::lambda::{App, RetryableError, Settings};
 use dockerhub_audit::logging::{self, LogFormat};
+use dockerhub_audit::notify::eventbridge::EventBridgeAlerts;
 use dockerhub_audit::ports::CredentialSource;
 use dockerhub_audit::sink::s3::S3Sink;
 use lambda_runtime::{service_fn, LambdaEvent};
@@ -34,7 +35,21 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let credentials = Box::new(move |id: &str| -> Arc<dyn CredentialSource> {
         Arc::new(SecretsManagerCredentials::new(secrets.clone(), id))
     });
-    let app = App::new(settings, checkpoints, sink, Arc::new(SystemClock), credentials);
+    // Alerts: a rules file that cannot be used fails the start, loudly.
+    let alerts = match settings.alert_bus.clone() {
+        None => None,
+        Some(bus) => {
+            let s3 = dockerhub_audit::aws::s3_client(&sdk);
+            let rules = dockerhub_audit::lambda::rules::load(&settings.alert_rules, &s3).await?;
+            let out = EventBridgeAlerts::new(dockerhub_audit::aws::eventbridge_client(&sdk), bus);
+            Some((rules, out))
+        }
+    };
+    let mut app = App::new(settings, checkpoints, sink, Arc::new(SystemClock), credentials);
+    if let Some((rules, out)) = alerts {
+        tracing::info!(rules = rules.len(), "alerts on");
+        app = app.with_alerts(rules, Box::new(out));
+    }
     let app = &app;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let ctx = event.context;

@@ -6,4 +6,4 @@ pub mod dynamodb;
 pub mod file;
 
 // The poller (src/collect) and the ports name the checkpoint by this older path.
-pub use crate::checkpoint_model::{Checkpoint, Intent, LastRun, PendingObject};
+pub use crate::checkpoint_model::{Checkpoint, Intent, LastRun, PendingAlerts, PendingObject};

@@ -117,6 +117,14 @@ pub struct PollArgs {
     /// more fails, saying so).
     #[arg(long, default_value_t = 16_000)]
     pub max_read_events: usize,
+    /// Alert rules (TOML; `default` for the built-in set): an alert for each newly stored
+    /// event a rule matches.
+    #[arg(long)]
+    pub rules: Option<PathBuf>,
+    /// Where alerts go, as JSON lines: a file (appended), or - for stdout (the run's summary
+    /// then goes to stderr, so stdout is only alerts).
+    #[arg(long, default_value = "-", requires = "rules")]
+    pub alerts_out: String,
 }
 
 /// Where Docker Hub is, how to sign in, and how to talk to it.

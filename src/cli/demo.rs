@@ -11,12 +11,15 @@ use dockerhub_audit_emulator::{Emulator, EmulatorConfig, Fault};
 use super::args::DemoArgs;
 use super::poll::{run_once, summary};
 use super::stores::Stores;
+use crate::alert::{alert_id, Rules};
 use crate::clock::SystemClock;
+use crate::collect::Alerting;
 use crate::config::PollConfig;
 use crate::credentials::env::StaticCredentials;
 use crate::event::{id::canonical, HubEvent};
 use crate::hub::HubConfig;
 use crate::inspect;
+use crate::notify::lines::{JsonLines, LinesTo};
 use crate::ports::Secret;
 use crate::types::{rfc3339, Org};
 
@@ -70,6 +73,14 @@ pub async fn demo(a: DemoArgs) -> Result<(), String> {
         ..HubConfig::default()
     };
     let creds = Arc::new(StaticCredentials::new(org.to_string(), secret));
+    // The built-in alert rules, alerts as JSON lines beside the data.
+    let rules = Rules::defaults();
+    let alerts_file = a.dir.join("alerts.ndjson");
+    let lines = JsonLines::new(LinesTo::File(alerts_file.clone()));
+    let alerting = Alerting {
+        rules: &rules,
+        out: &lines,
+    };
     let mut watermark = None;
     for (i, what) in ["backfill of 90 days", "incremental", "incremental"]
         .iter()
@@ -78,7 +89,7 @@ pub async fn demo(a: DemoArgs) -> Result<(), String> {
         if i > 0 {
             tokio::time::sleep(Duration::from_secs(3)).await;
         }
-        let ran = run_once(&cfg, hub.clone(), creds.clone(), &stores).await?;
+        let ran = run_once(&cfg, hub.clone(), creds.clone(), &stores, Some(alerting)).await?;
         say!("run {} ({what}): {}", i + 1, summary(&ran));
         watermark = ran.report.watermark;
     }
@@ -95,6 +106,21 @@ pub async fn demo(a: DemoArgs) -> Result<(), String> {
         inspect::records(&output).map_err(|e| format!("cannot read back {}: {e}", output.display()))?;
     let stored: Vec<String> = records.iter().filter_map(inspect::hub_canonical).collect();
     let cmp = inspect::compare(&expected, &stored);
+    // Alerts: one per (rule, stored record) the rules match, none twice.
+    let want_alerts: Vec<String> = records
+        .iter()
+        .flat_map(|r| {
+            let id = r.get("event_id").and_then(|v| v.as_str()).unwrap_or_default();
+            rules.matching(r).map(move |rule| alert_id(&rule.id, id))
+        })
+        .collect();
+    let got_alerts: Vec<String> = std::fs::read_to_string(&alerts_file)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["alert_id"].as_str().map(str::to_string))
+        .collect();
+    let alerts_cmp = inspect::compare(&want_alerts, &got_alerts);
     let stats = emulator.stats();
     running.shutdown();
     say!();
@@ -108,6 +134,15 @@ pub async fn demo(a: DemoArgs) -> Result<(), String> {
         cmp.extra,
         stats.faults_served + stats.throttled
     );
+    say!(
+        "Alerts ({} built-in rules): {} raised into {}, {} expected from the stored records, {} missing, {} repeated",
+        rules.len(),
+        alerts_cmp.stored,
+        alerts_file.display(),
+        alerts_cmp.expected,
+        alerts_cmp.missing,
+        alerts_cmp.extra
+    );
     say!("Events per category:");
     for (category, n) in inspect::categories(&records) {
         say!("  {category:<12} {n}");
@@ -119,6 +154,9 @@ pub async fn demo(a: DemoArgs) -> Result<(), String> {
     say!("Its state:   dockerhub-audit status --org acme --output {dir}");
     if !cmp.exact() {
         return Err("the output does not match the emulator exactly; please report this".into());
+    }
+    if !alerts_cmp.exact() {
+        return Err("the alerts raised do not match the stored records exactly; please report this".into());
     }
     Ok(())
 }

@@ -61,7 +61,11 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Poll(a) => poll::poll(a, format).await.map_err(Failed::from),
+            // A rules file that cannot be used is a usage error, before anything runs.
+            Command::Poll(a) => match a.rules.as_deref().map(poll::load_rules).transpose() {
+                Err(e) => Err(Failed::usage(e)),
+                Ok(rules) => poll::poll(a, rules, format).await.map_err(Failed::from),
+            },
             Command::Status(a) => poll::status(a).await.map_err(Failed::from),
             Command::Verify(a) => verify::verify(a, format).await,
             Command::Checkpoint {

@@ -6,13 +6,15 @@ use chrono::Utc;
 
 use super::args::{HttpArgs, PollArgs, StatusArgs};
 use super::stores::{AnyCheckpoints, Stores};
+use crate::alert::Rules;
 use crate::clock::{Clock, SystemClock};
-use crate::collect::{Poller, RunReport};
+use crate::collect::{Alerting, Poller, RunReport};
 use crate::config::PollConfig;
 use crate::credentials::env::StaticCredentials;
 use crate::credentials::secrets_manager::SecretsManagerCredentials;
 use crate::hub::{ApiStats, HubClient, HubConfig};
 use crate::logging::LogFormat;
+use crate::notify::lines::{JsonLines, LinesTo};
 use crate::ports::{Checkpoints, CredentialSource, Sink};
 use crate::types::rfc3339;
 
@@ -59,14 +61,33 @@ impl Wired {
         })
     }
 
-    pub fn poller(&self) -> Poller<'_, HubClient, AnyCheckpoints, dyn Sink> {
+    pub fn poller<'a>(
+        &'a self,
+        alerts: Option<Alerting<'a>>,
+    ) -> Poller<'a, HubClient, AnyCheckpoints, dyn Sink> {
         Poller {
             api: &self.client,
             checkpoints: &self.checkpoints,
             sink: self.sink.as_ref(),
             clock: self.clock.as_ref(),
+            alerts,
         }
     }
+}
+
+/// Reads `--rules`: a TOML file, or `default` for the built-in set. Any problem is an
+/// error before anything runs, never a silent "no alerts".
+pub fn load_rules(path: &std::path::Path) -> Result<Rules, String> {
+    if path.as_os_str() == "default" && !path.exists() {
+        return Ok(Rules::defaults());
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        format!(
+            "cannot read the rules file {} ({e}); give a TOML rules file, or `default`",
+            path.display()
+        )
+    })?;
+    Rules::parse(&text, &format!("the rules file {}", path.display())).map_err(|e| e.to_string())
 }
 
 /// Wires the Hub client and the chosen stores into the poller and runs it once.
@@ -75,10 +96,11 @@ pub async fn run_once(
     hub: HubConfig,
     creds: Arc<dyn CredentialSource>,
     stores: &Stores,
+    alerts: Option<Alerting<'_>>,
 ) -> Result<Ran, String> {
     cfg.validate()?;
     let wired = Wired::new(hub, creds, stores).await?;
-    let (clock, stats, poller) = (&wired.clock, wired.client.stats(), wired.poller());
+    let (clock, stats, poller) = (&wired.clock, wired.client.stats(), wired.poller(alerts));
     let deadline = cfg.max_duration.and_then(|d| clock.now().checked_add_signed(d));
     let result = poller.run(cfg, deadline).await;
     let ran = |report| Ran {
@@ -134,8 +156,13 @@ pub fn summary(ran: &Ran) -> String {
         0 => String::new(),
         n => format!(", {n} unreadable items quarantined (see _quarantine/)"),
     };
+    let alerts = match (r.alerts_raised, r.alerts_failed) {
+        (0, 0) => String::new(),
+        (n, 0) => format!(", {n} alerts raised"),
+        (n, f) => format!(", {n} alerts raised and {f} not delivered (kept; the next run sends them)"),
+    };
     format!(
-        "{}: {} events written in {} objects, {} duplicates dropped{quarantined}, {} API requests ({} throttled, {} retried); watermark {}; {}{rebuilt}",
+        "{}: {} events written in {} objects, {} duplicates dropped{quarantined}{alerts}, {} API requests ({} throttled, {} retried); watermark {}; {}{rebuilt}",
         r.org,
         r.events_written,
         r.objects_written,
@@ -162,7 +189,8 @@ pub async fn credentials(secret_id: Option<&str>) -> Result<Arc<dyn CredentialSo
     })
 }
 
-pub async fn poll(a: PollArgs, format: LogFormat) -> Result<(), String> {
+/// `poll`, with the rules `--rules` gave (already loaded and checked).
+pub async fn poll(a: PollArgs, rules: Option<Rules>, format: LogFormat) -> Result<(), String> {
     let mut cfg = PollConfig::new(a.org.clone());
     cfg.lookback = a.lookback;
     cfg.lag = a.lag;
@@ -171,23 +199,37 @@ pub async fn poll(a: PollArgs, format: LogFormat) -> Result<(), String> {
     cfg.batch_events = a.batch_events;
     cfg.read_events = a.max_read_events;
     cfg.page_size = a.hub.page_size;
+    let to_stdout = a.alerts_out == "-";
+    let lines = JsonLines::new(if to_stdout {
+        LinesTo::Stdout
+    } else {
+        LinesTo::File(a.alerts_out.clone().into())
+    });
+    let alerting = rules.as_ref().map(|rules| Alerting { rules, out: &lines });
     let creds = credentials(a.hub.secret_id.as_deref()).await?;
     let ran = run_once(
         &cfg,
         hub_config(a.hub.hub_url.clone(), &a.hub.http)?,
         creds,
         &a.store.stores(),
+        alerting,
     )
     .await?;
-    match format {
-        LogFormat::Text => say!("{}", summary(&ran)),
+    let line = match format {
+        LogFormat::Text => summary(&ran),
         LogFormat::Json => {
             let mut v = serde_json::to_value(&ran.report).map_err(|e| e.to_string())?;
             v["api_requests"] = ran.api_requests.into();
             v["throttled"] = ran.throttled.into();
             v["retries"] = ran.retries.into();
-            say!("{v}");
+            v.to_string()
         }
+    };
+    if alerting.is_some() && to_stdout {
+        // Alerts own stdout: the summary goes with the logs.
+        eprintln!("{line}");
+    } else {
+        say!("{line}");
     }
     Ok(())
 }

@@ -44,7 +44,7 @@ pub async fn verify(a: VerifyArgs, format: LogFormat) -> Result<(), Failed> {
     hub.leave_for_others = 0.5;
     let creds = credentials(a.hub.secret_id.as_deref()).await?;
     let wired = Wired::new(hub, creds, &a.store.stores()).await?;
-    let poller = wired.poller();
+    let poller = wired.poller(None);
     let range = VerifyRange {
         from,
         until: a.until,

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, NaiveDate, Utc};
 
+use crate::alert::Rules;
 use crate::checkpoint::{Checkpoint, PendingObject};
 use crate::event::id::assign_ids;
 use crate::event::key::{object_key, ObjectKey};
@@ -77,8 +78,9 @@ impl Batch {
     }
 
     /// Turns the batch into objects, one per UTC date of the events, records sorted by
-    /// (timestamp, id) so the same events always give the same bytes.
-    pub fn into_objects(self, org: &Org, prov: &record::Provenance) -> Vec<Object> {
+    /// (timestamp, id) so the same events always give the same bytes. With `rules`, each
+    /// object counts the alerts its records raise.
+    pub fn into_objects(self, org: &Org, prov: &record::Provenance, rules: Option<&Rules>) -> Vec<Object> {
         let mut by_day: BTreeMap<NaiveDate, Vec<(EventId, HubEvent)>> = BTreeMap::new();
         for (id, e) in self.events {
             by_day
@@ -95,7 +97,7 @@ impl Batch {
                     .map(|(_, e)| e.timestamp())
                     .min()
                     .unwrap_or_default();
-                object(org, object_key(org, day, first, &ids), events, prov)
+                object(org, object_key(org, day, first, &ids), events, prov, rules)
             })
             .collect()
     }
@@ -117,6 +119,7 @@ pub fn rebuild(
     missing: &[PendingObject],
     read: Vec<(EventId, HubEvent)>,
     prov: &record::Provenance,
+    rules: Option<&Rules>,
 ) -> Rebuilt {
     let mut by_id: HashMap<EventId, HubEvent> = read.into_iter().collect();
     let mut lost = 0;
@@ -134,7 +137,7 @@ pub fn rebuild(
                     }
                 })
                 .collect();
-            (!events.is_empty()).then(|| object(org, o.key.clone(), events, prov))
+            (!events.is_empty()).then(|| object(org, o.key.clone(), events, prov, rules))
         })
         .collect();
     Rebuilt { objects, lost }
@@ -147,8 +150,16 @@ fn object(
     key: ObjectKey,
     mut events: Vec<(EventId, HubEvent)>,
     prov: &record::Provenance,
+    rules: Option<&Rules>,
 ) -> Object {
     events.sort_by(|a, b| (a.1.timestamp(), &a.0).cmp(&(b.1.timestamp(), &b.0)));
+    // Rules see the Hub's fields, as the stored record keeps them.
+    let alerts = rules.map_or(0, |rules| {
+        events
+            .iter()
+            .map(|(_, e)| rules.matching(e.fields()).count() as u32)
+            .sum()
+    });
     let collector = record::collector_json(prov);
     let mut w = encode::Writer::default();
     for (id, e) in &events {
@@ -160,6 +171,7 @@ fn object(
         meta: PendingObject {
             key,
             events: events.into_iter().map(|(id, e)| (id, e.timestamp())).collect(),
+            alerts,
         },
     }
 }

@@ -17,6 +17,7 @@
 use chrono::Duration;
 
 use super::batch::{Batch, Object, Rebuilt};
+use crate::alert::Rules;
 use crate::checkpoint::{Checkpoint, Intent, PendingObject};
 use crate::event::record::Provenance;
 use crate::ports::{Checkpoints, PutOutcome, Sink, StoreError};
@@ -71,7 +72,8 @@ impl Checkpoint {
 }
 
 /// Commits `batch`: afterwards its events are stored and the watermark is at
-/// `batch.covered_to`.
+/// `batch.covered_to`. With `rules`, the intent counts each object's alerts, so completing
+/// it (here or in a roll-forward) puts the objects that raise alerts in the outbox once.
 pub async fn commit<K: Checkpoints, S: Sink + ?Sized>(
     d: &Durable<'_, K, S>,
     cp: &mut Checkpoint,
@@ -79,6 +81,7 @@ pub async fn commit<K: Checkpoints, S: Sink + ?Sized>(
     batch: Batch,
     overlap: Duration,
     prov: &Provenance,
+    rules: Option<&Rules>,
 ) -> Result<Committed, StoreError> {
     let to = batch.covered_to;
     if batch.is_empty() {
@@ -89,7 +92,7 @@ pub async fn commit<K: Checkpoints, S: Sink + ?Sized>(
         }
         return Ok(Committed::default());
     }
-    let objects = batch.into_objects(org, prov);
+    let objects = batch.into_objects(org, prov, rules);
     let intent = Intent {
         run_id: prov.run_id.clone(),
         watermark: to,

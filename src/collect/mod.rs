@@ -6,9 +6,11 @@
 //! - [`reader`]: a range as a sequence of complete windows, within the deadline;
 //! - [`batch`]: dedupe and turning events into objects;
 //! - [`commit`]: the commit protocol and rolling an interrupted commit forward;
+//! - [`alerts`]: alerts on the events a commit stores first, delivered from an outbox;
 //! - [`rebuild`]: a checkpoint rebuilt from the stored objects when it does not know them;
 //! - [`verify`]: the stored events compared with Docker Hub's, day by day, and repaired.
 
+pub mod alerts;
 pub mod batch;
 pub mod commit;
 pub mod fetch;
@@ -24,6 +26,7 @@ use std::future::Future;
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
+pub use self::alerts::Alerting;
 use self::batch::{Batch, Rebuilt};
 use self::commit::{Committed, Durable, Recovery};
 use self::reader::Reader;
@@ -81,6 +84,10 @@ pub struct RunReport {
     pub rebuilt: Option<String>,
     /// Why the run stopped before its end without failing (deadline, rate limit, takeover).
     pub stopped_early: Option<String>,
+    /// Alerts delivered by this run.
+    pub alerts_raised: u64,
+    /// Alerts this run could not deliver (kept in the checkpoint, sent by a later run).
+    pub alerts_failed: u64,
 }
 
 /// A failed run: the error, and what it did before failing (committed and kept).
@@ -97,6 +104,8 @@ pub struct Poller<'a, A: ?Sized, K, S: ?Sized> {
     pub checkpoints: &'a K,
     pub sink: &'a S,
     pub clock: &'a dyn Clock,
+    /// Alert rules and their destination; `None`: no alerts.
+    pub alerts: Option<Alerting<'a>>,
 }
 
 /// When the lease was last renewed (by a save or a heartbeat), in real time: stores
@@ -178,6 +187,8 @@ where
             recovered: None,
             rebuilt: None,
             stopped_early: None,
+            alerts_raised: 0,
+            alerts_failed: 0,
         };
         let (lease, mut cp) = match self.checkpoints.acquire(org, &run_id).await {
             Ok(Some(held)) => held,
@@ -331,6 +342,8 @@ where
         }
         // Its saves renewed the lease.
         beat.renewed();
+        // Alerts an earlier run could not deliver (or an interrupted commit just completed).
+        self.deliver_alerts(cp, lease, cfg, report).await?;
         let window = window::plan(cp, cfg, self.clock.now());
         report.window = Some(window);
         if window.is_empty() {
@@ -467,7 +480,7 @@ where
                 window: range,
                 run_id: report.run_id.clone(),
             };
-            batch::rebuild(org, &missing, read, &prov)
+            batch::rebuild(org, &missing, read, &prov, self.alerts.map(|a| a.rules))
         };
         let (outcome, done) =
             commit::roll_forward(durable, cp, intent, present, rebuilt, cfg.overlap).await?;
@@ -519,7 +532,16 @@ where
             events,
             objects_created,
             objects_existing,
-        } = commit::commit(&durable, cp, &cfg.org, batch, cfg.overlap, &prov).await?;
+        } = commit::commit(
+            &durable,
+            cp,
+            &cfg.org,
+            batch,
+            cfg.overlap,
+            &prov,
+            self.alerts.map(|a| a.rules),
+        )
+        .await?;
         report.events_written += events;
         report.objects_written += objects_created;
         report.objects_existing += objects_existing;
@@ -527,6 +549,37 @@ where
             let watermark = cp.watermark.map(crate::types::rfc3339).unwrap_or_default();
             tracing::info!(org = %cfg.org, events, %watermark, "committed");
         }
+        self.deliver_alerts(cp, lease, cfg, report).await
+    }
+
+    /// Sends the outbox's alerts, unless a delivery already failed in this run (then the
+    /// count of those waiting is brought up to date: the next run tries again).
+    async fn deliver_alerts(
+        &self,
+        cp: &mut Checkpoint,
+        lease: &K::Lease,
+        cfg: &PollConfig,
+        report: &mut RunReport,
+    ) -> Result<(), CollectError> {
+        let Some(alerting) = self.alerts else {
+            return Ok(());
+        };
+        if report.alerts_failed > 0 {
+            let waiting: u64 = cp.alerts_pending.iter().map(|p| u64::from(p.alerts)).sum();
+            report.alerts_failed = report.alerts_failed.max(waiting);
+            return Ok(());
+        }
+        if cp.alerts_pending.is_empty() {
+            return Ok(());
+        }
+        let durable = Durable {
+            store: self.checkpoints,
+            lease,
+            sink: self.sink,
+        };
+        let done = alerts::deliver(&durable, cp, &cfg.org, alerting).await?;
+        report.alerts_raised += done.sent;
+        report.alerts_failed += done.failed;
         Ok(())
     }
 }

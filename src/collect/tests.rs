@@ -370,6 +370,7 @@ async fn run(
         checkpoints: cps,
         sink,
         clock,
+        alerts: None,
     };
     p.run(c, None).await
 }
@@ -599,6 +600,7 @@ async fn a_deadline_stops_early_with_everything_committed() {
         checkpoints: &cps,
         sink: &sink,
         clock: &clock,
+        alerts: None,
     };
     // Already past the deadline: reads nothing, commits nothing, fails nothing.
     let r = p.run(&c, Some(t0() - Duration::seconds(1))).await.unwrap();
@@ -804,6 +806,7 @@ async fn interleave(at: u32, after: bool, skew_a: Duration, skew_b: Duration) ->
         checkpoints: &a,
         sink: &a,
         clock: &clock_a,
+        alerts: None,
     };
     let b = LeaseView {
         store: &store,
@@ -815,6 +818,7 @@ async fn interleave(at: u32, after: bool, skew_a: Duration, skew_b: Duration) ->
         checkpoints: &b,
         sink: &sink,
         clock: &clock_b,
+        alerts: None,
     };
 
     let a_done = std::sync::atomic::AtomicBool::new(false);
@@ -854,6 +858,7 @@ async fn interleave(at: u32, after: bool, skew_a: Duration, skew_b: Duration) ->
             checkpoints: &c_store,
             sink: &sink,
             clock: &base,
+            alerts: None,
         };
         p.run(&c, None).await.unwrap_or_else(|f| panic!("{}", f.error));
     }
@@ -995,4 +1000,5 @@ mod property {
     }
 }
 
+mod alerts;
 mod rebuild_verify;

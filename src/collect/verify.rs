@@ -405,7 +405,7 @@ where
                     run_id: run_id.clone(),
                 };
                 let batch = Batch::of(part.from, part.to, events);
-                written += commit::commit(&durable, &mut cp, org, batch, keep, &prov)
+                written += commit::commit(&durable, &mut cp, org, batch, keep, &prov, None)
                     .await?
                     .events;
             }

@@ -9,11 +9,12 @@ use tokio::sync::Mutex;
 
 use super::metrics::{emf, RunMetrics};
 use super::settings::{Input, Settings};
+use crate::alert::Rules;
 use crate::clock::Clock;
 use crate::collect::verify::{Progress, VerifyError, VerifyRange, VerifyReport};
-use crate::collect::{Poller, RunReport};
+use crate::collect::{Alerting, Poller, RunReport};
 use crate::hub::{ApiStats, HubClient, HubConfig};
-use crate::ports::{Checkpoints, CredentialSource, Sink};
+use crate::ports::{AlertSink, Checkpoints, CredentialSource, Sink};
 use crate::types::Org;
 
 /// An error worth a retry by Lambda (the run was cut short by something that may pass).
@@ -45,6 +46,8 @@ pub struct App<K, S> {
     credentials: CredentialsFactory,
     /// One Hub client per org, so its token and the secret cache survive between runs.
     clients: Mutex<HashMap<Org, Arc<HubClient>>>,
+    /// Alert rules and where their alerts go; `None`: no alerts.
+    alerts: Option<(Rules, Box<dyn AlertSink>)>,
 }
 
 impl<K: Checkpoints, S: Sink> App<K, S> {
@@ -67,7 +70,14 @@ impl<K: Checkpoints, S: Sink> App<K, S> {
             hub,
             credentials,
             clients: Mutex::new(HashMap::new()),
+            alerts: None,
         }
+    }
+
+    /// Raises alerts under `rules`, delivered to `out`.
+    pub fn with_alerts(mut self, rules: Rules, out: Box<dyn AlertSink>) -> Self {
+        self.alerts = Some((rules, out));
+        self
     }
 
     async fn client(&self, org: &Org) -> Result<Arc<HubClient>, String> {
@@ -177,6 +187,10 @@ impl<K: Checkpoints, S: Sink> App<K, S> {
             checkpoints: &self.checkpoints,
             sink: &self.sink,
             clock: self.clock.as_ref(),
+            alerts: self.alerts.as_ref().map(|(rules, out)| Alerting {
+                rules,
+                out: out.as_ref(),
+            }),
         };
         // A margin longer than a third of the time left (a short timeout) would stop every
         // run before it starts.
@@ -209,6 +223,8 @@ impl<K: Checkpoints, S: Sink> App<K, S> {
             throttled_requests: ApiStats::get(&stats.throttled) - before.1,
             events_quarantined: report.events_quarantined,
             watermark_age_seconds: report.watermark.map(|w| age_seconds(finished, w)),
+            alerts_raised: report.alerts_raised,
+            alerts_failed: report.alerts_failed,
             ..RunMetrics::default()
         };
         let mut summary = summary(&report, metrics);

@@ -4,7 +4,7 @@
 //! CloudWatch bills every metric (name + dimensions) that is sent in an hour, so the line is
 //! built for cost: per org, only `WatermarkAge` is published on every run (its alarm treats
 //! silence as failure); `RunsFailed`, `ThrottledRequests`, `EventsQuarantined` and a
-//! verification's `EventsMissing` / `EventsDuplicated` are published per org only when they
+//! verification's `EventsMissing` / `EventsDuplicated`, `AlertsRaised` and `AlertsFailed` are published per org only when they
 //! are not zero, so a healthy org costs one metric. The deployment-wide totals carry no
 //! dimension. Every count is also a plain field of the line, for Logs Insights.
 
@@ -33,25 +33,32 @@ pub struct RunMetrics {
     pub events_missing: u64,
     pub events_duplicated: u64,
     pub events_repaired: u64,
+    /// Alerts delivered, and alerts that could not be (kept, retried by the next run).
+    pub alerts_raised: u64,
+    pub alerts_failed: u64,
 }
 
 /// Metrics published with the dimension `org` (each only when present in the line).
-pub const PER_ORG: [&str; 6] = [
+pub const PER_ORG: [&str; 8] = [
     "WatermarkAge",
     "RunsFailed",
     "ThrottledRequests",
     "EventsQuarantined",
     "EventsMissing",
     "EventsDuplicated",
+    "AlertsRaised",
+    "AlertsFailed",
 ];
 /// Metrics published without dimensions: totals over every org of the deployment.
-pub const DEPLOYMENT: [&str; 6] = [
+pub const DEPLOYMENT: [&str; 8] = [
     "EventsWritten",
     "ApiRequests",
     "ThrottledRequests",
     "RunsFailed",
     "EventsQuarantined",
     "EventsMissing",
+    "AlertsRaised",
+    "AlertsFailed",
 ];
 
 /// The EMF document of one invocation, timestamped `at`. `org` is `None` when the input
@@ -69,6 +76,8 @@ pub fn emf(org: Option<&str>, at: DateTime<Utc>, m: &RunMetrics) -> Value {
         ("EventsMissing", "Count", Some(json!(m.events_missing))),
         ("EventsDuplicated", "Count", Some(json!(m.events_duplicated))),
         ("EventsRepaired", "Count", Some(json!(m.events_repaired))),
+        ("AlertsRaised", "Count", Some(json!(m.alerts_raised))),
+        ("AlertsFailed", "Count", Some(json!(m.alerts_failed))),
         (
             "WatermarkAge",
             "Seconds",
@@ -91,6 +100,8 @@ pub fn emf(org: Option<&str>, at: DateTime<Utc>, m: &RunMetrics) -> Value {
             "EventsQuarantined" => m.events_quarantined > 0,
             "EventsMissing" => m.events_missing > 0,
             "EventsDuplicated" => m.events_duplicated > 0,
+            "AlertsRaised" => m.alerts_raised > 0,
+            "AlertsFailed" => m.alerts_failed > 0,
             _ => false,
         })
         .collect();
@@ -174,13 +185,15 @@ mod tests {
         let m = RunMetrics {
             runs_failed: 1,
             throttled_requests: 4,
+            alerts_failed: 2,
             ..Default::default()
         };
         let doc = emf(Some("acme"), Utc::now(), &m);
         assert_eq!(
             declared(&doc, &json!([["org"]])),
-            ["RunsFailed", "ThrottledRequests"]
+            ["RunsFailed", "ThrottledRequests", "AlertsFailed"]
         );
+        assert_eq!(doc["AlertsFailed"], 2);
         assert!(doc.get("WatermarkAge").is_none(), "no watermark, no value");
         // An input without a valid org publishes the totals only.
         let doc = emf(None, Utc::now(), &m);

@@ -3,6 +3,7 @@
 
 pub mod handler;
 pub mod metrics;
+pub mod rules;
 pub mod settings;
 
 pub use handler::{App, RetryableError};

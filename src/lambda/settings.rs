@@ -23,6 +23,23 @@ pub struct Settings {
     /// Stop starting requests this long before the Lambda's deadline.
     pub safety_margin: Duration,
     pub batch_events: usize,
+    /// The EventBridge bus (name or ARN) alerts go to; `None`: no alerts.
+    pub alert_bus: Option<String>,
+    /// Where the alert rules come from (when alerts are on).
+    pub alert_rules: RulesFrom,
+}
+
+/// The source of the Lambda's alert rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RulesFrom {
+    BuiltIn,
+    /// The rules file's text, from an environment variable.
+    Inline(String),
+    /// An S3 object (bucket, key).
+    S3 {
+        bucket: String,
+        key: String,
+    },
 }
 
 pub const ENV_TABLE: &str = "DOCKERHUB_AUDIT_TABLE";
@@ -36,6 +53,9 @@ pub const ENV_LAG: &str = "DOCKERHUB_AUDIT_LAG";
 pub const ENV_OVERLAP: &str = "DOCKERHUB_AUDIT_OVERLAP";
 pub const ENV_SAFETY_MARGIN: &str = "DOCKERHUB_AUDIT_SAFETY_MARGIN";
 pub const ENV_BATCH_EVENTS: &str = "DOCKERHUB_AUDIT_BATCH_EVENTS";
+pub const ENV_ALERT_BUS: &str = "DOCKERHUB_AUDIT_ALERT_BUS";
+pub const ENV_ALERT_RULES: &str = "DOCKERHUB_AUDIT_ALERT_RULES";
+pub const ENV_ALERT_RULES_S3: &str = "DOCKERHUB_AUDIT_ALERT_RULES_S3";
 
 impl Settings {
     /// Reads the settings through `get` (the process environment in production). Errors
@@ -64,7 +84,31 @@ impl Settings {
                 "{ENV_SECRET_PATTERN} must contain {{org}} (e.g. dockerhub-audit/{{org}})"
             ));
         }
+        let alert_rules = match (get(ENV_ALERT_RULES), get(ENV_ALERT_RULES_S3)) {
+            (Some(_), Some(_)) => {
+                return Err(format!(
+                    "{ENV_ALERT_RULES} and {ENV_ALERT_RULES_S3} are both set: give the rules one way"
+                ))
+            }
+            (Some(text), None) => RulesFrom::Inline(text),
+            (None, Some(uri)) => {
+                let (bucket, key) = uri
+                    .strip_prefix("s3://")
+                    .and_then(|rest| rest.split_once('/'))
+                    .filter(|(b, k)| !b.is_empty() && !k.is_empty())
+                    .ok_or_else(|| {
+                        format!("{ENV_ALERT_RULES_S3}: {uri:?} is not s3://bucket/key of a rules file")
+                    })?;
+                RulesFrom::S3 {
+                    bucket: bucket.to_string(),
+                    key: key.to_string(),
+                }
+            }
+            (None, None) => RulesFrom::BuiltIn,
+        };
         Ok(Settings {
+            alert_bus: get(ENV_ALERT_BUS),
+            alert_rules,
             table: required(ENV_TABLE, "the DynamoDB checkpoint table's name")?,
             bucket: required(ENV_BUCKET, "the S3 bucket for the audit events")?,
             prefix: get(ENV_PREFIX).unwrap_or_else(|| "dockerhub-audit".into()),
@@ -174,6 +218,32 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(e.contains("{org}"), "{e}");
+        assert_eq!(s.alert_bus, None);
+        assert_eq!(s.alert_rules, RulesFrom::BuiltIn);
+        let with = |pairs: &[(&str, &str)]| {
+            let mut all = vec![(ENV_TABLE, "t"), (ENV_BUCKET, "b")];
+            all.extend_from_slice(pairs);
+            Settings::from_env(env(&all))
+        };
+        let s = with(&[
+            (ENV_ALERT_BUS, "bus"),
+            (ENV_ALERT_RULES_S3, "s3://cfg/rules/a.toml"),
+        ])
+        .unwrap();
+        assert_eq!(s.alert_bus.as_deref(), Some("bus"));
+        assert_eq!(
+            s.alert_rules,
+            RulesFrom::S3 {
+                bucket: "cfg".into(),
+                key: "rules/a.toml".into()
+            }
+        );
+        assert!(with(&[(ENV_ALERT_RULES_S3, "cfg/rules.toml")])
+            .unwrap_err()
+            .contains("s3://bucket/key"));
+        assert!(with(&[(ENV_ALERT_RULES_S3, "s3://b/k"), (ENV_ALERT_RULES, "x")])
+            .unwrap_err()
+            .contains("both"));
     }
 
     #[test]

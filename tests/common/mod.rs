@@ -90,6 +90,7 @@ pub async fn run(
         checkpoints: &checkpoints,
         sink: &sink,
         clock,
+        alerts: None,
     };
     poller.run(cfg, None).await
 }

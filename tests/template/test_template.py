@@ -40,6 +40,8 @@ def rust_strings(path, const):
 
 # How README.md writes what the template computes (see "IAM permissions").
 PSEUDO = {"${AWS::Partition}": "aws", "${AWS::Region}": "<region>", "${AWS::AccountId}": "<account>"}
+# The variables of Fn::Sub's second form.
+SUB_VARS = {"${Name}": "<bucket>", "${Bus}": "<alert bus>", "${RulesObject}": "<rules bucket>/<rules key>"}
 ATTS = {
     ("Table", "Arn"): "arn:aws:dynamodb:<region>:<account>:table/<table>",
     ("DeadLetterQueue", "Arn"): "arn:aws:sqs:<region>:<account>:<dead-letter queue>",
@@ -58,7 +60,8 @@ def readable(resource):
         text = sub if isinstance(sub, str) else sub[0]
         for k, v in PSEUDO.items():
             text = text.replace(k, v)
-        text = text.replace("${Name}", "<bucket>")
+        for k, v in SUB_VARS.items():
+            text = text.replace(k, v)
         return re.sub(r"\$\{(\w+)\}", r"<\1>", text)
     if "Fn::GetAtt" in resource:
         att = resource["Fn::GetAtt"]
@@ -75,6 +78,9 @@ def function_statements():
         if "Fn::If" in policy:
             policy = policy["Fn::If"][1]
         for st in policy["PolicyDocument"]["Statement"]:
+            if "Fn::If" in st:
+                # A statement of an optional feature (alerts): the branch that has it.
+                st = st["Fn::If"][1]
             actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
             out.append((frozenset(actions), readable(st["Resource"])))
     return out
@@ -88,14 +94,19 @@ class Template(unittest.TestCase):
         params = set(TEMPLATE["Parameters"])
         for p in ["Organizations", "ScheduleExpression", "SecretPrefix", "BucketName", "KeyPrefix",
                   "Lookback", "RetentionDays", "ObjectLockDays", "KmsKeyArn", "AlarmEmail",
-                  "WatermarkAgeAlarmMinutes", "Architecture", "DockerHubUrl", "LogRetentionDays"]:
+                  "WatermarkAgeAlarmMinutes", "Architecture", "DockerHubUrl", "LogRetentionDays",
+                  "Alerts", "AlertBus", "AlertEmail", "AlertRulesS3Uri"]:
             self.assertIn(p, params)
+        # Alerts are on by default, to a bus the stack creates, with the built-in rules.
+        defaults = {k: TEMPLATE["Parameters"][k]["Default"]
+                    for k in ["Alerts", "AlertBus", "AlertEmail", "AlertRulesS3Uri"]}
+        self.assertEqual(defaults, {"Alerts": "true", "AlertBus": "", "AlertEmail": "", "AlertRulesS3Uri": ""})
         self.assertEqual(TEMPLATE["Parameters"]["Organizations"]["Type"], "CommaDelimitedList")
         self.assertNotIn("Default", TEMPLATE["Parameters"]["Organizations"], "Organizations is required")
         self.assertEqual(TEMPLATE["Parameters"]["Architecture"]["Default"], "arm64")
         outputs = set(TEMPLATE["Outputs"])
         for o in ["FunctionName", "BucketName", "TableName", "GlueDatabase", "GlueTable", "WorkGroup",
-                  "DeadLetterQueueUrl", "AlarmTopicArn"]:
+                  "DeadLetterQueueUrl", "AlarmTopicArn", "AlertBusName", "AlertTopicArn"]:
             self.assertIn(o, outputs)
 
     def test_one_schedule_per_org_with_retries_and_a_dead_letter_queue(self):
@@ -133,7 +144,8 @@ class Template(unittest.TestCase):
         known = set(re.findall(r'pub const ENV_\w+: &str = "(\w+)";', settings))
         env = RESOURCES["Function"]["Properties"]["Environment"]["Variables"]
         self.assertTrue(set(env) <= known, set(env) - known)
-        for required in ["DOCKERHUB_AUDIT_TABLE", "DOCKERHUB_AUDIT_BUCKET", "DOCKERHUB_AUDIT_SECRET_PATTERN"]:
+        for required in ["DOCKERHUB_AUDIT_TABLE", "DOCKERHUB_AUDIT_BUCKET", "DOCKERHUB_AUDIT_SECRET_PATTERN",
+                         "DOCKERHUB_AUDIT_ALERT_BUS", "DOCKERHUB_AUDIT_ALERT_RULES_S3"]:
             self.assertIn(required, env)
 
     def test_iam_is_least_privilege_and_the_readme_table_says_the_same(self):
@@ -157,7 +169,9 @@ class Template(unittest.TestCase):
             cli |= set(st["Action"] if isinstance(st["Action"], list) else [st["Action"]])
             self.assertNotEqual(st["Resource"], "*")
         function = set().union(*(a for a, _ in function_statements()))
-        self.assertEqual(cli, function - {"logs:CreateLogStream", "logs:PutLogEvents", "sqs:SendMessage"})
+        # Logs, the dead-letter queue and alerts are the Lambda's alone.
+        self.assertEqual(cli, function - {"logs:CreateLogStream", "logs:PutLogEvents", "sqs:SendMessage",
+                                          "events:PutEvents"})
 
     def test_storage_is_private_encrypted_and_retained(self):
         for name in ["Bucket", "AthenaResultsBucket"]:
@@ -197,6 +211,50 @@ class Template(unittest.TestCase):
         self.assertIn("OrgRunsFailedAlarm&{Org}", seen)
         self.assertIn("OrgThrottlingAlarm&{Org}", seen)
         self.assertEqual(seen["MissingEventsAlarm"]["MetricName"], "EventsMissing")
+        failed = seen["AlertsFailedAlarm"]
+        self.assertEqual((failed["MetricName"], failed.get("Dimensions"), failed["Statistic"], failed["Period"]),
+                         ("AlertsFailed", None, "Sum", 900))
+        self.assertEqual((failed["Threshold"], failed["ComparisonOperator"], failed["TreatMissingData"]),
+                         (1, "GreaterThanOrEqualToThreshold", "notBreaching"))
+
+    def test_alerts_go_from_the_bus_to_their_own_topic(self):
+        bus = {"Fn::If": ["NoAlertBusName", {"Ref": "AlertEventBus"}, {"Ref": "AlertBus"}]}
+        alerts = [name for name, r in RESOURCES.items() if name.startswith("Alert")]
+        for name in alerts:
+            self.assertIn(RESOURCES[name].get("Condition"), ["AlertsOn", "CreateAlertBus", "HasAlertEmail"], name)
+        self.assertEqual(RESOURCES["AlertEventBus"]["Type"], "AWS::Events::EventBus")
+        self.assertEqual(RESOURCES["AlertEventBus"]["Condition"], "CreateAlertBus")
+        # The rule on the bus the function sends to, routing the function's events to the alert
+        # topic (not the alarm topic).
+        rules = list(resources_of("AWS::Events::Rule"))
+        self.assertEqual([name for name, _ in rules], ["AlertRule"])
+        rule = rules[0][1]["Properties"]
+        self.assertEqual(rule["EventPattern"], {"source": ["dockerhub-audit"]})
+        self.assertEqual(rule["EventBusName"], bus)
+        self.assertEqual([t["Arn"] for t in rule["Targets"]], [{"Ref": "AlertTopic"}])
+        self.assertEqual(RESOURCES["AlertTopic"]["Type"], "AWS::SNS::Topic")
+        env = RESOURCES["Function"]["Properties"]["Environment"]["Variables"]
+        self.assertEqual(env["DOCKERHUB_AUDIT_ALERT_BUS"], {"Fn::If": ["AlertsOn", bus, ""]})
+        # EventBridge may publish to the topic, for this rule only.
+        policies = [r["Properties"] for _, r in resources_of("AWS::SNS::TopicPolicy")
+                    if {"Ref": "AlertTopic"} in r["Properties"]["Topics"]]
+        self.assertEqual(len(policies), 1)
+        [st] = policies[0]["PolicyDocument"]["Statement"]
+        self.assertEqual((st["Effect"], st["Principal"], st["Action"], st["Resource"]),
+                         ("Allow", {"Service": "events.amazonaws.com"}, "sns:Publish", {"Ref": "AlertTopic"}))
+        self.assertEqual(st["Condition"], {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": ["AlertRule", "Arn"]}}})
+        subscription = RESOURCES["AlertEmailSubscription"]
+        self.assertEqual(subscription["Properties"]["TopicArn"], {"Ref": "AlertTopic"})
+        self.assertEqual(subscription["Condition"], "HasAlertEmail")
+        # The function may put events on that bus only, and only when alerts are on.
+        statements = RESOURCES["FunctionRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+        [put] = [st for st in statements if "Fn::If" in st and st["Fn::If"][1]["Action"] == "events:PutEvents"]
+        self.assertEqual(put["Fn::If"][0], "AlertsOn")
+        self.assertEqual(put["Fn::If"][2], {"Ref": "AWS::NoValue"})
+        resource = put["Fn::If"][1]["Resource"]
+        self.assertNotEqual(resource, "*")
+        self.assertEqual(resource, {"Fn::Sub": [
+            "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${Bus}", {"Bus": bus}]})
 
     def test_glue_table_duckdb_view_and_ddl_agree(self):
         ddl = (ROOT / "infra/athena/events-table.sql").read_text()

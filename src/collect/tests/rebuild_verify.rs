@@ -129,6 +129,7 @@ async fn verify(
         checkpoints: cps,
         sink,
         clock,
+        alerts: None,
     };
     let range = VerifyRange {
         from: t0() - Duration::days(4),
@@ -291,6 +292,7 @@ async fn a_repair_crashing_anywhere_loses_and_doubles_nothing() {
             checkpoints: &cps_c,
             sink: &sink_c,
             clock: &clock,
+            alerts: None,
         };
         let range = VerifyRange {
             from: t0() - Duration::days(4),

@@ -1,0 +1,196 @@
+//! Alerts under the commit protocol, on the in-process fakes: raised for exactly the
+//! events a commit stores first, whatever crashes where; a failed delivery blocks nothing
+//! and is sent by the next run.
+
+use super::*;
+use crate::alert::{alert_id, Alert, Rules};
+use crate::ports::{AlertError, AlertSink};
+
+/// Records every alert delivered; fails while `down` is set.
+#[derive(Default)]
+struct MemAlerts {
+    sent: Mutex<Vec<String>>,
+    down: Mutex<bool>,
+}
+
+#[async_trait]
+impl AlertSink for MemAlerts {
+    async fn send(&self, alerts: &[Alert]) -> Result<(), AlertError> {
+        if *self.down.lock().unwrap() {
+            return Err(AlertError("the bus is down".into()));
+        }
+        self.sent
+            .lock()
+            .unwrap()
+            .extend(alerts.iter().map(|a| a.alert_id.clone()));
+        Ok(())
+    }
+}
+
+impl MemAlerts {
+    fn sorted(&self) -> Vec<String> {
+        let mut v = self.sent.lock().unwrap().clone();
+        v.sort();
+        v
+    }
+}
+
+/// The alert ids the stored records should raise, sorted (a multiset: one per rule and event).
+fn expected_alerts(sink: &MemSink, rules: &Rules) -> Vec<String> {
+    let mut out = Vec::new();
+    for body in sink.objects.lock().unwrap().values() {
+        for r in encode::decode(body).unwrap() {
+            let id = r["event_id"].as_str().unwrap().to_string();
+            out.extend(rules.matching(&r).map(|rule| alert_id(&rule.id, &id)));
+        }
+    }
+    out.sort();
+    out
+}
+
+async fn run_alerting(
+    hub: &FakeHub,
+    cps: &MemCheckpoints,
+    sink: &MemSink,
+    clock: &ManualClock,
+    c: &PollConfig,
+    rules: &Rules,
+    out: &MemAlerts,
+) -> Result<RunReport, RunFailed> {
+    let p = Poller {
+        api: hub,
+        checkpoints: cps,
+        sink,
+        clock,
+        alerts: Some(Alerting { rules, out }),
+    };
+    p.run(c, None).await
+}
+
+#[tokio::test]
+async fn a_failed_delivery_blocks_nothing_and_the_next_run_sends_it_once() {
+    let rules = Rules::defaults();
+    let clock = ManualClock::new(t0());
+    let hub = FakeHub::new(clock.clone(), 25, Order::NewestFirst);
+    // A fifth of the fake's events are `oidc.connection.create`, which a default rule matches.
+    hub.generate(7, 400, t0() - Duration::days(2), t0() - Duration::minutes(2));
+    let (cps, sink, out) = (
+        MemCheckpoints::default(),
+        MemSink::default(),
+        MemAlerts::default(),
+    );
+    let mut c = cfg();
+    c.batch_events = 50;
+    *out.down.lock().unwrap() = true;
+    let r = run_alerting(&hub, &cps, &sink, &clock, &c, &rules, &out)
+        .await
+        .unwrap();
+    assert_exact(&hub, &sink, clock.now() - c.lag);
+    let want = expected_alerts(&sink, &rules);
+    assert!(want.len() > 40, "the fixture raises alerts: {}", want.len());
+    assert_eq!(r.alerts_raised, 0);
+    assert_eq!(
+        r.alerts_failed,
+        want.len() as u64,
+        "every undelivered alert is counted"
+    );
+    assert!(out.sorted().is_empty());
+    let queued = cps.peek(&c.org).await.unwrap().unwrap().alerts_pending;
+    assert!(!queued.is_empty(), "kept in the checkpoint's outbox");
+
+    *out.down.lock().unwrap() = false;
+    clock.advance(Duration::minutes(5));
+    let r = run_alerting(&hub, &cps, &sink, &clock, &c, &rules, &out)
+        .await
+        .unwrap();
+    assert_eq!((r.alerts_raised, r.alerts_failed), (want.len() as u64, 0));
+    assert_eq!(out.sorted(), want, "each alert once");
+    // Re-runs read the overlap again: they raise nothing.
+    for _ in 0..2 {
+        clock.advance(Duration::minutes(5));
+        let r = run_alerting(&hub, &cps, &sink, &clock, &c, &rules, &out)
+            .await
+            .unwrap();
+        assert_eq!((r.alerts_raised, r.alerts_failed), (0, 0));
+    }
+    assert_eq!(out.sorted(), want);
+    assert!(cps.peek(&c.org).await.unwrap().unwrap().alerts_pending.is_empty());
+}
+
+#[tokio::test]
+async fn a_crash_at_any_store_or_sink_operation_raises_each_alert_and_no_other() {
+    let rules = Rules::defaults();
+    let mut crashes_seen = 0;
+    let mut repeats = 0;
+    for k in 0..200u32 {
+        let clock = ManualClock::new(t0());
+        let hub = FakeHub::new(clock.clone(), 25, Order::NewestFirst);
+        hub.generate(
+            u64::from(k) + 300,
+            300,
+            t0() - Duration::days(2),
+            t0() - Duration::minutes(2),
+        );
+        let crash = Crash::after(k);
+        let cps = MemCheckpoints {
+            crash: crash.clone(),
+            ..Default::default()
+        };
+        let sink = MemSink {
+            crash: crash.clone(),
+            ..Default::default()
+        };
+        let out = MemAlerts::default();
+        let mut c = cfg();
+        c.batch_events = 30;
+        c.read_events = 120;
+        let crashed = run_alerting(&hub, &cps, &sink, &clock, &c, &rules, &out)
+            .await
+            .is_err();
+        *cps.held.lock().unwrap() = false;
+        *crash.0.lock().unwrap() = None;
+        for _ in 0..2 {
+            clock.advance(Duration::minutes(5));
+            run_alerting(&hub, &cps, &sink, &clock, &c, &rules, &out)
+                .await
+                .unwrap();
+        }
+        assert_exact(&hub, &sink, clock.now() - c.lag);
+        let want = expected_alerts(&sink, &rules);
+        let got = out.sorted();
+        let mut distinct = got.clone();
+        distinct.dedup();
+        assert_eq!(
+            distinct, want,
+            "crash point {k}: not one alert per stored matching event"
+        );
+        // At least once: only a crash between a delivery and its save sends some again.
+        repeats += got.len() - distinct.len();
+        if !crashed {
+            break;
+        }
+        crashes_seen += 1;
+    }
+    assert!(crashes_seen > 20, "{crashes_seen} crash points");
+    assert!(
+        repeats < crashes_seen * 20,
+        "{repeats} repeats in {crashes_seen} crashes"
+    );
+}
+
+#[tokio::test]
+async fn without_rules_nothing_is_queued() {
+    let clock = ManualClock::new(t0());
+    let hub = FakeHub::new(clock.clone(), 25, Order::NewestFirst);
+    hub.generate(9, 100, t0() - Duration::days(1), t0() - Duration::minutes(2));
+    let (cps, sink) = (MemCheckpoints::default(), MemSink::default());
+    let r = run(&hub, &cps, &sink, &clock, &cfg()).await.unwrap();
+    assert_eq!((r.alerts_raised, r.alerts_failed), (0, 0));
+    assert!(cps
+        .peek(&cfg().org)
+        .await
+        .unwrap()
+        .unwrap()
+        .alerts_pending
+        .is_empty());
+}
