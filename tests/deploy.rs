@@ -84,7 +84,8 @@ impl Stack {
 
     fn aws(&self, args: &[&str]) -> Value {
         let mut all = args.to_vec();
-        all.extend(["--output", "json"]);
+        // The AWS CLI v1 ignores AWS_ENDPOINT_URL for SQS (it calls queue.amazonaws.com).
+        all.extend(["--output", "json", "--endpoint-url", &self.endpoint]);
         let out = self.run("aws", &all, Duration::from_secs(120));
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("aws {args:?}: not JSON ({e}): {out}"))
     }
@@ -111,6 +112,8 @@ impl Stack {
                     "1",
                     "--output",
                     "json",
+                    "--endpoint-url",
+                    &self.endpoint,
                 ],
                 Duration::from_secs(60),
             );

@@ -52,7 +52,11 @@ pub async fn deliver<K: Checkpoints, S: Sink + ?Sized>(
     let mut done = Delivered::default();
     let mut delivered = Vec::new();
     let mut failed = false;
-    for pending in cp.alerts_pending.clone() {
+    for (i, pending) in cp.alerts_pending.clone().into_iter().enumerate() {
+        // A long outbox takes a while to send: the lease is renewed as the commit's puts do.
+        if i > 0 {
+            d.store.heartbeat(d.lease).await?;
+        }
         let records = match d.sink.get(&pending.key).await {
             Ok(bytes) => encode::decode(&bytes).map_err(|e| e.to_string()),
             Err(StoreError::Io(e)) => {
