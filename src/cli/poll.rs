@@ -276,6 +276,13 @@ pub async fn status(a: StatusArgs) -> Result<(), String> {
         "output:       {}",
         cp.output.as_deref().unwrap_or("not recorded yet")
     );
+    if !cp.alerts_pending.is_empty() {
+        let waiting: u64 = cp.alerts_pending.iter().map(|p| u64::from(p.alerts)).sum();
+        say!(
+            "alerts:       {waiting} not delivered yet, from {} object(s) (the next poll with --rules sends them)",
+            cp.alerts_pending.len()
+        );
+    }
     say!(
         "quarantined:  {} unreadable item(s){}",
         cp.quarantined,
