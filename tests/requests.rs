@@ -48,6 +48,33 @@ async fn a_backfill_pages_through_old_history_at_about_one_request_per_page() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_from_empty_history_into_dense_days_reads_nothing_twice() {
+    // Docker Hub's retention edge: the first days of the lookback hold nothing, the last two
+    // 20,000 events a day, more than one read holds. A window grown on that empty stretch is
+    // probed (one request) instead of read until it overflows (160 requests, several times
+    // over as it is halved), and it is cut to the target, which also bounds memory.
+    let clock = ManualClock::new(t0());
+    let cfg = emulator_config(40_000, 2, 83);
+    let (emu, hub) = start(cfg, Arc::new(clock.clone())).await;
+    let c = client(&hub.url(), Arc::new(clock.clone()), SECRET);
+    let dir = tempfile::tempdir().unwrap();
+    let pc = poll_config(6);
+    let r = run(&c, &clock, dir.path(), &pc).await.unwrap();
+    let want = expected(&emu, clock.now() - pc.lag);
+    assert_exact(&want, dir.path());
+    let requests = emu.stats().list_requests;
+    assert_eq!(requests, r.pages_requested);
+    eprintln!(
+        "empty then dense: {} events, {requests} list requests, ideal {}",
+        want.len(),
+        ideal(want.len())
+    );
+    let limit = ideal(want.len()) * 105 / 100;
+    assert!(requests <= limit, "{requests} list requests (at most {limit})");
+    hub.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_within_one_minute_costs_about_one_request_per_page() {
     let clock = ManualClock::new(t0());
     let mut cfg = emulator_config(2_000, 5, 82);

@@ -74,6 +74,8 @@ pub struct Fetcher<'a, A: AuditLog + ?Sized> {
     max_events: usize,
     /// Whether the user was told that the server gives fewer than asked.
     warned_cap: bool,
+    /// Whether the server answered a page past the end with an error (no more probes).
+    probe_refused: bool,
     pub requests: u64,
 }
 
@@ -181,6 +183,7 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
             max_reads: 5,
             max_events,
             warned_cap: false,
+            probe_refused: false,
             requests: 0,
         }
     }
@@ -231,6 +234,33 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
         };
         self.requests += 1;
         self.api.page(self.org, q, budget).await
+    }
+
+    /// Whether `w` surely holds more than `events` events: the page just past them, asked
+    /// at the server's full page size (or ours, before it is known), is not empty. One
+    /// request, where a read of a window far too large costs up to `max_events` of them
+    /// before it overflows. Only a hint for sizing (the read itself still checks): `false`
+    /// when unsure, and the probe stops for good on a server that refuses pages past the end.
+    pub async fn holds_more_than(
+        &mut self,
+        w: Window,
+        events: usize,
+        deadline: Option<Instant>,
+    ) -> Result<bool, HubError> {
+        if self.probe_refused {
+            return Ok(false);
+        }
+        let size = self.known_full.unwrap_or(self.page_size).max(1);
+        let page = u32::try_from(events / size as usize + 1).unwrap_or(u32::MAX);
+        match self.get(w, page, size, None, deadline).await {
+            Ok(p) => Ok(!p.is_empty()),
+            Err(e @ HubError::OutOfTime(_)) => Err(e),
+            Err(e) => {
+                tracing::debug!(window = %w, page, error = %e, "the server refused a page past the end; no more probes");
+                self.probe_refused = true;
+                Ok(false)
+            }
+        }
     }
 
     /// Reads `w`: from one page when it fits, else page by page (see the module doc).

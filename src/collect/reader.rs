@@ -18,6 +18,9 @@ pub struct Reader<'a, A: AuditLog + ?Sized> {
     /// The events a window should hold: half of what one read may, so a denser stretch
     /// rarely overflows it.
     target: usize,
+    /// Whether the span grew on thin evidence (more than twice the last window): then the
+    /// next window is probed before it is read, as its count is a guess.
+    probe: bool,
     deadline: Option<DateTime<Utc>>,
     clock: &'a dyn Clock,
 }
@@ -34,6 +37,7 @@ impl<'a, A: AuditLog + ?Sized> Reader<'a, A> {
         Reader {
             fetcher: Fetcher::new(api, org, page_size, max_events),
             target: max_events / 2,
+            probe: false,
             span: Duration::days(1),
             deadline,
             clock,
@@ -43,6 +47,8 @@ impl<'a, A: AuditLog + ?Sized> Reader<'a, A> {
     /// Starts the span for a range: its whole length, up to a day.
     pub fn start(&mut self, range: Window) {
         self.span = window::initial_span(range);
+        // Not the first window: an idle run must cost one request.
+        self.probe = false;
     }
 
     /// Reads the next complete window `[from, to)` with `to <= end`: every event the API
@@ -63,6 +69,22 @@ impl<'a, A: AuditLog + ?Sized> Reader<'a, A> {
                 },
             };
             let w = Window::new(from, (from + self.span).min(end));
+            if self.probe && w.len() > Duration::seconds(1) {
+                // A window sized from a sparse stretch (the edge of Docker Hub's retention
+                // at the start of a backfill) can hold many times the target: one request
+                // says so, where reading it could cost `max_events / page` of them before it
+                // overflows, and would hold more events (memory) than the target.
+                if self
+                    .fetcher
+                    .holds_more_than(w, self.target, request_deadline)
+                    .await?
+                {
+                    tracing::debug!(window = %w, "probed: more than the target; cutting it");
+                    self.span = window::shrink(w.len());
+                    continue;
+                }
+                self.probe = false;
+            }
             let page = match self.fetcher.read(w, request_deadline).await? {
                 Read::TooMany if w.len() > Duration::seconds(1) => {
                     self.span = window::shrink(w.len());
@@ -73,6 +95,7 @@ impl<'a, A: AuditLog + ?Sized> Reader<'a, A> {
             };
             tracing::debug!(window = %w, events = page.len(), requests = self.fetcher.requests, "read");
             self.span = window::adapt(w.len(), page.len(), self.target);
+            self.probe = self.span > w.len() * 2;
             return Ok((w, page));
         }
     }
