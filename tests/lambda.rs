@@ -539,3 +539,205 @@ async fn the_lambda_verifies_and_repairs_the_last_two_days() {
     )
     .await;
 }
+
+/// Starts the Lambda binary with `env` and no Runtime API answering; returns how it ended
+/// and what it printed on stderr (for a start that must fail).
+fn start_only(env: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
+        .env("AWS_LAMBDA_FUNCTION_NAME", "dockerhub-audit")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_ENDPOINT_URL", moto())
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("AWS_REGION", "us-east-1");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.stdin(Stdio::null()).output().expect("the Lambda binary runs");
+    (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alert_rules_from_s3_choose_the_alerts_and_bad_ones_stop_the_start() {
+    let Deployment {
+        s3: s3c,
+        bucket,
+        table,
+        pattern,
+    } = deployment("rules").await;
+    let cfg = sdk(&moto()).await;
+    // The rules file: only the built-in OIDC rule, and one of our own on pushes by tokens.
+    let rules = r#"
+include_defaults = true
+disable = ["repo-made-public", "member-made-owner", "owners-team-member-added", "sso-connection-deleted",
+  "sso-enforcement-off", "scim-off", "registry-access-disabled", "registry-access-registry-added",
+  "image-access-changed", "access-token-created", "domain-deleted", "org-settings-changed"]
+
+[[rule]]
+id = "push-by-release-bot"
+title = "The release bot pushed"
+severity = "low"
+action = "repo.tag.push"
+when = { actor = "release-bot" }
+why = "testing rules from S3"
+"#;
+    s3c.put_object()
+        .bucket(&bucket)
+        .key("config/rules.toml")
+        .body(rules.as_bytes().to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    // The bus and a queue its rule delivers to.
+    let bus = unique("bus");
+    let eb = aws_sdk_eventbridge::Client::new(&cfg);
+    eb.create_event_bus().name(&bus).send().await.unwrap();
+    let sqs = aws_sdk_sqs::Client::new(&cfg);
+    let queue = sqs
+        .create_queue()
+        .queue_name(unique("alerts"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_string();
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes()
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    eb.put_rule()
+        .name("alerts")
+        .event_bus_name(&bus)
+        .event_pattern(json!({"source": ["dockerhub-audit"]}).to_string())
+        .send()
+        .await
+        .unwrap();
+    eb.put_targets()
+        .rule("alerts")
+        .event_bus_name(&bus)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("q")
+                .arn(&arn)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    let mut ecfg = emulator_config(1500, 20, 43);
+    ecfg.page_cap = 50;
+    let (emu, hub) = start(ecfg, Arc::new(SystemClock)).await;
+    let rules_uri = format!("s3://{bucket}/config/rules.toml");
+    let hub_url = hub.url();
+    let env = [
+        ("DOCKERHUB_AUDIT_TABLE", table.as_str()),
+        ("DOCKERHUB_AUDIT_BUCKET", bucket.as_str()),
+        ("DOCKERHUB_AUDIT_SECRET_PATTERN", pattern.as_str()),
+        ("DOCKERHUB_AUDIT_HUB_URL", hub_url.as_str()),
+        ("DOCKERHUB_AUDIT_ALERT_BUS", bus.as_str()),
+        ("DOCKERHUB_AUDIT_ALERT_RULES_S3", rules_uri.as_str()),
+    ];
+    let (got, stdout, stderr) = serve(&[json!({"org": "acme", "lookback": "30d"})], &env).await;
+    let answer = &got[0].2;
+    assert_eq!(answer["ok"], true, "{answer}\n{stderr}");
+
+    // Exactly the alerts of the two rules, from the stored records.
+    let stored = read_all(&s3c, &bucket, "dockerhub-audit/").await;
+    let mut want: Vec<(String, String)> = stored
+        .iter()
+        .flat_map(|(_, records)| records.iter())
+        .filter_map(|r| {
+            let action = r["action"].as_str().unwrap();
+            let rule = if action.starts_with("oidc.connection.") {
+                "oidc-connection-changed"
+            } else if action == "repo.tag.push" && r["actor"] == "release-bot" {
+                "push-by-release-bot"
+            } else {
+                return None;
+            };
+            Some((rule.to_string(), r["event_id"].as_str().unwrap().to_string()))
+        })
+        .collect();
+    want.sort();
+    assert!(want.iter().any(|(r, _)| r == "push-by-release-bot"), "{want:?}");
+    assert!(
+        want.iter().any(|(r, _)| r == "oidc-connection-changed"),
+        "{want:?}"
+    );
+    let mut got_alerts = Vec::new();
+    loop {
+        let msgs = sqs
+            .receive_message()
+            .queue_url(&queue)
+            .max_number_of_messages(10)
+            .visibility_timeout(600)
+            .send()
+            .await
+            .unwrap();
+        if msgs.messages().is_empty() {
+            break;
+        }
+        for m in msgs.messages() {
+            let e: Value = serde_json::from_str(m.body().unwrap()).unwrap();
+            got_alerts.push((
+                e["detail"]["rule"]["id"].as_str().unwrap().to_string(),
+                e["detail"]["event_id"].as_str().unwrap().to_string(),
+            ));
+        }
+    }
+    got_alerts.sort();
+    assert_eq!(
+        got_alerts, want,
+        "the queue holds other alerts than the S3 rules raise"
+    );
+    assert_eq!(answer["alerts_raised"], want.len());
+    let emf: Value = serde_json::from_str(stdout.lines().find(|l| l.contains("\"_aws\"")).unwrap()).unwrap();
+    assert_eq!(emf["AlertsRaised"], want.len());
+    assert!(
+        dockerhub_audit::lambda::metrics::declared(&emf, &json!([["org"]]))
+            .contains(&"AlertsRaised".to_string())
+    );
+    hub.shutdown();
+    drop(emu);
+
+    // A rules file that cannot be used stops the start, saying what and where.
+    let base = [
+        ("DOCKERHUB_AUDIT_TABLE", table.as_str()),
+        ("DOCKERHUB_AUDIT_BUCKET", bucket.as_str()),
+        ("DOCKERHUB_AUDIT_ALERT_BUS", bus.as_str()),
+    ];
+    let missing = format!("s3://{bucket}/config/none.toml");
+    for (extra, says) in [
+        (
+            ("DOCKERHUB_AUDIT_ALERT_RULES", "[[rule]]\nid = \"x\"\n"),
+            "missing field",
+        ),
+        (
+            ("DOCKERHUB_AUDIT_ALERT_RULES_S3", missing.as_str()),
+            "cannot read the alert rules at s3://",
+        ),
+        (
+            ("DOCKERHUB_AUDIT_ALERT_RULES_S3", "bucket-only"),
+            "is not s3://bucket/key",
+        ),
+    ] {
+        let mut env = base.to_vec();
+        env.push(extra);
+        let (status, stderr) = start_only(&env);
+        assert!(!status.success(), "{extra:?} started");
+        assert!(stderr.contains(says), "{extra:?}: {stderr}");
+    }
+}
