@@ -52,6 +52,11 @@ pub struct Checkpoint {
     pub alerts_pending: Vec<PendingAlerts>,
 }
 
+/// The most objects the alert outbox keeps while delivery fails: past it the oldest are let
+/// go (each logged at error level with its key; the records stay in the output), so a long
+/// outage cannot grow the checkpoint without bound.
+pub const MAX_ALERTS_PENDING: usize = 5_000;
+
 /// An object whose records raise alerts not yet delivered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingAlerts {
@@ -149,6 +154,11 @@ impl Checkpoint {
                     alerts: o.alerts,
                 });
             }
+        }
+        let over = self.alerts_pending.len().saturating_sub(MAX_ALERTS_PENDING);
+        for p in self.alerts_pending.drain(..over) {
+            tracing::error!(org = %self.org, key = %p.key, alerts = p.alerts,
+                "alerts undelivered for too long are let go (the outbox is full); the records are in the output");
         }
         self.advance(intent.watermark, overlap);
         self.pending = None;

@@ -56,8 +56,30 @@ impl<T> OneOrMany<T> {
     }
 }
 
+/// A pattern as written: text, or a TOML boolean or number (`enabled = true` means the
+/// text `true`, as events carry it).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+enum Scalar {
+    Text(String),
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+}
+
+impl Scalar {
+    fn text(self) -> String {
+        match self {
+            Scalar::Text(s) => s,
+            Scalar::Bool(b) => b.to_string(),
+            Scalar::Int(i) => i.to_string(),
+            Scalar::Float(f) => f.to_string(),
+        }
+    }
+}
+
 /// A clause: field name → patterns. It holds when every field matches one of its patterns.
-type RawClause = BTreeMap<String, OneOrMany<String>>;
+type RawClause = BTreeMap<String, OneOrMany<Scalar>>;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -125,22 +147,24 @@ impl Pattern {
     }
 
     fn matches(&self, text: &str) -> bool {
-        let text = text.to_ascii_lowercase();
-        glob(self.0.as_bytes(), text.as_bytes())
+        let p: Vec<char> = self.0.chars().collect();
+        let t: Vec<char> = text.to_ascii_lowercase().chars().collect();
+        glob(&p, &t)
     }
 }
 
 /// Iterative wildcard match with one backtrack point: linear in practice, never recursive.
-fn glob(p: &[u8], t: &[u8]) -> bool {
+/// A `*` in the pattern is always a wildcard (also where the text has a `*`).
+fn glob(p: &[char], t: &[char]) -> bool {
     let (mut pi, mut ti) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while ti < t.len() {
-        if pi < p.len() && (p[pi] == b'?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == b'*' {
+        if pi < p.len() && p[pi] == '*' {
             star = Some((pi, ti));
             pi += 1;
+        } else if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
         } else if let Some((sp, st)) = star {
             pi = sp + 1;
             ti = st + 1;
@@ -149,7 +173,7 @@ fn glob(p: &[u8], t: &[u8]) -> bool {
             return false;
         }
     }
-    p[pi..].iter().all(|&c| c == b'*')
+    p[pi..].iter().all(|&c| c == '*')
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -293,6 +317,12 @@ fn check(r: RawRule) -> Result<Rule, String> {
     if r.title.trim().is_empty() || r.why.trim().is_empty() {
         return Err(format!("rule {id:?} needs a non-empty `title` and `why`"));
     }
+    // Every alert carries them: keep alerts well inside EventBridge's entry size.
+    if r.title.len() > 200 || r.why.len() > 2000 {
+        return Err(format!(
+            "rule {id:?}: `title` may hold 200 bytes and `why` 2,000; say more in a link or your runbook"
+        ));
+    }
     let action = patterns(&id, "action", r.action.into_vec())?;
     let clauses = |what: &str, c: Option<OneOrMany<RawClause>>| -> Result<Vec<Clause>, String> {
         let clauses = c.map(OneOrMany::into_vec).unwrap_or_default();
@@ -310,7 +340,8 @@ fn check(r: RawRule) -> Result<Rule, String> {
                                 TOP_FIELDS.join(", ")
                             )
                         })?;
-                        Ok((field, patterns(&id, &name, pats.into_vec())?))
+                        let pats = pats.into_vec().into_iter().map(Scalar::text).collect();
+                        Ok((field, patterns(&id, &name, pats)?))
                     })
                     .collect::<Result<Vec<_>, String>>()
                     .map(Clause)
@@ -361,6 +392,12 @@ mod tests {
             ("*a*b", "xaxxb", true),
             ("*a*b", "xaxxbc", false),
             ("Repo.*", "repo.create", true),
+            // A `*` in the text is matched by the pattern's wildcard, not mistaken for it.
+            ("*x", "*ax", true),
+            ("a*", "a*b", true),
+            ("*.corp.com", "*.corp.com", true),
+            ("caf?", "café", true),
+            ("caf?", "cafés", false),
         ] {
             assert_eq!(Pattern::new(p).matches(t), want, "{p} ~ {t}");
         }
@@ -422,6 +459,14 @@ mod tests {
         "#;
         let r = Rules::parse(own, "rules.toml").unwrap();
         assert_eq!(r.len(), 1);
+        let typed = "[[rule]]\nid = \"t\"\ntitle = \"t\"\nwhy = \"w\"\nseverity = \"low\"\naction = \"a\"\nwhen = { \"data.enabled\" = true, \"data.n\" = [1, 2.5] }";
+        let t = Rules::parse(typed, "rules.toml").unwrap();
+        assert!(t.any(&ev(
+            json!({"action": "a", "data": {"enabled": "true", "n": "2.5"}})
+        )));
+        assert!(!t.any(&ev(
+            json!({"action": "a", "data": {"enabled": "false", "n": "1"}})
+        )));
         assert!(r.any(&ev(json!({"action": "repo.tag.push", "actor": "release-bot"}))));
         assert!(!r.any(&ev(json!({"action": "repo.tag.push", "actor": "alice"}))));
         let extended = format!("include_defaults = true\ndisable = [\"org-settings-changed\"]\n{own}");

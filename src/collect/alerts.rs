@@ -10,21 +10,20 @@
 //! Delivery reads each queued object back from the sink, matches its records against the
 //! rules and sends the alerts; an object leaves the outbox in a save after its alerts were
 //! sent. A crash between the two sends them again (at least once; `alert_id` is stable).
-//! A failed delivery never fails the run: the objects stay queued for the next run.
+//! A failed delivery never fails the run: the objects stay queued for the next run. The
+//! outbox is bounded ([`crate::checkpoint_model::MAX_ALERTS_PENDING`]).
 
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::commit::Durable;
 use crate::alert::{self, Rules};
 use crate::checkpoint::Checkpoint;
+use crate::clock::Clock;
 use crate::event::encode;
+use crate::event::key::ObjectKey;
 use crate::ports::{AlertSink, Checkpoints, Sink, StoreError};
 use crate::types::Org;
-
-/// The most objects the outbox keeps while delivery fails: beyond it the oldest are let go
-/// (logged at error level with their keys), so a long outage cannot grow the checkpoint
-/// without bound.
-pub const MAX_PENDING: usize = 5_000;
 
 /// Alert rules and where their alerts go.
 #[derive(Clone, Copy)]
@@ -37,53 +36,70 @@ pub struct Alerting<'a> {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Delivered {
     pub sent: u64,
-    /// Alerts still queued because delivery failed (or dropped past [`MAX_PENDING`]).
+    /// Alerts not delivered: still queued after a failed send, or let go (an object gone
+    /// from the output).
     pub failed: u64,
+    /// The destination refused (or could not be reached): no more tries in this run.
+    pub destination_failed: bool,
 }
 
-/// Sends the alerts of every object in `cp`'s outbox, removing each object once its alerts
-/// are sent. Stops at the first failure, leaving the rest queued.
+/// Sends the alerts of `cp`'s outbox, oldest object first, each object leaving the outbox
+/// in a save once its alerts are sent (so progress survives a crash or a timeout, and the
+/// saves renew the lease). Stops at `deadline` (on `clock`), leaving the rest for the next
+/// run, and at a failed send, which moves that object to the back of the outbox: one
+/// object the destination keeps refusing cannot hold up the others.
 pub async fn deliver<K: Checkpoints, S: Sink + ?Sized>(
     d: &Durable<'_, K, S>,
     cp: &mut Checkpoint,
     org: &Org,
     alerting: Alerting<'_>,
+    deadline: Option<DateTime<Utc>>,
+    clock: &dyn Clock,
 ) -> Result<Delivered, StoreError> {
     let mut done = Delivered::default();
-    let mut delivered = Vec::new();
-    let mut failed = false;
-    for (i, pending) in cp.alerts_pending.clone().into_iter().enumerate() {
-        // A long outbox takes a while to send: the lease is renewed as the commit's puts do.
-        if i > 0 {
-            d.store.heartbeat(d.lease).await?;
+    // Each object is tried once per delivery.
+    for _ in 0..cp.alerts_pending.len() {
+        let Some(pending) = cp.alerts_pending.first().cloned() else {
+            break;
+        };
+        if deadline.is_some_and(|dl| clock.now() >= dl) {
+            break;
         }
-        let records = match d.sink.get(&pending.key).await {
-            Ok(bytes) => encode::decode(&bytes).map_err(|e| e.to_string()),
-            Err(StoreError::Io(e)) => {
-                tracing::warn!(%org, key = %pending.key, error = %e,
-                    "could not read a stored object to send its alerts; they are sent on the next run");
-                failed = true;
-                break;
-            }
-            Err(e) => Err(e.to_string()),
+        let key = pending.key.clone();
+        let records = match d.sink.get(&key).await {
+            Ok(bytes) => encode::decode(&bytes).map_err(|e| format!("it is not readable gzip NDJSON ({e})")),
+            Err(e) => match d.sink.exists(&key).await {
+                Ok(false) => Err(format!("it is gone from the output ({e})")),
+                _ => {
+                    tracing::warn!(%org, %key, error = %e,
+                        "could not read a stored object to send its alerts; they are sent on a later run");
+                    cp.save_changed(d.store, d.lease, |c| to_back(c, &key)).await?;
+                    done.destination_failed = true;
+                    break;
+                }
+            },
         };
         let records = match records {
             Ok(r) => r,
-            Err(e) => {
-                // Gone or unreadable: no retry can help, and it must not block the others.
-                tracing::error!(%org, key = %pending.key, alerts = pending.alerts, error = %e,
-                    "a stored object whose records raised alerts cannot be read; its alerts are not sent. \
-                     Check the object (run `verify`), and the records in the output for what the rules match");
+            Err(why) => {
+                // No retry can help, and it must not hold up the others.
+                tracing::error!(%org, %key, alerts = pending.alerts, %why,
+                    "a stored object whose records raised alerts cannot be read: its alerts are not sent. \
+                     Run `verify` over its day (its events are then reported, and --repair writes them again)");
+                cp.save_changed(d.store, d.lease, |c| c.alerts_pending.retain(|p| p.key != key))
+                    .await?;
                 done.failed += u64::from(pending.alerts);
-                delivered.push(pending.key);
                 continue;
             }
         };
-        let alerts = alert::raise(alerting.rules, org.as_str(), &pending.key.0, records);
+        let alerts = alert::raise(alerting.rules, org.as_str(), &key.0, records);
+        // Reading the object took a while: renew the lease before the send.
+        d.store.heartbeat(d.lease).await?;
         if let Err(e) = alerting.out.send(&alerts).await {
-            tracing::warn!(%org, key = %pending.key, alerts = alerts.len(), error = %e,
-                "could not deliver alerts; they stay queued in the checkpoint and are sent on the next run");
-            failed = true;
+            tracing::warn!(%org, %key, alerts = alerts.len(), error = %e,
+                "could not deliver alerts; they stay queued in the checkpoint and are sent on a later run");
+            cp.save_changed(d.store, d.lease, |c| to_back(c, &key)).await?;
+            done.destination_failed = true;
             break;
         }
         for a in &alerts {
@@ -92,25 +108,19 @@ pub async fn deliver<K: Checkpoints, S: Sink + ?Sized>(
                 event_id = %a.event_id, action, "alert raised");
         }
         done.sent += alerts.len() as u64;
-        delivered.push(pending.key);
+        cp.save_changed(d.store, d.lease, |c| c.alerts_pending.retain(|p| p.key != key))
+            .await?;
     }
-    let full = cp.alerts_pending.len().saturating_sub(delivered.len()) > MAX_PENDING;
-    if !delivered.is_empty() || full {
-        let mut dropped = 0;
-        cp.save_changed(d.store, d.lease, |c| {
-            c.alerts_pending.retain(|p| !delivered.contains(&p.key));
-            let over = c.alerts_pending.len().saturating_sub(MAX_PENDING);
-            for p in c.alerts_pending.drain(..over) {
-                tracing::error!(%org, key = %p.key, alerts = p.alerts,
-                    "alerts undelivered for too long are let go (the outbox is full); the records are in the output");
-                dropped += u64::from(p.alerts);
-            }
-        })
-        .await?;
-        done.failed += dropped;
-    }
-    if failed {
+    if done.destination_failed {
         done.failed += cp.alerts_pending.iter().map(|p| u64::from(p.alerts)).sum::<u64>();
     }
     Ok(done)
+}
+
+/// Moves the outbox entry of `key` to the back.
+fn to_back(c: &mut Checkpoint, key: &ObjectKey) {
+    if let Some(i) = c.alerts_pending.iter().position(|p| &p.key == key) {
+        let p = c.alerts_pending.remove(i);
+        c.alerts_pending.push(p);
+    }
 }

@@ -74,8 +74,11 @@ pub struct Fetcher<'a, A: AuditLog + ?Sized> {
     max_events: usize,
     /// Whether the user was told that the server gives fewer than asked.
     warned_cap: bool,
-    /// Whether the server answered a page past the end with an error (no more probes).
+    /// Whether the server answered a page past the end with an error, or with events (no
+    /// more probes).
     probe_refused: bool,
+    /// Whether a page far past the end came back empty, as probes assume.
+    probe_trusted: bool,
     pub requests: u64,
 }
 
@@ -184,6 +187,7 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
             max_events,
             warned_cap: false,
             probe_refused: false,
+            probe_trusted: false,
             requests: 0,
         }
     }
@@ -252,14 +256,43 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
         }
         let size = self.known_full.unwrap_or(self.page_size).max(1);
         let page = u32::try_from(events / size as usize + 1).unwrap_or(u32::MAX);
-        match self.get(w, page, size, None, deadline).await {
-            Ok(p) => Ok(!p.is_empty()),
-            Err(e @ HubError::OutOfTime(_)) => Err(e),
-            Err(e) => {
-                tracing::debug!(window = %w, page, error = %e, "the server refused a page past the end; no more probes");
+        let beyond = self.probe_page(w, page, size, deadline).await?;
+        if beyond != Some(true) || self.probe_trusted {
+            return Ok(beyond == Some(true));
+        }
+        // Docker Hub does not document what a page past the end holds. A server that
+        // answers it with the last page (not an empty one) would make every probe say
+        // "more": once, a page no window reaches must come back empty.
+        match self.probe_page(w, 1_000_000, size, deadline).await? {
+            Some(false) => {
+                self.probe_trusted = true;
+                Ok(true)
+            }
+            _ => {
+                tracing::debug!(window = %w, "a page far past the end was not empty; no more probes");
                 self.probe_refused = true;
                 Ok(false)
             }
+        }
+    }
+
+    /// Whether page `page` of `w` holds anything; `None` (and no more probes) when the
+    /// server refuses such a page.
+    async fn probe_page(
+        &mut self,
+        w: Window,
+        page: u32,
+        size: u32,
+        deadline: Option<Instant>,
+    ) -> Result<Option<bool>, HubError> {
+        match self.get(w, page, size, None, deadline).await {
+            Ok(p) => Ok(Some(!p.is_empty())),
+            Err(HubError::Rejected(why)) => {
+                tracing::debug!(window = %w, page, %why, "the server refused a page past the end; no more probes");
+                self.probe_refused = true;
+                Ok(None)
+            }
+            Err(e) => Err(e),
         }
     }
 

@@ -88,6 +88,9 @@ pub struct RunReport {
     pub alerts_raised: u64,
     /// Alerts this run could not deliver (kept in the checkpoint, sent by a later run).
     pub alerts_failed: u64,
+    /// Whether the alert destination failed in this run (no more tries until the next).
+    #[serde(skip)]
+    pub alerts_down: bool,
 }
 
 /// A failed run: the error, and what it did before failing (committed and kept).
@@ -189,6 +192,7 @@ where
             stopped_early: None,
             alerts_raised: 0,
             alerts_failed: 0,
+            alerts_down: false,
         };
         let (lease, mut cp) = match self.checkpoints.acquire(org, &run_id).await {
             Ok(Some(held)) => held,
@@ -342,8 +346,6 @@ where
         }
         // Its saves renewed the lease.
         beat.renewed();
-        // Alerts an earlier run could not deliver (or an interrupted commit just completed).
-        self.deliver_alerts(cp, lease, cfg, report).await?;
         let window = window::plan(cp, cfg, self.clock.now());
         report.window = Some(window);
         if window.is_empty() {
@@ -371,13 +373,14 @@ where
             cursor = w.to;
             if batch.len() >= cfg.batch_events {
                 let full = std::mem::replace(&mut batch, Batch::new(cursor));
-                self.commit(cp, lease, cfg, full, report).await?;
+                self.commit(cp, lease, cfg, full, report, deadline).await?;
                 beat.renewed();
             }
         }
         report.pages_requested = reader.fetcher.requests;
-        // What was read completely is committed even when the run stops on an error.
-        self.commit(cp, lease, cfg, batch, report).await?;
+        // What was read completely is committed even when the run stops on an error; the
+        // alerts waiting (an earlier run's too) are sent, until the deadline.
+        self.commit(cp, lease, cfg, batch, report, deadline).await?;
         match failure {
             None => {
                 report.caught_up = cursor >= window.to;
@@ -516,6 +519,7 @@ where
         cfg: &PollConfig,
         batch: Batch,
         report: &mut RunReport,
+        deadline: Option<DateTime<Utc>>,
     ) -> Result<(), CollectError> {
         let prov = Provenance {
             ingested_at: self.clock.now(),
@@ -549,22 +553,24 @@ where
             let watermark = cp.watermark.map(crate::types::rfc3339).unwrap_or_default();
             tracing::info!(org = %cfg.org, events, %watermark, "committed");
         }
-        self.deliver_alerts(cp, lease, cfg, report).await
+        self.deliver_alerts(cp, lease, cfg, report, deadline).await
     }
 
-    /// Sends the outbox's alerts, unless a delivery already failed in this run (then the
-    /// count of those waiting is brought up to date: the next run tries again).
+    /// Sends the outbox's alerts until `deadline`, unless the destination already failed in
+    /// this run (then the count of those waiting is brought up to date: a later run sends
+    /// them).
     async fn deliver_alerts(
         &self,
         cp: &mut Checkpoint,
         lease: &K::Lease,
         cfg: &PollConfig,
         report: &mut RunReport,
+        deadline: Option<DateTime<Utc>>,
     ) -> Result<(), CollectError> {
         let Some(alerting) = self.alerts else {
             return Ok(());
         };
-        if report.alerts_failed > 0 {
+        if report.alerts_down {
             let waiting: u64 = cp.alerts_pending.iter().map(|p| u64::from(p.alerts)).sum();
             report.alerts_failed = report.alerts_failed.max(waiting);
             return Ok(());
@@ -577,9 +583,10 @@ where
             lease,
             sink: self.sink,
         };
-        let done = alerts::deliver(&durable, cp, &cfg.org, alerting).await?;
+        let done = alerts::deliver(&durable, cp, &cfg.org, alerting, deadline, self.clock).await?;
         report.alerts_raised += done.sent;
         report.alerts_failed += done.failed;
+        report.alerts_down |= done.destination_failed;
         Ok(())
     }
 }

@@ -36,6 +36,9 @@ pub struct RunMetrics {
     /// Alerts delivered, and alerts that could not be (kept, retried by the next run).
     pub alerts_raised: u64,
     pub alerts_failed: u64,
+    /// Whether alerts are on: without them their totals are not published (each metric
+    /// costs money every hour it is sent).
+    pub alerts_on: bool,
 }
 
 /// Metrics published with the dimension `org` (each only when present in the line).
@@ -105,10 +108,14 @@ pub fn emf(org: Option<&str>, at: DateTime<Utc>, m: &RunMetrics) -> Value {
             _ => false,
         })
         .collect();
+    let deployment: Vec<&str> = DEPLOYMENT
+        .into_iter()
+        .filter(|name| m.alerts_on || !name.starts_with("Alerts"))
+        .collect();
     let mut directives = vec![json!({
         "Namespace": NAMESPACE,
         "Dimensions": [[]],
-        "Metrics": declare(&DEPLOYMENT),
+        "Metrics": declare(&deployment),
     })];
     if org.is_some() && !per_org.is_empty() {
         directives.push(json!({
@@ -153,8 +160,13 @@ mod tests {
         let m = RunMetrics {
             events_written: 3,
             watermark_age_seconds: Some(61.5),
+            alerts_on: true,
             ..Default::default()
         };
+        let off = emf(None, Utc::now(), &RunMetrics::default());
+        assert!(!declared(&off, &json!([[]]))
+            .iter()
+            .any(|n| n.starts_with("Alerts")));
         let doc = emf(
             Some("acme"),
             DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
