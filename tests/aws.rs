@@ -751,33 +751,6 @@ async fn aws_faults_ambiguous_and_late_writes_lose_and_double_nothing() {
     hub.shutdown();
 }
 
-/// Every message on `queue` (drained), as JSON.
-async fn drain(sqs: &aws_sdk_sqs::Client, queue: &str) -> Vec<serde_json::Value> {
-    let mut out = Vec::new();
-    loop {
-        let got = sqs
-            .receive_message()
-            .queue_url(queue)
-            .max_number_of_messages(10)
-            .send()
-            .await
-            .expect("receive");
-        let msgs = got.messages();
-        if msgs.is_empty() {
-            return out;
-        }
-        for m in msgs {
-            out.push(serde_json::from_str(m.body().unwrap()).expect("an EventBridge event as JSON"));
-            sqs.delete_message()
-                .queue_url(queue)
-                .receipt_handle(m.receipt_handle().unwrap())
-                .send()
-                .await
-                .expect("delete");
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alerts_reach_a_queue_through_an_eventbridge_rule_once_and_survive_a_missing_bus() {
     use dockerhub_audit::alert::{alert_id, Rules};
@@ -846,48 +819,12 @@ async fn alerts_reach_a_queue_through_an_eventbridge_rule_once_and_survive_a_mis
     );
 
     // The bus, a rule for the collector's events, and a queue the rule delivers to.
-    eb.create_event_bus().name(&bus).send().await.unwrap();
-    let sqs = aws_sdk_sqs::Client::new(&cfg);
-    let queue = sqs
-        .create_queue()
-        .queue_name(unique("alerts"))
-        .send()
-        .await
-        .unwrap();
-    let queue = queue.queue_url().unwrap().to_string();
-    let attrs = sqs
-        .get_queue_attributes()
-        .queue_url(&queue)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap();
-    let queue_arn = attrs.attributes().unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn].clone();
-    eb.put_rule()
-        .name("dockerhub-audit-alerts")
-        .event_bus_name(&bus)
-        .event_pattern(serde_json::json!({"source": [SOURCE]}).to_string())
-        .send()
-        .await
-        .unwrap();
-    eb.put_targets()
-        .rule("dockerhub-audit-alerts")
-        .event_bus_name(&bus)
-        .targets(
-            aws_sdk_eventbridge::types::Target::builder()
-                .id("queue")
-                .arn(&queue_arn)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let queue = bus_to_queue(&cfg, &bus).await;
 
     clock.advance(Duration::minutes(5));
     let r = poller.run(&pc, None).await.unwrap();
     assert_eq!((r.alerts_raised, r.alerts_failed), (want.len() as u64, 0));
-    let delivered = drain(&sqs, &queue).await;
+    let delivered = drain(&cfg, &queue).await;
     let mut got: Vec<String> = delivered
         .iter()
         .map(|e| e["detail"]["alert_id"].as_str().unwrap().to_string())
@@ -915,7 +852,7 @@ async fn alerts_reach_a_queue_through_an_eventbridge_rule_once_and_survive_a_mis
         let r = poller.run(&pc, None).await.unwrap();
         assert_eq!((r.alerts_raised, r.alerts_failed), (0, 0));
     }
-    assert!(drain(&sqs, &queue).await.is_empty());
+    assert!(drain(&cfg, &queue).await.is_empty());
     assert!(checkpoints
         .peek(&org())
         .await

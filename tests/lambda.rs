@@ -594,48 +594,7 @@ why = "testing rules from S3"
         .unwrap();
     // The bus and a queue its rule delivers to.
     let bus = unique("bus");
-    let eb = aws_sdk_eventbridge::Client::new(&cfg);
-    eb.create_event_bus().name(&bus).send().await.unwrap();
-    let sqs = aws_sdk_sqs::Client::new(&cfg);
-    let queue = sqs
-        .create_queue()
-        .queue_name(unique("alerts"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_string();
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&queue)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes()
-        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-        .clone();
-    eb.put_rule()
-        .name("alerts")
-        .event_bus_name(&bus)
-        .event_pattern(json!({"source": ["dockerhub-audit"]}).to_string())
-        .send()
-        .await
-        .unwrap();
-    eb.put_targets()
-        .rule("alerts")
-        .event_bus_name(&bus)
-        .targets(
-            aws_sdk_eventbridge::types::Target::builder()
-                .id("q")
-                .arn(&arn)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let queue = bus_to_queue(&cfg, &bus).await;
 
     let mut ecfg = emulator_config(1500, 20, 43);
     ecfg.page_cap = 50;
@@ -677,27 +636,11 @@ why = "testing rules from S3"
         want.iter().any(|(r, _)| r == "oidc-connection-changed"),
         "{want:?}"
     );
-    let mut got_alerts = Vec::new();
-    loop {
-        let msgs = sqs
-            .receive_message()
-            .queue_url(&queue)
-            .max_number_of_messages(10)
-            .visibility_timeout(600)
-            .send()
-            .await
-            .unwrap();
-        if msgs.messages().is_empty() {
-            break;
-        }
-        for m in msgs.messages() {
-            let e: Value = serde_json::from_str(m.body().unwrap()).unwrap();
-            got_alerts.push((
-                e["detail"]["rule"]["id"].as_str().unwrap().to_string(),
-                e["detail"]["event_id"].as_str().unwrap().to_string(),
-            ));
-        }
-    }
+    let mut got_alerts: Vec<(String, String)> = drain(&cfg, &queue)
+        .await
+        .iter()
+        .map(|e| (s_of(&e["detail"]["rule"]["id"]), s_of(&e["detail"]["event_id"])))
+        .collect();
     got_alerts.sort();
     assert_eq!(
         got_alerts, want,
@@ -740,4 +683,8 @@ why = "testing rules from S3"
         assert!(!status.success(), "{extra:?} started");
         assert!(stderr.contains(says), "{extra:?}: {stderr}");
     }
+}
+
+fn s_of(v: &Value) -> String {
+    v.as_str().unwrap_or_default().to_string()
 }

@@ -199,3 +199,78 @@ pub async fn object_inside_two_days(
             })
         })
 }
+
+/// Creates the EventBridge bus `bus` with a rule sending the collector's events (`source`
+/// dockerhub-audit) to a new SQS queue, as a subscriber of the alerts would; the queue's URL.
+pub async fn bus_to_queue(cfg: &SdkConfig, bus: &str) -> String {
+    let eb = aws_sdk_eventbridge::Client::new(cfg);
+    eb.create_event_bus().name(bus).send().await.expect("bus created");
+    let sqs = aws_sdk_sqs::Client::new(cfg);
+    let queue = sqs
+        .create_queue()
+        .queue_name(unique("alerts"))
+        .send()
+        .await
+        .expect("queue created")
+        .queue_url()
+        .expect("a queue URL")
+        .to_string();
+    let arn_attr = aws_sdk_sqs::types::QueueAttributeName::QueueArn;
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(&queue)
+        .attribute_names(arn_attr.clone())
+        .send()
+        .await
+        .expect("queue attributes");
+    let arn = attrs.attributes().expect("attributes")[&arn_attr].clone();
+    eb.put_rule()
+        .name("dockerhub-audit-alerts")
+        .event_bus_name(bus)
+        .event_pattern(serde_json::json!({"source": ["dockerhub-audit"]}).to_string())
+        .send()
+        .await
+        .expect("rule");
+    eb.put_targets()
+        .rule("dockerhub-audit-alerts")
+        .event_bus_name(bus)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("queue")
+                .arn(&arn)
+                .build()
+                .expect("a target"),
+        )
+        .send()
+        .await
+        .expect("target");
+    queue
+}
+
+/// Every event `queue` holds, as JSON, each taken off the queue.
+pub async fn drain(cfg: &SdkConfig, queue: &str) -> Vec<serde_json::Value> {
+    let sqs = aws_sdk_sqs::Client::new(cfg);
+    let mut out = Vec::new();
+    loop {
+        let got = sqs
+            .receive_message()
+            .queue_url(queue)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .expect("receive");
+        let msgs = got.messages();
+        if msgs.is_empty() {
+            return out;
+        }
+        for m in msgs {
+            out.push(serde_json::from_str(m.body().unwrap()).expect("an EventBridge event as JSON"));
+            sqs.delete_message()
+                .queue_url(queue)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .expect("delete");
+        }
+    }
+}
