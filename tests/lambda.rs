@@ -116,21 +116,7 @@ async fn serve(events: &[Value], env: &[(&str, &str)]) -> (Vec<(String, String, 
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let mut cmd = Command::new(BIN);
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
-        .env("AWS_LAMBDA_FUNCTION_NAME", "dockerhub-audit")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("AWS_ENDPOINT_URL", moto())
-        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-        .env("AWS_REGION", "us-east-1");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd
+    let mut child = lambda_command(&addr.to_string(), env)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -160,6 +146,26 @@ async fn serve(events: &[Value], env: &[(&str, &str)]) -> (Vec<(String, String, 
     let _ = child.kill();
     let _ = child.wait();
     (got, out_reader.join().unwrap(), err_reader.join().unwrap())
+}
+
+/// The Lambda binary with only the environment a Lambda gives it (the Runtime API at
+/// `runtime_api`), moto as its AWS, and `env`.
+fn lambda_command(runtime_api: &str, env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_LAMBDA_RUNTIME_API", runtime_api)
+        .env("AWS_LAMBDA_FUNCTION_NAME", "dockerhub-audit")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_ENDPOINT_URL", moto())
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("AWS_REGION", "us-east-1");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
 }
 
 /// What the template would create, on moto: a bucket, a table, and org acme's secret.
@@ -543,21 +549,11 @@ async fn the_lambda_verifies_and_repairs_the_last_two_days() {
 /// Starts the Lambda binary with `env` and no Runtime API answering; returns how it ended
 /// and what it printed on stderr (for a start that must fail).
 fn start_only(env: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
-    let mut cmd = Command::new(BIN);
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
-        .env("AWS_LAMBDA_FUNCTION_NAME", "dockerhub-audit")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("AWS_ENDPOINT_URL", moto())
-        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-        .env("AWS_REGION", "us-east-1");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.stdin(Stdio::null()).output().expect("the Lambda binary runs");
+    // Nothing listens at the Runtime API: a start that must fail never reaches it.
+    let out = lambda_command("127.0.0.1:9", env)
+        .stdin(Stdio::null())
+        .output()
+        .expect("the Lambda binary runs");
     (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
