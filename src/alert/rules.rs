@@ -137,19 +137,33 @@ impl Field {
     }
 }
 
-/// A glob: `*` any run of characters, `?` one; ASCII case does not matter.
+/// A glob: `*` any run of characters, `?` one; ASCII case does not matter. Kept ready to
+/// match (rules are checked against every event a commit stores): exact text compares
+/// without allocating, a glob keeps its characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Pattern(String);
+enum Pattern {
+    Exact(String),
+    Glob(Vec<char>),
+}
 
 impl Pattern {
     fn new(p: &str) -> Self {
-        Pattern(p.to_ascii_lowercase())
+        let p = p.to_ascii_lowercase();
+        if p.contains(['*', '?']) {
+            Pattern::Glob(p.chars().collect())
+        } else {
+            Pattern::Exact(p)
+        }
     }
 
     fn matches(&self, text: &str) -> bool {
-        let p: Vec<char> = self.0.chars().collect();
-        let t: Vec<char> = text.to_ascii_lowercase().chars().collect();
-        glob(&p, &t)
+        match self {
+            Pattern::Exact(p) => text.eq_ignore_ascii_case(p),
+            Pattern::Glob(p) => {
+                let t: Vec<char> = text.chars().map(|c| c.to_ascii_lowercase()).collect();
+                glob(p, &t)
+            }
+        }
     }
 }
 
@@ -210,11 +224,6 @@ impl Rule {
         self.action.iter().any(|p| p.matches(action))
             && (self.when.is_empty() || self.when.iter().any(|c| c.holds(event)))
             && !self.unless.iter().any(|c| c.holds(event))
-    }
-
-    /// The action patterns as written (lower-cased), for documentation and tests.
-    pub fn actions(&self) -> impl Iterator<Item = &str> {
-        self.action.iter().map(|p| p.0.as_str())
     }
 }
 
