@@ -75,6 +75,42 @@ async fn a_backfill_from_empty_history_into_dense_days_reads_nothing_twice() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_caps_pages_below_the_asked_size_is_paged_at_its_cap() {
+    // Empty days, then dense ones, from a server that serves 20 events a page while we ask
+    // for 100. Once its cap shows, it is asked for 20 and paged through as usual. Before,
+    // windows were read one page each while sized for the read limit, and the probe took a
+    // page that starts early for one past the target: 3,707 requests for these 400 pages.
+    // The default read limit, then the smallest the CLI takes (two asked pages: a window is
+    // then five pages of 20, so its last partial page and the probes weigh more).
+    for (read_events, percent) in [(None, 105), (Some(200), 150)] {
+        let clock = ManualClock::new(t0());
+        let mut cfg = emulator_config(8_000, 2, 84);
+        cfg.page_cap = 20;
+        let (emu, hub) = start(cfg, Arc::new(clock.clone())).await;
+        let c = client(&hub.url(), Arc::new(clock.clone()), SECRET);
+        let dir = tempfile::tempdir().unwrap();
+        let mut pc = poll_config(6);
+        if let Some(n) = read_events {
+            pc.read_events = n;
+        }
+        let r = run(&c, &clock, dir.path(), &pc).await.unwrap();
+        let want = expected(&emu, clock.now() - pc.lag);
+        assert_exact(&want, dir.path());
+        let requests = emu.stats().list_requests;
+        assert_eq!(requests, r.pages_requested);
+        let ideal = want.len().div_ceil(20) as u64;
+        eprintln!(
+            "page cap 20, read limit {}: {} events, {requests} list requests, ideal {ideal}",
+            pc.read_events,
+            want.len()
+        );
+        let limit = ideal * percent / 100;
+        assert!(requests <= limit, "{requests} list requests (at most {limit})");
+        hub.shutdown();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_within_one_minute_costs_about_one_request_per_page() {
     let clock = ManualClock::new(t0());
     let mut cfg = emulator_config(2_000, 5, 82);

@@ -74,6 +74,11 @@ pub struct Fetcher<'a, A: AuditLog + ?Sized> {
     max_events: usize,
     /// Whether the user was told that the server gives fewer than asked.
     warned_cap: bool,
+    /// Whether `page_size` was lowered to what the server gives (here or by an earlier run
+    /// of the process). How far a server's page size may wander is known only relative to
+    /// what it gives when asked for more: asked for exactly that, a short page proves
+    /// nothing, and only an empty next page ends a read.
+    stepped_down: bool,
     /// Whether the server answered a page past the end with an error, or with events (no
     /// more probes).
     probe_refused: bool,
@@ -181,11 +186,13 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
         Fetcher {
             api,
             org,
-            page_size,
+            // A cap learned by an earlier run of the process is asked for at once.
+            page_size: api.full_page_hint().map_or(page_size, |n| n.min(page_size)),
             known_full: api.full_page_hint().map(|n| n.min(page_size)),
             max_reads: 5,
             max_events,
             warned_cap: false,
+            stepped_down: api.full_page_hint().is_some_and(|n| n < page_size),
             probe_refused: false,
             probe_trusted: false,
             requests: 0,
@@ -208,6 +215,7 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
     /// Whether a page of `n` events, asked with pages of `size`, is surely the last one.
     fn surely_last(&self, n: u32, size: u32) -> bool {
         n < size
+            && !self.stepped_down
             && self
                 .known_full
                 .is_some_and(|full| n.saturating_mul(2) < full.min(size))
@@ -240,11 +248,17 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
         self.api.page(self.org, q, budget).await
     }
 
-    /// Whether `w` surely holds more than `events` events: the page just past them, asked
-    /// at the server's full page size (or ours, before it is known), is not empty. One
-    /// request, where a read of a window far too large costs up to `max_events` of them
-    /// before it overflows. Only a hint for sizing (the read itself still checks): `false`
-    /// when unsure, and the probe stops for good on a server that refuses pages past the end.
+    /// Whether `w` surely holds more than `events` events: a page past them, asked at the
+    /// server's full page size (or ours, before it is known), is not empty. One request
+    /// (two while the server's page cap is unknown), where a read of a window far too large
+    /// costs up to `max_events` of them before it overflows. Only a hint for sizing (the
+    /// read itself still checks): `false` when unsure, and the probe stops for good on a
+    /// server that refuses pages past the end.
+    ///
+    /// Page `k` served with `m` events proves at least `k * m` events, whatever the
+    /// server's real page size: if it serves `m` per page, pages 1..=k are full; if it
+    /// serves more, `m` is the last page's rest after `k - 1` larger ones. A cap below our
+    /// size (not yet learned) makes page `k` start early, so that bound, not `k`, decides.
     pub async fn holds_more_than(
         &mut self,
         w: Window,
@@ -255,28 +269,39 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
             return Ok(false);
         }
         let size = self.known_full.unwrap_or(self.page_size).max(1);
+        let proves = |page: u32, served: usize| (page as usize).saturating_mul(served) > events;
         let page = u32::try_from(events / size as usize + 1).unwrap_or(u32::MAX);
-        let beyond = self.probe_page(w, page, size, deadline).await?;
-        if beyond != Some(true) || self.probe_trusted {
-            return Ok(beyond == Some(true));
+        let mut beyond = match self.probe_page(w, page, size, deadline).await? {
+            None | Some(0) => return Ok(false),
+            Some(m) if proves(page, m) => true,
+            // Fewer than asked: the end of the window, or a cap below `size`. Ask again
+            // past `events` at `m` per page; still unproven means unsure.
+            Some(m) => {
+                let again = u32::try_from(events / m + 2).unwrap_or(u32::MAX);
+                match self.probe_page(w, again, size, deadline).await? {
+                    Some(m2) => proves(again, m2),
+                    None => return Ok(false),
+                }
+            }
+        };
+        if !beyond || self.probe_trusted {
+            return Ok(beyond);
         }
         // Docker Hub does not document what a page past the end holds. A server that
         // answers it with the last page (not an empty one) would make every probe say
         // "more": once, a page no window reaches must come back empty.
         match self.probe_page(w, 1_000_000, size, deadline).await? {
-            Some(false) => {
-                self.probe_trusted = true;
-                Ok(true)
-            }
+            Some(0) => self.probe_trusted = true,
             _ => {
                 tracing::debug!(window = %w, "a page far past the end was not empty; no more probes");
                 self.probe_refused = true;
-                Ok(false)
+                beyond = false;
             }
         }
+        Ok(beyond)
     }
 
-    /// Whether page `page` of `w` holds anything; `None` (and no more probes) when the
+    /// How many events page `page` of `w` holds; `None` (and no more probes) when the
     /// server refuses such a page.
     async fn probe_page(
         &mut self,
@@ -284,9 +309,9 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
         page: u32,
         size: u32,
         deadline: Option<Instant>,
-    ) -> Result<Option<bool>, HubError> {
+    ) -> Result<Option<usize>, HubError> {
         match self.get(w, page, size, None, deadline).await {
-            Ok(p) => Ok(Some(!p.is_empty())),
+            Ok(p) => Ok(Some(p.len())),
             Err(HubError::Rejected(why)) => {
                 tracing::debug!(window = %w, page, %why, "the server refused a page past the end; no more probes");
                 self.probe_refused = true;
@@ -319,17 +344,36 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
                 return Ok(Read::Complete(inside(w, first)));
             }
             self.learn(n);
+            // Page 2, asked at `n`, came back full: the server looks capped at `n`. Ask for
+            // what it gives, once: its pages are then as large as asked, and paging keeps
+            // every check it has. A server that then gives fewer again (a size that
+            // wanders) gets windows of one page, as before.
+            let step_down = !self.stepped_down && second.len() == n as usize;
             if !self.warned_cap {
                 self.warned_cap = true;
-                tracing::warn!(
-                    served = n,
-                    asked = size,
-                    "Docker Hub served a page of {n} events where {size} were asked and more followed; \
-                     windows are read one page each, which costs more requests: if it caps pages at {n}, \
-                     set the page size to {n}"
-                );
+                if step_down {
+                    tracing::warn!(
+                        served = n,
+                        asked = size,
+                        "Docker Hub served a page of {n} events where {size} were asked and more followed; \
+                         asking for {n} from now on (set the page size to {n} to skip this check)"
+                    );
+                } else {
+                    tracing::warn!(
+                        served = n,
+                        asked = size,
+                        "Docker Hub served a page of {n} events where {size} were asked and more followed; \
+                         windows are read one page each, which costs more requests: if it caps pages at {n}, \
+                         set the page size to {n}"
+                    );
+                }
             }
-            return Ok(Read::TooMany);
+            if !step_down {
+                return Ok(Read::TooMany);
+            }
+            self.page_size = n;
+            self.stepped_down = true;
+            return Box::pin(self.read(w, deadline)).await;
         }
         self.learn(size);
         let Some(pages) = self.page_on(w, None, size, first, true, deadline).await? else {

@@ -87,6 +87,8 @@ async fn a_failed_delivery_blocks_nothing_and_the_next_run_sends_it_once() {
     );
     let mut c = cfg();
     c.batch_events = 50;
+    // Windows of about 60 events: a commit each, so several objects wait.
+    c.read_events = 120;
     *out.down.lock().unwrap() = true;
     let r = run_alerting(&hub, &cps, &sink, &clock, &c, &rules, &out)
         .await
@@ -225,6 +227,8 @@ async fn queued(
     );
     let mut c = cfg();
     c.batch_events = 50;
+    // Windows of about 60 events: a commit each, so several objects wait.
+    c.read_events = 120;
     *out.down.lock().unwrap() = true;
     run_alerting(&hub, &cps, &sink, &clock, &c, &rules, &out)
         .await

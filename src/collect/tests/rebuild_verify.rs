@@ -252,7 +252,7 @@ async fn days_docker_hub_no_longer_serves_are_past_its_retention_not_errors() {
     run(&hub, &cps, &sink, &clock, &c).await.unwrap();
     // Forty days on, Docker Hub has dropped the oldest day and a half.
     clock.advance(Duration::days(40));
-    let cut = t0() - Duration::days(2);
+    let cut = (t0() - Duration::days(2)).timestamp_micros();
     hub.events.lock().unwrap().retain(|(_, t, _)| *t >= cut);
     let (r, days) = verify(&hub, &cps, &sink, &clock, &c, true).await;
     assert!(r.clean(), "{r:?}");
