@@ -598,6 +598,8 @@ async fn stall_on_aws(at: u32, after: bool, skew_a: Duration, skew_b: Duration) 
     let hub_client = client(&hub.url(), Arc::new(base.clone()), SECRET);
     let mut pc = poll_config(2);
     pc.batch_events = 40;
+    // Windows of about 30 events: several commits, many steps to stall at.
+    pc.read_events = 60;
     let store = |skew: Duration| {
         DynamoCheckpoints::new(aws_sdk_dynamodb::Client::new(&aws), table.clone())
             .with_lease_ttl(StdDuration::from_secs(60))
@@ -702,7 +704,7 @@ async fn aws_faults_ambiguous_and_late_writes_lose_and_double_nothing() {
     let (bucket, table) = (unique("faults"), unique("faults"));
     create_bucket(&s3c, &bucket).await;
     create_table(&cfg, &table).await;
-    let mut ecfg = emulator_config(600, 5, 71);
+    let mut ecfg = emulator_config(1200, 5, 71);
     ecfg.page_cap = 40;
     ecfg.twin_fraction = 0.05;
     let (emu, hub) = start(ecfg, Arc::new(dockerhub_audit::clock::SystemClock)).await;
@@ -716,7 +718,9 @@ async fn aws_faults_ambiguous_and_late_writes_lose_and_double_nothing() {
     let mut said = String::new();
     let mut caught_up = false;
     for _ in 0..40 {
+        // Windows of about 100 events: many writes for the faults to land on.
         let out = aws_poll(&hub.url(), &bucket, &table)
+            .args(["--max-read-events", "200"])
             .env("AWS_ENDPOINT_URL", &faults.url)
             .output()
             .unwrap();

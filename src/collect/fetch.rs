@@ -74,10 +74,11 @@ pub struct Fetcher<'a, A: AuditLog + ?Sized> {
     max_events: usize,
     /// Whether the user was told that the server gives fewer than asked.
     warned_cap: bool,
-    /// Whether `page_size` was lowered to what the server gives (here or by an earlier run
-    /// of the process). How far a server's page size may wander is known only relative to
-    /// what it gives when asked for more: asked for exactly that, a short page proves
-    /// nothing, and only an empty next page ends a read.
+    /// Whether `page_size` was lowered to what the server gives, in this run (each run
+    /// learns it again: a late event can fake a cap once, and it must not stay). How far a
+    /// server's page size may wander is known only relative to what it gives when asked for
+    /// more: asked for exactly that, a short page proves nothing, and only an empty next
+    /// page ends a read.
     stepped_down: bool,
     /// Whether the server answered a page past the end with an error, or with events (no
     /// more probes).
@@ -186,13 +187,12 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
         Fetcher {
             api,
             org,
-            // A cap learned by an earlier run of the process is asked for at once.
-            page_size: api.full_page_hint().map_or(page_size, |n| n.min(page_size)),
+            page_size,
             known_full: api.full_page_hint().map(|n| n.min(page_size)),
             max_reads: 5,
             max_events,
             warned_cap: false,
-            stepped_down: api.full_page_hint().is_some_and(|n| n < page_size),
+            stepped_down: false,
             probe_refused: false,
             probe_trusted: false,
             requests: 0,
@@ -344,11 +344,14 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
                 return Ok(Read::Complete(inside(w, first)));
             }
             self.learn(n);
-            // Page 2, asked at `n`, came back full: the server looks capped at `n`. Ask for
-            // what it gives, once: its pages are then as large as asked, and paging keeps
-            // every check it has. A server that then gives fewer again (a size that
-            // wanders) gets windows of one page, as before.
-            let step_down = !self.stepped_down && second.len() == n as usize;
+            // Page 2, asked at `n`, came back full, and page 1 asked again gives `n` again
+            // (not an event that landed meanwhile): the server looks capped at `n`. Ask for
+            // what it gives, once per run: its pages are then as large as asked, and paging
+            // keeps its checks. A server that then gives fewer again (a size that wanders)
+            // gets windows of one page, as before.
+            let step_down = !self.stepped_down
+                && second.len() == n as usize
+                && self.get(w, 1, size, None, deadline).await?.len() == n as usize;
             if !self.warned_cap {
                 self.warned_cap = true;
                 if step_down {
@@ -601,7 +604,10 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
         let mut pages = Pages::default();
         let mut held = 0;
         let mut got = first;
-        for number in 2..=MAX_PAGES + 1 {
+        // Enough pages for a whole read at this size, however small the server's pages.
+        let max_pages =
+            MAX_PAGES.max(u32::try_from(self.max_events / size.max(1) as usize + 1).unwrap_or(u32::MAX));
+        for number in 2..=max_pages.saturating_add(1) {
             let n = got.len();
             if n == 0 {
                 return Ok(Some(pages));
@@ -619,19 +625,20 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
             // its last (a cap, or a size that wanders): otherwise the next page must be empty.
             let after_whole = whole
                 && number > 2
+                && !self.stepped_down
                 && self.known_full.is_some_and(|k| k >= size)
                 && pages.0.iter().all(|p| p.len() == size as usize);
             pages.0.push(got);
             if self.surely_last(n as u32, size) || (after_whole && (n as u32) < size) {
                 return Ok(Some(pages));
             }
-            if number > MAX_PAGES {
+            if number > max_pages {
                 break;
             }
             got = self.get(w, number, size, action, deadline).await?;
         }
         Err(HubError::Rejected(format!(
-            "{w} still had events after {MAX_PAGES} pages; the server may be ignoring the page parameter"
+            "{w} still had events after {max_pages} pages; the server may be ignoring the page parameter"
         )))
     }
 }
