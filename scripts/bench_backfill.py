@@ -49,7 +49,7 @@ def one(args, events):
     env = dict(os.environ, EMULATOR_SECRET=SECRET)
     emu = subprocess.Popen(
         [args.bin, "emulator", "--port", str(port), "--events", str(events), "--days", str(args.days),
-         "--seed", str(args.seed), "--page-cap", "100", "--twin-fraction", str(args.twin_fraction),
+         "--seed", str(args.seed), "--page-cap", str(args.page_cap), "--twin-fraction", str(args.twin_fraction),
          "--log-level", "warn"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -75,7 +75,7 @@ def one(args, events):
     written = report["events_written"]
     cpu = usage.ru_utime + usage.ru_stime
     pages = report["pages_requested"]
-    ideal = -(-written // 100)
+    ideal = -(-written // min(args.page_cap, 100))
     return {
         "events": written,
         "cpu_s": round(cpu, 2),
@@ -95,6 +95,8 @@ def main():
     p.add_argument("--events", type=int, nargs="+", default=[100_000, 1_000_000])
     p.add_argument("--days", type=int, default=80)
     p.add_argument("--seed", type=int, default=5)
+    p.add_argument("--page-cap", type=int, default=100,
+                   help="the most events the emulator serves a page (poll asks for 100)")
     p.add_argument("--twin-fraction", type=float, default=0.02, help="the emulator's default")
     args = p.parse_args()
     for n in args.events:

@@ -57,8 +57,10 @@ pub enum Read {
 /// ignores `page` and repeats itself.
 const MAX_PAGES: u32 = 1000;
 
-/// The most seconds read again to settle one paged window; more means the server's pages
-/// are not to be trusted at this size, and the window is cut smaller.
+/// The most seconds read again to settle one paged window (or one per ten of its pages,
+/// when that is more: twins split by a page boundary grow with the boundaries, and a small
+/// page cap makes many); more means the server's pages are not to be trusted at this size,
+/// and the window is cut smaller.
 const MAX_SECONDS_AGAIN: usize = 16;
 
 pub struct Fetcher<'a, A: AuditLog + ?Sized> {
@@ -418,7 +420,7 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
         if w.len() <= Duration::seconds(1) {
             return Ok(Err("an event came in two of its pages".into()));
         }
-        if again.len() > MAX_SECONDS_AGAIN {
+        if again.len() > MAX_SECONDS_AGAIN.max(pages.0.len() / 10) {
             return Ok(Err(format!(
                 "events came in two pages in {} seconds",
                 again.len()
