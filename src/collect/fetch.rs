@@ -339,8 +339,7 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
             // pages of the size page 1 came in (so it starts right after page 1's events,
             // or earlier if the server cuts it, never later). Events are never removed, so
             // if that page is empty later, page 1 held all there was when it was read. If
-            // not, the server gives fewer than asked (a cap, or a size that wanders), and
-            // windows must fit in one page.
+            // not, the server gives fewer than asked (a cap, or a size that wanders).
             let second = self.get(w, 2, n, None, deadline).await?;
             if second.is_empty() {
                 return Ok(Read::Complete(inside(w, first)));
@@ -356,22 +355,19 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
                 && self.get(w, 1, size, None, deadline).await?.len() == n as usize;
             if !self.warned_cap {
                 self.warned_cap = true;
-                if step_down {
-                    tracing::warn!(
-                        served = n,
-                        asked = size,
-                        "Docker Hub served a page of {n} events where {size} were asked and more followed; \
-                         asking for {n} from now on (set the page size to {n} to skip this check)"
-                    );
+                let then = if step_down {
+                    format!("asking for {n} from now on (set the page size to {n} to skip this check)")
                 } else {
-                    tracing::warn!(
-                        served = n,
-                        asked = size,
-                        "Docker Hub served a page of {n} events where {size} were asked and more followed; \
-                         windows are read one page each, which costs more requests: if it caps pages at {n}, \
+                    format!(
+                        "windows are read one page each, which costs more requests: if it caps pages at {n}, \
                          set the page size to {n}"
-                    );
-                }
+                    )
+                };
+                tracing::warn!(
+                    served = n,
+                    asked = size,
+                    "Docker Hub served a page of {n} events where {size} were asked and more followed; {then}"
+                );
             }
             if !step_down {
                 return Ok(Read::TooMany);

@@ -124,6 +124,7 @@ impl<K: Checkpoints, S: Sink> App<K, S> {
             .and_then(|o| Org::new(o).ok());
         let mut metrics = RunMetrics::default();
         let answer = self.invoke(input, deadline, &mut metrics).await;
+        // Here, not in `invoke`: refused inputs and held leases publish metrics too.
         metrics.alerts_on = self.alerts.is_some();
         let finished = self.clock.now();
         metrics.run_duration_ms = (finished - started).num_milliseconds() as f64;
@@ -226,7 +227,6 @@ impl<K: Checkpoints, S: Sink> App<K, S> {
             watermark_age_seconds: report.watermark.map(|w| age_seconds(finished, w)),
             alerts_raised: report.alerts_raised,
             alerts_failed: report.alerts_failed,
-            alerts_on: self.alerts.is_some(),
             ..RunMetrics::default()
         };
         let mut summary = summary(&report, metrics);

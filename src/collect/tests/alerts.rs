@@ -75,24 +75,16 @@ async fn run_alerting(
 
 #[tokio::test]
 async fn a_failed_delivery_blocks_nothing_and_the_next_run_sends_it_once() {
-    let rules = Rules::defaults();
-    let clock = ManualClock::new(t0());
-    let hub = FakeHub::new(clock.clone(), 25, Order::NewestFirst);
-    // A fifth of the fake's events are `oidc.connection.create`, which a default rule matches.
-    hub.generate(7, 400, t0() - Duration::days(2), t0() - Duration::minutes(2));
-    let (cps, sink, out) = (
-        MemCheckpoints::default(),
-        MemSink::default(),
-        MemAlerts::default(),
-    );
-    let mut c = cfg();
-    c.batch_events = 50;
-    // Windows of about 60 events: a commit each, so several objects wait.
-    c.read_events = 120;
-    *out.down.lock().unwrap() = true;
-    let r = run_alerting(&hub, &cps, &sink, &clock, &c, &rules, &out)
-        .await
-        .unwrap();
+    let Queued {
+        clock,
+        hub,
+        cps,
+        sink,
+        out,
+        c,
+        rules,
+        first: r,
+    } = queued(7).await;
     assert_exact(&hub, &sink, clock.now() - c.lag);
     let want = expected_alerts(&sink, &rules);
     assert!(want.len() > 40, "the fixture raises alerts: {}", want.len());
@@ -106,7 +98,6 @@ async fn a_failed_delivery_blocks_nothing_and_the_next_run_sends_it_once() {
     let queued = cps.peek(&c.org).await.unwrap().unwrap().alerts_pending;
     assert!(!queued.is_empty(), "kept in the checkpoint's outbox");
 
-    *out.down.lock().unwrap() = false;
     clock.advance(Duration::minutes(5));
     let r = run_alerting(&hub, &cps, &sink, &clock, &c, &rules, &out)
         .await
@@ -203,22 +194,25 @@ async fn without_rules_nothing_is_queued() {
         .is_empty());
 }
 
-/// Runs with the destination down, so every object with alerts is queued; returns the
-/// fixture.
-async fn queued(
-    seed: u64,
-) -> (
-    ManualClock,
-    FakeHub,
-    MemCheckpoints,
-    MemSink,
-    MemAlerts,
-    PollConfig,
-    Rules,
-) {
+/// What [`queued`] leaves: the fakes, and the report of the run that queued the alerts.
+struct Queued {
+    clock: ManualClock,
+    hub: FakeHub,
+    cps: MemCheckpoints,
+    sink: MemSink,
+    out: MemAlerts,
+    c: PollConfig,
+    rules: Rules,
+    first: RunReport,
+}
+
+/// Runs with the destination down, so every object with alerts is queued (several of
+/// them), then brings the destination back up.
+async fn queued(seed: u64) -> Queued {
     let rules = Rules::defaults();
     let clock = ManualClock::new(t0());
     let hub = FakeHub::new(clock.clone(), 25, Order::NewestFirst);
+    // A fifth of the fake's events are `oidc.connection.create`, which a default rule matches.
     hub.generate(seed, 400, t0() - Duration::days(2), t0() - Duration::minutes(2));
     let (cps, sink, out) = (
         MemCheckpoints::default(),
@@ -230,17 +224,35 @@ async fn queued(
     // Windows of about 60 events: a commit each, so several objects wait.
     c.read_events = 120;
     *out.down.lock().unwrap() = true;
-    run_alerting(&hub, &cps, &sink, &clock, &c, &rules, &out)
+    let first = run_alerting(&hub, &cps, &sink, &clock, &c, &rules, &out)
         .await
         .unwrap();
     *out.down.lock().unwrap() = false;
     assert!(cps.peek(&c.org).await.unwrap().unwrap().alerts_pending.len() > 3);
-    (clock, hub, cps, sink, out, c, rules)
+    Queued {
+        clock,
+        hub,
+        cps,
+        sink,
+        out,
+        c,
+        rules,
+        first,
+    }
 }
 
 #[tokio::test]
 async fn an_object_the_destination_refuses_holds_up_no_other() {
-    let (clock, hub, cps, sink, out, c, rules) = queued(11).await;
+    let Queued {
+        clock,
+        hub,
+        cps,
+        sink,
+        out,
+        c,
+        rules,
+        ..
+    } = queued(11).await;
     let pending = cps.peek(&c.org).await.unwrap().unwrap().alerts_pending;
     let poison = pending[0].key.clone();
     *out.refuse.lock().unwrap() = Some(poison.0.clone());
@@ -280,7 +292,16 @@ async fn an_object_the_destination_refuses_holds_up_no_other() {
 
 #[tokio::test]
 async fn an_object_gone_from_the_output_is_let_go_and_the_rest_is_sent() {
-    let (clock, hub, cps, sink, out, c, rules) = queued(12).await;
+    let Queued {
+        clock,
+        hub,
+        cps,
+        sink,
+        out,
+        c,
+        rules,
+        ..
+    } = queued(12).await;
     let pending = cps.peek(&c.org).await.unwrap().unwrap().alerts_pending;
     let gone = pending[1].key.clone();
     let body = sink.objects.lock().unwrap().remove(&gone).unwrap();
@@ -313,7 +334,16 @@ async fn an_object_gone_from_the_output_is_let_go_and_the_rest_is_sent() {
 
 #[tokio::test]
 async fn delivery_stops_at_the_deadline_and_the_next_run_goes_on() {
-    let (clock, hub, cps, sink, out, c, rules) = queued(13).await;
+    let Queued {
+        clock,
+        hub,
+        cps,
+        sink,
+        out,
+        c,
+        rules,
+        ..
+    } = queued(13).await;
     let before = cps.peek(&c.org).await.unwrap().unwrap().alerts_pending;
     clock.advance(Duration::minutes(5));
     let p = Poller {
