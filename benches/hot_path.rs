@@ -12,7 +12,7 @@ use std::io::Write;
 
 use chrono::{DateTime, Duration, Utc};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use flate2::{write::GzEncoder, GzBuilder};
+use flate2::{write::GzEncoder, Compression, GzBuilder};
 use serde_json::json;
 
 use dockerhub_audit::collect::batch::Batch;
@@ -79,7 +79,11 @@ fn hot_path(org: &Org, body: &[u8], prov: &Provenance) -> Vec<Vec<u8>> {
 }
 
 fn deflate(ndjson: &[u8]) -> Vec<u8> {
-    let mut gz: GzEncoder<Vec<u8>> = GzBuilder::new().mtime(0).write(Vec::new(), LEVEL);
+    deflate_at(ndjson, LEVEL)
+}
+
+fn deflate_at(ndjson: &[u8], level: Compression) -> Vec<u8> {
+    let mut gz: GzEncoder<Vec<u8>> = GzBuilder::new().mtime(0).write(Vec::new(), level);
     gz.write_all(ndjson).unwrap();
     gz.finish().unwrap()
 }
@@ -105,6 +109,21 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(EVENTS as u64));
     g.bench_function("hot_path", |b| b.iter(|| hot_path(&org, black_box(&body), &prov)));
     g.bench_function("deflate_alone", |b| b.iter(|| deflate(black_box(&ndjson))));
+    g.finish();
+
+    // The level's trade: size against time, on the same bytes.
+    let mut g = c.benchmark_group("deflate_level");
+    g.throughput(Throughput::Elements(EVENTS as u64));
+    for level in 1..=6 {
+        let size = deflate_at(&ndjson, Compression::new(level)).len();
+        eprintln!(
+            "level {level}: {size} bytes gzipped ({:.1}%)",
+            100.0 * size as f64 / ndjson.len() as f64
+        );
+        g.bench_function(format!("level_{level}"), |b| {
+            b.iter(|| deflate_at(black_box(&ndjson), Compression::new(level)))
+        });
+    }
     g.finish();
 }
 

@@ -157,7 +157,7 @@ fn object(
     let alerts = rules.map_or(0, |rules| {
         events
             .iter()
-            .map(|(_, e)| rules.matching(e.fields()).count() as u32)
+            .map(|(_, e)| rules.matching(&e.fields()).count() as u32)
             .sum()
     });
     let collector = record::collector_json(prov);

@@ -178,8 +178,7 @@ impl Pages {
 /// Whether two events of the same instant have the same canonical form: every field
 /// equal but `timestamp`, which may be written differently for the same instant.
 fn same_event(a: &HubEvent, b: &HubEvent) -> bool {
-    let (a, b) = (a.fields(), b.fields());
-    a.len() == b.len() && a.iter().all(|(k, v)| k == "timestamp" || b.get(k) == Some(v))
+    a.same_but_timestamp(b)
 }
 
 impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {

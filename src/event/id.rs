@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::HubEvent;
@@ -22,39 +21,23 @@ pub fn canonical(event: &HubEvent) -> String {
     String::from_utf8(out).expect("JSON is UTF-8")
 }
 
-/// Appends the canonical form to `out` without copying the event: serde_json's map is
-/// ordered by key (no `preserve_order`), at every depth, so its fields are written in
-/// order, `timestamp` in its normal form.
+/// Appends the canonical form to `out`: the event's sorted text with `timestamp` in its
+/// normal form.
 pub fn write_canonical(out: &mut Vec<u8>, event: &HubEvent) {
-    let fields = event.fields();
-    // Checked: a map without `timestamp` cannot be a HubEvent, but the key is added in
-    // its place whatever happens.
-    let stamp = Value::String(rfc3339(event.timestamp()));
-    let mut stamped = false;
-    out.push(b'{');
-    let mut first = true;
-    let mut entry = |out: &mut Vec<u8>, k: &str, v: &Value| {
-        if !std::mem::take(&mut first) {
-            out.push(b',');
-        }
-        serde_json::to_writer(&mut *out, k).expect("writing to memory");
-        out.push(b':');
-        serde_json::to_writer(&mut *out, v).expect("writing to memory");
-    };
-    for (k, v) in fields {
-        if !stamped && k.as_str() >= "timestamp" {
-            stamped = true;
-            entry(out, "timestamp", &stamp);
-            if k == "timestamp" {
-                continue;
-            }
-        }
-        entry(out, k, v);
+    for piece in pieces(event, &stamp_json(event)) {
+        out.extend_from_slice(piece);
     }
-    if !stamped {
-        entry(out, "timestamp", &stamp);
-    }
-    out.push(b'}');
+}
+
+/// The normal form of the event's `timestamp`, as a JSON string.
+fn stamp_json(event: &HubEvent) -> String {
+    format!("\"{}\"", rfc3339(event.timestamp()))
+}
+
+/// The canonical form in three slices, so that it is hashed without being copied.
+fn pieces<'e>(event: &'e HubEvent, stamp: &'e str) -> [&'e [u8]; 3] {
+    let (before, after) = event.around_timestamp();
+    [before.as_bytes(), stamp.as_bytes(), after.as_bytes()]
 }
 
 /// `event_id` = the first 128 bits of SHA-256 over org, canonical form and ordinal.
@@ -77,14 +60,13 @@ pub fn assign_ids(org: &Org, events: Vec<HubEvent>) -> Vec<(EventId, HubEvent)> 
     let mut prefix = Sha256::new();
     prefix.update(org.as_str().as_bytes());
     prefix.update([0]);
-    let mut buf = Vec::with_capacity(1024);
     events
         .into_iter()
         .map(|e| {
-            buf.clear();
-            write_canonical(&mut buf, &e);
             let mut h = prefix.clone();
-            h.update(&buf);
+            for piece in pieces(&e, &stamp_json(&e)) {
+                h.update(piece);
+            }
             h.update([0]);
             let first = id_bytes(h.clone(), 0);
             let n = ordinals.entry(first).or_insert(0);
@@ -105,7 +87,7 @@ fn id_bytes(mut h: Sha256, ordinal: u32) -> [u8; 16] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn ev(v: Value) -> HubEvent {
         HubEvent::from_wire(v).unwrap()
@@ -165,6 +147,30 @@ mod tests {
             )],
         );
         assert_ne!(a[0].0, b[0].0);
+    }
+}
+
+#[cfg(test)]
+mod property {
+    use super::*;
+    use serde_json::Value;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config {
+            cases: 256,
+            rng_seed: proptest::test_runner::RngSeed::Fixed(12),
+            failure_persistence: None,
+            ..proptest::test_runner::Config::default()
+        })]
+        /// The canonical form is, for any event, the fields as a map with `timestamp` in
+        /// its normal form, written by serde_json (keys sorted at every level).
+        #[test]
+        fn canonical_form_is_the_sorted_map(event in crate::event::tree::strategies::event()) {
+            let e = HubEvent::from_wire(event.clone()).unwrap();
+            let Value::Object(mut m) = event else { unreachable!() };
+            m.insert("timestamp".into(), Value::String(rfc3339(e.timestamp())));
+            proptest::prop_assert_eq!(canonical(&e), serde_json::to_string(&m).unwrap());
+        }
     }
 }
 

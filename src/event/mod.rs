@@ -6,18 +6,32 @@ pub mod encode;
 pub mod id;
 pub mod key;
 pub mod record;
+pub mod tree;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
+use tree::Node;
+
 /// One audit event exactly as Docker Hub served it, with its parsed timestamp.
 ///
-/// Invariant: `fields` holds every field the Hub sent, unchanged; `timestamp` is the parsed
-/// value of `fields["timestamp"]`.
+/// Kept as text, not as a map: one allocation per event instead of one per key and value,
+/// and the id and the record are written from it with copies of slices.
+///
+/// Invariant: `text` is the compact JSON of every field the Hub sent, unchanged, with the
+/// keys of every object sorted bytewise (what serde_json writes for the fields read into a
+/// `Map`); `text[stamp]` is the top-level `timestamp` value, a JSON string; `timestamp` is
+/// its parsed value; `slots[i]` is where in `text` the field named
+/// [`record::ADDED_SORTED`]`[i]` would go (the start of the entry after it, or the closing
+/// brace); `collides` says whether the Hub sent a field under one of those names.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HubEvent {
-    fields: Map<String, Value>,
+    text: Box<str>,
+    stamp: (usize, usize),
+    slots: [usize; 4],
+    collides: bool,
     timestamp: DateTime<Utc>,
+    action: Option<Box<str>>,
 }
 
 /// Why an event from the wire cannot be stored as it is.
@@ -40,35 +54,106 @@ impl HubEvent {
         Self::check(value).map_err(|(e, _)| e)
     }
 
-    /// [`HubEvent::from_wire`], giving the item back when it is not a readable event (for
-    /// the quarantine, without a copy).
+    /// [`HubEvent::from_wire`], giving the item back when it is not a readable event.
     pub fn check(value: Value) -> Result<Self, (EventError, Value)> {
-        let Value::Object(fields) = value else {
-            return Err((EventError::NotAnObject, value));
+        let text = value.to_string();
+        match Node::parse(text.as_bytes()) {
+            Ok(node) => Self::from_node(node).map_err(|(e, _)| (e, value)),
+            // serde_json reads back what it wrote; kept as an error rather than a panic.
+            Err(_) => Err((EventError::NotAnObject, value)),
+        }
+    }
+
+    /// [`HubEvent::check`] of an item of a parsed page, giving the item back when it is
+    /// not a readable event (for the quarantine, without a copy).
+    pub fn from_node(node: Node<'_>) -> Result<Self, (EventError, Node<'_>)> {
+        let mut node = node;
+        if !matches!(node, Node::Object(_)) {
+            return Err((EventError::NotAnObject, node));
+        }
+        node.sort();
+        let timestamp = match node.get("timestamp") {
+            None | Some(Node::Null) => Err(EventError::MissingTimestamp),
+            Some(Node::String(s)) => parse_timestamp(s),
+            Some(other) => Err(EventError::BadTimestamp(truncate(&other.to_text(), 64))),
         };
-        let timestamp = match fields.get("timestamp") {
-            None | Some(Value::Null) => Err(EventError::MissingTimestamp),
-            Some(Value::String(s)) => parse_timestamp(s),
-            Some(other) => Err(EventError::BadTimestamp(truncate(&other.to_string(), 64))),
-        };
-        let action = match fields.get("action") {
-            None | Some(Value::Null) | Some(Value::String(_)) => Ok(()),
+        let action = match node.get("action") {
+            None | Some(Node::Null) => Ok(None),
+            Some(Node::String(s)) => Ok(Some(Box::from(s.as_ref()))),
             Some(_) => Err(EventError::BadAction),
         };
-        match (timestamp, action) {
-            (Ok(timestamp), Ok(())) => Ok(HubEvent { fields, timestamp }),
-            (Err(e), _) | (_, Err(e)) => Err((e, Value::Object(fields))),
+        let (timestamp, action) = match (timestamp, action) {
+            (Ok(t), Ok(a)) => (t, a),
+            (Err(e), _) | (_, Err(e)) => return Err((e, node)),
+        };
+        let Node::Object(entries) = &node else {
+            unreachable!("checked above")
+        };
+        let mut out = Vec::with_capacity(512);
+        let mut stamp = (0, 0);
+        let mut slots = [usize::MAX; 4];
+        let mut collides = false;
+        out.push(b'{');
+        for (i, (k, v)) in entries.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            for (slot, name) in slots.iter_mut().zip(record::ADDED_SORTED) {
+                if *slot == usize::MAX && name.as_bytes() <= k.as_bytes() {
+                    *slot = out.len();
+                    collides |= name == k.as_ref();
+                }
+            }
+            tree::write_str(&mut out, k);
+            out.push(b':');
+            let start = out.len();
+            v.write(&mut out);
+            if k == "timestamp" {
+                stamp = (start, out.len());
+            }
         }
+        for slot in slots.iter_mut().filter(|s| **s == usize::MAX) {
+            *slot = out.len();
+        }
+        out.push(b'}');
+        let text = String::from_utf8(out).expect("JSON is UTF-8").into_boxed_str();
+        Ok(HubEvent {
+            text,
+            stamp,
+            slots,
+            collides,
+            timestamp,
+            action,
+        })
     }
 
     pub fn timestamp(&self) -> DateTime<Utc> {
         self.timestamp
     }
-    pub fn fields(&self) -> &Map<String, Value> {
-        &self.fields
+    /// The Hub's fields, parsed again from the kept text (off the hot path: alert rules,
+    /// the rare record whose field names collide with ours).
+    pub fn fields(&self) -> Map<String, Value> {
+        serde_json::from_str(&self.text).expect("the kept text is a JSON object")
+    }
+    /// The fields as compact JSON, keys sorted at every level.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+    /// The text around the `timestamp` value: before it and after it.
+    pub fn around_timestamp(&self) -> (&str, &str) {
+        (&self.text[..self.stamp.0], &self.text[self.stamp.1..])
+    }
+    /// Whether two events have the same fields but for how `timestamp` is written.
+    pub fn same_but_timestamp(&self, other: &HubEvent) -> bool {
+        self.around_timestamp() == other.around_timestamp()
+    }
+    /// Where the fields the collector adds go in [`HubEvent::text`] (see the invariant), or
+    /// `None` when the Hub sent a field under one of their names.
+    pub fn slots(&self) -> Option<&[usize; 4]> {
+        (!self.collides).then_some(&self.slots)
     }
     pub fn action(&self) -> Option<&str> {
-        self.fields.get("action").and_then(Value::as_str)
+        self.action.as_deref()
     }
     /// The part of `action` before the first dot (`repo.tag.push` → `repo`); `unknown` when
     /// the Hub sent no action.

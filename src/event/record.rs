@@ -4,11 +4,15 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::tree::write_str;
 use super::HubEvent;
 use crate::types::{rfc3339, EventId, Org, RunId, Window};
 
 /// Field names the collector adds at the top level of every record.
 pub const ADDED_FIELDS: [&str; 4] = ["event_id", "org", "category", "collector"];
+
+/// [`ADDED_FIELDS`] in key order, the order they take in a record.
+pub const ADDED_SORTED: [&str; 4] = ["category", "collector", "event_id", "org"];
 
 /// Where and when a record was collected.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,39 +34,60 @@ pub fn collector_json(prov: &Provenance) -> Vec<u8> {
 }
 
 /// Appends the record of `event` to `out` as compact JSON: byte for byte what serializing
-/// [`build`]'s map gives (keys in order), without copying the event. `collector` is
-/// [`collector_json`] of the provenance.
+/// [`build`]'s map gives (keys in order). `collector` is [`collector_json`] of the
+/// provenance. The event's own text is copied in slices, with our fields put in their
+/// places between them.
 pub fn write(out: &mut Vec<u8>, org: &Org, id: &EventId, event: &HubEvent, collector: &[u8]) {
-    let fields = event.fields();
-    if ADDED_FIELDS.iter().any(|k| fields.contains_key(*k)) {
-        // A Hub field under one of our names (rare): renamed in a copy.
-        let rec = fields_of(org, id, event);
-        write_merged(out, rec.iter(), org, id, event, collector, false);
-    } else {
-        write_merged(out, fields.iter(), org, id, event, collector, true);
-    }
-}
-
-/// Writes `fields` (in key order) with `category`, `collector`, `event_id` and `org`
-/// merged in at their places in that order. With `add` false, only `collector` is missing
-/// from `fields` (the fallback of [`write`]).
-fn write_merged<'f>(
-    out: &mut Vec<u8>,
-    fields: impl Iterator<Item = (&'f String, &'f Value)>,
-    org: &Org,
-    id: &EventId,
-    event: &HubEvent,
-    collector: &[u8],
-    add: bool,
-) {
-    // Sorted, as the map orders its keys (bytewise).
+    // Sorted, as the map orders its keys (bytewise): the order of ADDED_SORTED.
     let added: [(&str, Added); 4] = [
         ("category", Added::Str(event.category())),
         ("collector", Added::Raw(collector)),
         ("event_id", Added::Str(&id.0)),
         ("org", Added::Str(org.as_str())),
     ];
-    let mut pending = added.iter().filter(|(k, _)| add || *k == "collector").peekable();
+    let Some(slots) = event.slots() else {
+        // A Hub field under one of our names (rare): renamed in a copy.
+        let rec = fields_of(org, id, event);
+        return write_map(out, rec.iter(), &added[1..2]);
+    };
+    let text = event.text().as_bytes();
+    let mut any = false;
+    let mut sep = |out: &mut Vec<u8>| {
+        if std::mem::replace(&mut any, true) {
+            out.push(b',');
+        }
+    };
+    out.push(b'{');
+    let mut last = 1;
+    for (&slot, (name, value)) in slots.iter().zip(&added) {
+        // The entries between the last slot and this one, without the comma after them.
+        let between = &text[last..slot];
+        let between = between.strip_suffix(b",").unwrap_or(between);
+        if !between.is_empty() {
+            sep(out);
+            out.extend_from_slice(between);
+        }
+        sep(out);
+        put_key(out, name);
+        value.write(out);
+        last = slot;
+    }
+    let rest = &text[last..text.len() - 1];
+    if !rest.is_empty() {
+        sep(out);
+        out.extend_from_slice(rest);
+    }
+    out.push(b'}');
+}
+
+/// Writes a record's map (in key order, without `collector`) with `added` (in key order)
+/// merged in at their places: the fallback of [`write`].
+fn write_map<'f>(
+    out: &mut Vec<u8>,
+    fields: impl Iterator<Item = (&'f String, &'f Value)>,
+    added: &[(&str, Added)],
+) {
+    let mut pending = added.iter().peekable();
     out.push(b'{');
     let mut first = true;
     let mut sep = |out: &mut Vec<u8>| {
@@ -96,14 +121,14 @@ enum Added<'a> {
 impl Added<'_> {
     fn write(&self, out: &mut Vec<u8>) {
         match self {
-            Added::Str(s) => serde_json::to_writer(&mut *out, s).expect("writing to memory"),
+            Added::Str(s) => write_str(out, s),
             Added::Raw(b) => out.extend_from_slice(b),
         }
     }
 }
 
 fn put_key(out: &mut Vec<u8>, k: &str) {
-    serde_json::to_writer(&mut *out, k).expect("writing to memory");
+    write_str(out, k);
     out.push(b':');
 }
 
@@ -119,7 +144,7 @@ pub fn build(org: &Org, id: &EventId, event: &HubEvent, prov: &Provenance) -> Ma
 
 /// The record but `collector`.
 fn fields_of(org: &Org, id: &EventId, event: &HubEvent) -> Map<String, Value> {
-    let mut rec = event.fields().clone();
+    let mut rec = event.fields();
     for name in ADDED_FIELDS {
         if let Some(v) = rec.remove(name) {
             rec.insert(format!("hub_{name}"), v);
@@ -181,6 +206,29 @@ mod tests {
             write(&mut out, &org, &id, &e, &collector);
             let want = serde_json::to_vec(&build(&org, &id, &e, &prov)).unwrap();
             assert_eq!(String::from_utf8(out).unwrap(), String::from_utf8(want).unwrap());
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config {
+            cases: 256,
+            rng_seed: proptest::test_runner::RngSeed::Fixed(11),
+            failure_persistence: None,
+            ..proptest::test_runner::Config::default()
+        })]
+        /// The record spliced from the event's text is the record built as a map, for any
+        /// event, our field names among its own or not.
+        #[test]
+        fn spliced_records_are_the_built_ones(event in crate::event::tree::strategies::event()) {
+            let org = Org::new("acme").unwrap();
+            let t = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+            let prov = Provenance { ingested_at: t, window: Window::new(t, t), run_id: RunId("r".into()) };
+            let e = HubEvent::from_wire(event).unwrap();
+            let id = EventId("0123".into());
+            let mut out = b"earlier line\n".to_vec();
+            write(&mut out, &org, &id, &e, &collector_json(&prov));
+            let want = serde_json::to_vec(&build(&org, &id, &e, &prov)).unwrap();
+            proptest::prop_assert_eq!(String::from_utf8_lossy(&out[13..]), String::from_utf8_lossy(&want));
         }
     }
 }

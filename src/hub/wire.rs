@@ -2,6 +2,7 @@
 
 use serde_json::Value;
 
+use crate::event::tree::Node;
 use crate::event::HubEvent;
 use crate::ports::{Page, Unreadable};
 
@@ -12,24 +13,32 @@ use crate::ports::{Page, Unreadable};
 /// loud). One item that is not a readable event does not spoil the page: it is set apart,
 /// verbatim, with the reason, for the quarantine.
 pub fn parse_page(body: &[u8]) -> Result<Page, String> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| format!("the body is not valid JSON ({e})"))?;
-    let Value::Object(mut top) = v else {
+    let top = Node::parse(body).map_err(|e| format!("the body is not valid JSON ({e})"))?;
+    let Node::Object(mut top) = top else {
         return Err("the body is not a JSON object".into());
     };
-    match top.remove("logs") {
+    // Of repeated keys the last counts, as when read into a map.
+    let logs = top
+        .iter()
+        .rposition(|(k, _)| k == "logs")
+        .map(|i| top.swap_remove(i).1);
+    match logs {
         None if !top.is_empty() => {
-            let keys: Vec<&str> = top.keys().map(String::as_str).take(5).collect();
+            let mut keys: Vec<&str> = top.iter().map(|(k, _)| k.as_ref()).collect();
+            keys.sort_unstable();
+            keys.dedup();
+            keys.truncate(5);
             Err(format!("the body has no `logs` but has {keys:?}"))
         }
-        None | Some(Value::Null) => Ok(Page::default()),
-        Some(Value::Array(items)) => {
+        None | Some(Node::Null) => Ok(Page::default()),
+        Some(Node::Array(items)) => {
             let mut page = Page::default();
             page.events.reserve(items.len());
             for item in items {
-                match HubEvent::check(item) {
+                match HubEvent::from_node(item) {
                     Ok(e) => page.events.push(e),
                     Err((e, item)) => page.unreadable.push(Unreadable {
-                        item,
+                        item: item.to_value(),
                         reason: e.to_string(),
                     }),
                 }
