@@ -37,7 +37,7 @@ fn stamp_json(event: &HubEvent) -> String {
 /// The canonical form in three slices, so that it is hashed without being copied.
 fn pieces<'e>(event: &'e HubEvent, stamp: &'e str) -> [&'e [u8]; 3] {
     let (before, after) = event.around_timestamp();
-    [before.as_bytes(), stamp.as_bytes(), after.as_bytes()]
+    [before, stamp.as_bytes(), after]
 }
 
 /// `event_id` = the first 128 bits of SHA-256 over org, canonical form and ordinal.

@@ -24,14 +24,23 @@ use tree::Node;
 /// its parsed value; `slots[i]` is where in `text` the field named
 /// [`record::ADDED_SORTED`]`[i]` would go (the start of the entry after it, or the closing
 /// brace); `collides` says whether the Hub sent a field under one of those names.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct HubEvent {
-    text: Box<str>,
+    /// UTF-8 by construction (written from parsed strings); bytes, so nothing checks it again.
+    text: Box<[u8]>,
     stamp: (usize, usize),
     slots: [usize; 4],
     collides: bool,
     timestamp: DateTime<Utc>,
     action: Option<Box<str>>,
+}
+
+impl std::fmt::Debug for HubEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("HubEvent")
+            .field(&String::from_utf8_lossy(&self.text))
+            .finish()
+    }
 }
 
 /// Why an event from the wire cannot be stored as it is.
@@ -116,9 +125,8 @@ impl HubEvent {
             *slot = out.len();
         }
         out.push(b'}');
-        let text = String::from_utf8(out).expect("JSON is UTF-8").into_boxed_str();
         Ok(HubEvent {
-            text,
+            text: out.into_boxed_slice(),
             stamp,
             slots,
             collides,
@@ -133,14 +141,14 @@ impl HubEvent {
     /// The Hub's fields, parsed again from the kept text (off the hot path: alert rules,
     /// the rare record whose field names collide with ours).
     pub fn fields(&self) -> Map<String, Value> {
-        serde_json::from_str(&self.text).expect("the kept text is a JSON object")
+        serde_json::from_slice(&self.text).expect("the kept text is a JSON object")
     }
     /// The fields as compact JSON, keys sorted at every level.
-    pub fn text(&self) -> &str {
+    pub fn text(&self) -> &[u8] {
         &self.text
     }
     /// The text around the `timestamp` value: before it and after it.
-    pub fn around_timestamp(&self) -> (&str, &str) {
+    pub fn around_timestamp(&self) -> (&[u8], &[u8]) {
         (&self.text[..self.stamp.0], &self.text[self.stamp.1..])
     }
     /// Whether two events have the same fields but for how `timestamp` is written.

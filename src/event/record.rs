@@ -50,7 +50,7 @@ pub fn write(out: &mut Vec<u8>, org: &Org, id: &EventId, event: &HubEvent, colle
         let rec = fields_of(org, id, event);
         return write_map(out, rec.iter(), &added[1..2]);
     };
-    let text = event.text().as_bytes();
+    let text = event.text();
     let mut any = false;
     let mut sep = |out: &mut Vec<u8>| {
         if std::mem::replace(&mut any, true) {
