@@ -68,15 +68,15 @@ impl HubEvent {
         let text = value.to_string();
         match Node::parse(text.as_bytes()) {
             Ok(node) => Self::from_node(node).map_err(|(e, _)| (e, value)),
-            // serde_json reads back what it wrote; kept as an error rather than a panic.
+            // serde_json reads back what it wrote, but for nesting deeper than its limit
+            // (128), which no page can hold; kept as an error rather than a panic.
             Err(_) => Err((EventError::NotAnObject, value)),
         }
     }
 
     /// [`HubEvent::check`] of an item of a parsed page, giving the item back when it is
     /// not a readable event (for the quarantine, without a copy).
-    pub fn from_node(node: Node<'_>) -> Result<Self, (EventError, Node<'_>)> {
-        let mut node = node;
+    pub fn from_node(mut node: Node<'_>) -> Result<Self, (EventError, Node<'_>)> {
         if !matches!(node, Node::Object(_)) {
             return Err((EventError::NotAnObject, node));
         }
@@ -139,9 +139,16 @@ impl HubEvent {
         self.timestamp
     }
     /// The Hub's fields, parsed again from the kept text (off the hot path: alert rules,
-    /// the rare record whose field names collide with ours).
+    /// the rare record whose field names collide with ours). Through [`Node`], not
+    /// `serde_json::from_slice`: with serde_json's `raw_value` (which another crate may turn
+    /// on) a `Value` refuses an object keyed `$serde_json::private::RawValue`, and the Hub
+    /// may send any key.
     pub fn fields(&self) -> Map<String, Value> {
-        serde_json::from_slice(&self.text).expect("the kept text is a JSON object")
+        match Node::parse(&self.text).map(|n| n.to_value()) {
+            Ok(Value::Object(m)) => m,
+            // The text was written from a parsed object: it reads back as one.
+            _ => unreachable!("the kept text of an event is a JSON object"),
+        }
     }
     /// The fields as compact JSON, keys sorted at every level.
     pub fn text(&self) -> &[u8] {
@@ -228,5 +235,42 @@ mod tests {
             HubEvent::from_wire(json!({"timestamp": "2021-02-19T01:34:35Z", "action": 3})),
             Err(EventError::BadAction)
         );
+    }
+
+    #[test]
+    fn same_but_timestamp_is_the_canonical_form() {
+        let ev = |v| HubEvent::from_wire(v).unwrap();
+        let a = ev(json!({"timestamp": "2021-02-19T01:34:35Z", "x": 1, "d": {"b": 1, "a": 2}}));
+        let b = ev(json!({"d": {"a": 2, "b": 1}, "x": 1, "timestamp": "2021-02-19T01:34:35.000+00:00"}));
+        assert!(a.same_but_timestamp(&b));
+        assert_eq!(id::canonical(&a), id::canonical(&b));
+        // Equal as JSON values, written (and so identified) differently: not the same event.
+        let z = ev(json!({"timestamp": "2021-02-19T01:34:35Z", "x": 0.0}));
+        let nz = ev(json!({"timestamp": "2021-02-19T01:34:35Z", "x": -0.0}));
+        assert!(!z.same_but_timestamp(&nz));
+        assert_ne!(id::canonical(&z), id::canonical(&nz));
+    }
+
+    /// serde_json's `raw_value` (on in builds where another crate enables it) gives this
+    /// key a meaning when reading a `Value`; from the Hub it is just a key, kept as sent.
+    #[test]
+    fn a_key_serde_json_reserves_is_kept_as_any_other() {
+        let body = br#"{"logs": [{"timestamp": "2021-02-19T01:34:35Z", "org": "x", "d": {"$serde_json::private::RawValue": 0}}]}"#;
+        let page = crate::hub::wire::parse_page(body).unwrap();
+        assert_eq!(page.events.len(), 1);
+        let e = &page.events[0];
+        assert_eq!(e.fields()["d"]["$serde_json::private::RawValue"], json!(0));
+        let org = crate::types::Org::new("acme").unwrap();
+        let mut out = Vec::new();
+        record::write(&mut out, &org, &crate::types::EventId("ab".into()), e, b"{}");
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains(r#""d":{"$serde_json::private::RawValue":0}"#),
+            "{text}"
+        );
+        assert!(text.contains(r#""hub_org":"x""#), "{text}");
+        // And it reads back (status, verify).
+        let back = encode::decode(&encode::encode(&[e.fields()])).unwrap();
+        assert_eq!(back, vec![e.fields()]);
     }
 }

@@ -38,6 +38,12 @@ pub fn collector_json(prov: &Provenance) -> Vec<u8> {
 /// provenance. The event's own text is copied in slices, with our fields put in their
 /// places between them.
 pub fn write(out: &mut Vec<u8>, org: &Org, id: &EventId, event: &HubEvent, collector: &[u8]) {
+    let Some(slots) = event.slots() else {
+        // A Hub field under one of our names (rare): renamed in a copy that has the other
+        // three of ours.
+        let rec = fields_of(org, id, event);
+        return write_map(out, rec.iter(), &[("collector", Added::Raw(collector))]);
+    };
     // Sorted, as the map orders its keys (bytewise): the order of ADDED_SORTED.
     let added: [(&str, Added); 4] = [
         ("category", Added::Str(event.category())),
@@ -45,11 +51,6 @@ pub fn write(out: &mut Vec<u8>, org: &Org, id: &EventId, event: &HubEvent, colle
         ("event_id", Added::Str(&id.0)),
         ("org", Added::Str(org.as_str())),
     ];
-    let Some(slots) = event.slots() else {
-        // A Hub field under one of our names (rare): renamed in a copy.
-        let rec = fields_of(org, id, event);
-        return write_map(out, rec.iter(), &added[1..2]);
-    };
     let text = event.text();
     let mut any = false;
     let mut sep = |out: &mut Vec<u8>| {

@@ -273,6 +273,22 @@ mod tests {
             let text = if pretty { serde_json::to_string_pretty(&v).unwrap() } else { reversed(&v) };
             same_as_value(&text);
         }
+
+        /// Text no serializer writes: repeated keys, and numbers in every JSON form.
+        #[test]
+        fn repeated_keys_and_any_number_form(entries in prop::collection::vec(("[ab]", 0usize..12), 0..8)) {
+            const LITERALS: [&str; 12] = [
+                "-0", "-0.0", "1e3", "1E+2", "2.50", "0.1", "18446744073709551616", "-9223372036854775809",
+                "1e400", "{\"b\":1,\"a\":{\"b\":2,\"b\":3}}", "[1,{\"z\":0,\"y\":0}]", "\"\\u00e9\\/\"",
+            ];
+            let body: Vec<String> = entries.iter().map(|(k, i)| format!("\"{k}\":{}", LITERALS[*i])).collect();
+            let text = format!("{{{}}}", body.join(","));
+            if serde_json::from_str::<Value>(&text).is_ok() {
+                same_as_value(&text);
+            } else {
+                prop_assert!(Node::parse(text.as_bytes()).is_err(), "{}", text);
+            }
+        }
     }
 }
 
