@@ -163,22 +163,17 @@ impl Pages {
             if first_page == last_page {
                 continue;
             }
-            let repeated = group
-                .iter()
-                .enumerate()
-                .any(|(k, (_, i, e))| group[k + 1..].iter().any(|(_, j, f)| i != j && same_event(e, f)));
+            let repeated = group.iter().enumerate().any(|(k, (_, i, e))| {
+                group[k + 1..]
+                    .iter()
+                    .any(|(_, j, f)| i != j && e.same_but_timestamp(f))
+            });
             if repeated {
                 seconds.insert(floor_second(group[0].0));
             }
         }
         Ok(seconds)
     }
-}
-
-/// Whether two events of the same instant have the same canonical form: every field
-/// equal but `timestamp`, which may be written differently for the same instant.
-fn same_event(a: &HubEvent, b: &HubEvent) -> bool {
-    a.same_but_timestamp(b)
 }
 
 impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
@@ -646,7 +641,7 @@ fn all_alike(page: &Page) -> bool {
         && page
             .events
             .windows(2)
-            .all(|p| p[0].timestamp() == p[1].timestamp() && same_event(&p[0], &p[1]))
+            .all(|p| p[0].timestamp() == p[1].timestamp() && p[0].same_but_timestamp(&p[1]))
 }
 
 /// Pages as one multiset, for comparing reads.

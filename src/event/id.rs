@@ -156,12 +156,7 @@ mod property {
     use serde_json::Value;
 
     proptest::proptest! {
-        #![proptest_config(proptest::test_runner::Config {
-            cases: 256,
-            rng_seed: proptest::test_runner::RngSeed::Fixed(12),
-            failure_persistence: None,
-            ..proptest::test_runner::Config::default()
-        })]
+        #![proptest_config(crate::event::tree::strategies::config(12))]
         /// The canonical form is, for any event, the fields as a map with `timestamp` in
         /// its normal form, written by serde_json (keys sorted at every level).
         #[test]

@@ -211,12 +211,7 @@ mod tests {
     }
 
     proptest::proptest! {
-        #![proptest_config(proptest::test_runner::Config {
-            cases: 256,
-            rng_seed: proptest::test_runner::RngSeed::Fixed(11),
-            failure_persistence: None,
-            ..proptest::test_runner::Config::default()
-        })]
+        #![proptest_config(crate::event::tree::strategies::config(11))]
         /// The record spliced from the event's text is the record built as a map, for any
         /// event, our field names among its own or not.
         #[test]

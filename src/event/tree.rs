@@ -260,12 +260,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(proptest::test_runner::Config {
-            cases: 256,
-            rng_seed: proptest::test_runner::RngSeed::Fixed(9),
-            failure_persistence: None,
-            ..proptest::test_runner::Config::default()
-        })]
+        #![proptest_config(strategies::config(9))]
         /// Any document, written by serde_json in any key order (pretty or compact), comes
         /// back as serde_json writes its Value.
         #[test]
@@ -296,7 +291,18 @@ mod tests {
 #[cfg(test)]
 pub(crate) mod strategies {
     use proptest::prelude::*;
+    use proptest::test_runner::{Config, RngSeed};
     use serde_json::Value;
+
+    /// 256 cases on a fixed seed: the same cases on every machine, nothing persisted.
+    pub fn config(seed: u64) -> Config {
+        Config {
+            cases: 256,
+            rng_seed: RngSeed::Fixed(seed),
+            failure_persistence: None,
+            ..Config::default()
+        }
+    }
 
     pub fn json_value() -> impl Strategy<Value = Value> {
         let leaf = prop_oneof![

@@ -75,18 +75,10 @@ async fn run_alerting(
 
 #[tokio::test]
 async fn a_failed_delivery_blocks_nothing_and_the_next_run_sends_it_once() {
-    let Queued {
-        clock,
-        hub,
-        cps,
-        sink,
-        out,
-        c,
-        rules,
-        first: r,
-    } = queued(7).await;
-    assert_exact(&hub, &sink, clock.now() - c.lag);
-    let want = expected_alerts(&sink, &rules);
+    let q = queued(7).await;
+    let r = &q.first;
+    assert_exact(&q.hub, &q.sink, q.clock.now() - q.c.lag);
+    let want = expected_alerts(&q.sink, &q.rules);
     assert!(want.len() > 40, "the fixture raises alerts: {}", want.len());
     assert_eq!(r.alerts_raised, 0);
     assert_eq!(
@@ -94,26 +86,22 @@ async fn a_failed_delivery_blocks_nothing_and_the_next_run_sends_it_once() {
         want.len() as u64,
         "every undelivered alert is counted"
     );
-    assert!(out.sorted().is_empty());
-    let queued = cps.peek(&c.org).await.unwrap().unwrap().alerts_pending;
+    assert!(q.out.sorted().is_empty());
+    let queued = q.pending().await;
     assert!(!queued.is_empty(), "kept in the checkpoint's outbox");
 
-    clock.advance(Duration::minutes(5));
-    let r = run_alerting(&hub, &cps, &sink, &clock, &c, &rules, &out)
-        .await
-        .unwrap();
+    q.clock.advance(Duration::minutes(5));
+    let r = q.run().await.unwrap();
     assert_eq!((r.alerts_raised, r.alerts_failed), (want.len() as u64, 0));
-    assert_eq!(out.sorted(), want, "each alert once");
+    assert_eq!(q.out.sorted(), want, "each alert once");
     // Re-runs read the overlap again: they raise nothing.
     for _ in 0..2 {
-        clock.advance(Duration::minutes(5));
-        let r = run_alerting(&hub, &cps, &sink, &clock, &c, &rules, &out)
-            .await
-            .unwrap();
+        q.clock.advance(Duration::minutes(5));
+        let r = q.run().await.unwrap();
         assert_eq!((r.alerts_raised, r.alerts_failed), (0, 0));
     }
-    assert_eq!(out.sorted(), want);
-    assert!(cps.peek(&c.org).await.unwrap().unwrap().alerts_pending.is_empty());
+    assert_eq!(q.out.sorted(), want);
+    assert!(q.pending().await.is_empty());
 }
 
 #[tokio::test]
@@ -206,6 +194,27 @@ struct Queued {
     first: RunReport,
 }
 
+impl Queued {
+    /// The checkpoint's outbox.
+    async fn pending(&self) -> Vec<crate::checkpoint::PendingAlerts> {
+        self.cps.peek(&self.c.org).await.unwrap().unwrap().alerts_pending
+    }
+
+    /// One more run, alerts on.
+    async fn run(&self) -> Result<RunReport, RunFailed> {
+        run_alerting(
+            &self.hub,
+            &self.cps,
+            &self.sink,
+            &self.clock,
+            &self.c,
+            &self.rules,
+            &self.out,
+        )
+        .await
+    }
+}
+
 /// Runs with the destination down, so every object with alerts is queued (several of
 /// them), then brings the destination back up.
 async fn queued(seed: u64) -> Queued {
@@ -243,125 +252,88 @@ async fn queued(seed: u64) -> Queued {
 
 #[tokio::test]
 async fn an_object_the_destination_refuses_holds_up_no_other() {
-    let Queued {
-        clock,
-        hub,
-        cps,
-        sink,
-        out,
-        c,
-        rules,
-        ..
-    } = queued(11).await;
-    let pending = cps.peek(&c.org).await.unwrap().unwrap().alerts_pending;
+    let q = queued(11).await;
+    let pending = q.pending().await;
     let poison = pending[0].key.clone();
-    *out.refuse.lock().unwrap() = Some(poison.0.clone());
+    *q.out.refuse.lock().unwrap() = Some(poison.0.clone());
     // The first run stops at the refusal (the destination may be down for all) and moves
     // that object to the back; the next sends every other one.
     let mut last = None;
     for _ in 0..3 {
-        clock.advance(Duration::minutes(5));
-        last = Some(
-            run_alerting(&hub, &cps, &sink, &clock, &c, &rules, &out)
-                .await
-                .unwrap(),
-        );
+        q.clock.advance(Duration::minutes(5));
+        last = Some(q.run().await.unwrap());
     }
     assert_eq!(
         last.unwrap().alerts_failed,
         u64::from(pending[0].alerts),
         "only the refused object waits"
     );
-    let left = cps.peek(&c.org).await.unwrap().unwrap().alerts_pending;
+    let left = q.pending().await;
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].key, poison);
-    let want: Vec<String> = expected_alerts(&sink, &rules);
-    let sent = out.sorted();
+    let want: Vec<String> = expected_alerts(&q.sink, &q.rules);
+    let sent = q.out.sorted();
     assert_eq!(
         sent.len() as u64 + u64::from(pending[0].alerts),
         want.len() as u64
     );
     // Once accepted, it goes too.
-    *out.refuse.lock().unwrap() = None;
-    clock.advance(Duration::minutes(5));
-    run_alerting(&hub, &cps, &sink, &clock, &c, &rules, &out)
-        .await
-        .unwrap();
-    assert_eq!(out.sorted(), want);
+    *q.out.refuse.lock().unwrap() = None;
+    q.clock.advance(Duration::minutes(5));
+    q.run().await.unwrap();
+    assert_eq!(q.out.sorted(), want);
 }
 
 #[tokio::test]
 async fn an_object_gone_from_the_output_is_let_go_and_the_rest_is_sent() {
-    let Queued {
-        clock,
-        hub,
-        cps,
-        sink,
-        out,
-        c,
-        rules,
-        ..
-    } = queued(12).await;
-    let pending = cps.peek(&c.org).await.unwrap().unwrap().alerts_pending;
+    let q = queued(12).await;
+    let pending = q.pending().await;
     let gone = pending[1].key.clone();
-    let body = sink.objects.lock().unwrap().remove(&gone).unwrap();
+    let body = q.sink.objects.lock().unwrap().remove(&gone).unwrap();
     let lost: Vec<String> = {
         let mut v = Vec::new();
         for r in encode::decode(&body).unwrap() {
             let id = r["event_id"].as_str().unwrap().to_string();
-            v.extend(rules.matching(&r).map(|rule| alert_id(&rule.id, &id)));
+            v.extend(q.rules.matching(&r).map(|rule| alert_id(&rule.id, &id)));
         }
         v
     };
-    clock.advance(Duration::minutes(5));
-    let r = run_alerting(&hub, &cps, &sink, &clock, &c, &rules, &out)
-        .await
-        .unwrap();
+    q.clock.advance(Duration::minutes(5));
+    let r = q.run().await.unwrap();
     assert_eq!(
         r.alerts_failed,
         lost.len() as u64,
         "counted, and said in an error line"
     );
-    assert!(cps.peek(&c.org).await.unwrap().unwrap().alerts_pending.is_empty());
+    assert!(q.pending().await.is_empty());
     // Everything else was sent (the removed object's events are read again later by
     // verify; here only the alerts matter).
-    let mut want = expected_alerts(&sink, &rules);
+    let mut want = expected_alerts(&q.sink, &q.rules);
     want.retain(|a| !lost.contains(a));
-    let mut sent = out.sorted();
+    let mut sent = q.out.sorted();
     sent.retain(|a| !lost.contains(a));
     assert_eq!(sent, want);
 }
 
 #[tokio::test]
 async fn delivery_stops_at_the_deadline_and_the_next_run_goes_on() {
-    let Queued {
-        clock,
-        hub,
-        cps,
-        sink,
-        out,
-        c,
-        rules,
-        ..
-    } = queued(13).await;
-    let before = cps.peek(&c.org).await.unwrap().unwrap().alerts_pending;
-    clock.advance(Duration::minutes(5));
+    let q = queued(13).await;
+    let before = q.pending().await;
+    q.clock.advance(Duration::minutes(5));
     let p = Poller {
-        api: &hub,
-        checkpoints: &cps,
-        sink: &sink,
-        clock: &clock,
+        api: &q.hub,
+        checkpoints: &q.cps,
+        sink: &q.sink,
+        clock: &q.clock,
         alerts: Some(Alerting {
-            rules: &rules,
-            out: &out,
+            rules: &q.rules,
+            out: &q.out,
         }),
     };
-    let r = p.run(&c, Some(clock.now())).await.unwrap();
+    let r = p.run(&q.c, Some(q.clock.now())).await.unwrap();
     assert_eq!(r.alerts_raised, 0, "nothing is sent past the deadline");
-    assert_eq!(cps.peek(&c.org).await.unwrap().unwrap().alerts_pending, before);
-    clock.advance(Duration::minutes(5));
-    run_alerting(&hub, &cps, &sink, &clock, &c, &rules, &out)
-        .await
-        .unwrap();
-    assert_eq!(out.sorted(), expected_alerts(&sink, &rules));
+    assert_eq!(q.pending().await, before);
+    q.clock.advance(Duration::minutes(5));
+    q.run().await.unwrap();
+    assert_eq!(q.out.sorted(), expected_alerts(&q.sink, &q.rules));
 }
