@@ -23,12 +23,22 @@ pub struct PollConfig {
     /// The most events one read of a window holds before it stands (a dense second with
     /// more fails loudly): with `batch_events`, the bound on the events held in memory.
     pub read_events: usize,
+    /// The most bytes of events one read holds: a window whose events are larger is cut
+    /// smaller, as one with too many. Bounds memory when events are large (a Hub answering
+    /// pages of megabytes), where `read_events` alone would not.
+    pub read_bytes: usize,
+    /// A batch is committed once its events take this many bytes (or `batch_events`).
+    pub batch_bytes: usize,
 }
 
 impl PollConfig {
     pub const DEFAULT_LOOKBACK: Duration = Duration::days(90);
     pub const DEFAULT_LAG: Duration = Duration::minutes(1);
     pub const DEFAULT_OVERLAP: Duration = Duration::minutes(15);
+    /// With [`Self::DEFAULT_BATCH_BYTES`], one page (16 MiB at most) and its parse, the
+    /// events held stay far below the 128 MB of the smallest Lambda (README, "Figures").
+    pub const DEFAULT_READ_BYTES: usize = 16 << 20;
+    pub const DEFAULT_BATCH_BYTES: usize = 8 << 20;
 
     pub fn new(org: Org) -> Self {
         PollConfig {
@@ -40,6 +50,8 @@ impl PollConfig {
             page_size: 100,
             batch_events: 5000,
             read_events: 16_000,
+            read_bytes: Self::DEFAULT_READ_BYTES,
+            batch_bytes: Self::DEFAULT_BATCH_BYTES,
         }
     }
 
@@ -61,8 +73,11 @@ impl PollConfig {
         if !(1..=1000).contains(&self.page_size) {
             return Err("the page size must be between 1 and 1000".into());
         }
-        if self.batch_events == 0 {
-            return Err("the batch size must be at least 1 event".into());
+        if self.batch_events == 0 || self.batch_bytes == 0 {
+            return Err("the batch size must be at least 1 event and 1 byte".into());
+        }
+        if self.read_bytes < 1 << 20 {
+            return Err("--max-read-bytes must be at least 1 MiB".into());
         }
         if self.read_events < self.page_size as usize * 2 {
             return Err(format!(

@@ -48,6 +48,16 @@ impl Page {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// About the bytes its items take in memory (an unreadable item's JSON text, which is
+    /// what it came as).
+    pub fn bytes(&self) -> usize {
+        self.events.iter().map(HubEvent::size).sum::<usize>()
+            + self
+                .unreadable
+                .iter()
+                .map(|u| u.item.to_string().len())
+                .sum::<usize>()
+    }
     pub fn extend(&mut self, other: Page) {
         self.events.extend(other.events);
         self.unreadable.extend(other.unreadable);

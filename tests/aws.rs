@@ -194,6 +194,17 @@ async fn dynamodb_checkpoints_larger_than_an_item_are_chunked_atomically() {
     );
     let back = store.peek(&org()).await.unwrap().unwrap();
     assert_eq!(back, big);
+    // Chunks DynamoDB keeps leaving unprocessed (throttling) are a transient failure that
+    // changes nothing, never "corrupted, delete the item".
+    let throttling = proxy::start(&moto(), 1, vec![proxy::AwsFault::Unprocessed], 0).await;
+    let through = lease_store(&sdk(&throttling.url).await, &table, StdDuration::from_secs(60));
+    let err = through.peek(&org()).await.unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("throttling") && text.contains("next run"), "{text}");
+    assert!(!text.contains("delete") && !text.contains("corrupt"), "{text}");
+    assert!(throttling.injected.lock().unwrap().values().sum::<u32>() >= 10);
+    assert_eq!(store.peek(&org()).await.unwrap().unwrap(), big, "nothing changed");
     // Shrinking again deletes the chunks in the same transaction.
     cp.version = big.version;
     cp.watermark = Some(t0());

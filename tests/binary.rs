@@ -202,6 +202,30 @@ async fn failures_exit_non_zero_with_one_line_that_says_what_to_do() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).1.contains("90d"));
 
+    // The token never travels unencrypted: plain http only to this machine.
+    let before = emu.stats().token_requests;
+    let out = poll_cmd("http://hub.example.com", dir.path(), &[])
+        .output()
+        .unwrap();
+    let (_, err) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--hub-url") && err.contains("unencrypted"), "{err}");
+
+    // A secret stored with its fields swapped never puts the token in an error.
+    let out = poll_cmd(&hub.url(), dir.path(), &[])
+        .env("DOCKERHUB_USERNAME", "dckr_pat_swapped_into_the_username")
+        .env("DOCKERHUB_TOKEN", "acme")
+        .output()
+        .unwrap();
+    let (stdout, err) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        !err.contains("swapped_into") && !stdout.contains("swapped_into"),
+        "{err}"
+    );
+    assert!(err.contains("looks like a token"), "{err}");
+    assert_eq!(emu.stats().token_requests, before + 1);
+
     // A checkpoint belongs to its output: another output with it is refused, and the
     // checkpoint and the first output are left as they were.
     let first = tempfile::tempdir().unwrap();
@@ -577,4 +601,112 @@ fn bad_rules_files_fail_before_anything_runs() {
         "{:?}",
         text(&out)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_stops_early_exits_75_and_the_next_one_finishes() {
+    let (emu, hub) = start(emulator_config(300, 5, 12), Arc::new(SystemClock)).await;
+    let dir = tempfile::tempdir().unwrap();
+    // Out of time before the first request: nothing wrong, nothing done, run again later.
+    let out = poll_cmd(&hub.url(), dir.path(), &["--max-duration", "1ms"])
+        .output()
+        .unwrap();
+    let (stdout, err) = text(&out);
+    assert_eq!(out.status.code(), Some(75), "{stdout}\n{err}");
+    assert!(stdout.contains("stopped early"), "{stdout}");
+    assert!(!err.contains("error:"), "no error line: {err}");
+    let out = poll_cmd(&hub.url(), dir.path(), &[]).output().unwrap();
+    let (stdout, err) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{err}");
+    assert!(stdout.contains("caught up"), "{stdout}");
+    assert_exact(
+        &expected(&emu, chrono::Utc::now() - chrono::Duration::minutes(1)),
+        dir.path(),
+    );
+}
+
+/// Runs `cmd` to its end and returns its output with its peak resident memory in bytes
+/// (from wait4, for this child alone).
+fn output_with_peak_rss(cmd: &mut Command) -> (Output, u64) {
+    let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let pid = child.id() as libc::pid_t;
+    let (mut stdout, mut stderr) = (child.stdout.unwrap(), child.stderr.unwrap());
+    let out = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        std::io::Read::read_to_end(&mut stdout, &mut s).unwrap();
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        std::io::Read::read_to_end(&mut stderr, &mut s).unwrap();
+        s
+    });
+    let mut status = 0;
+    // SAFETY: plain FFI calls on a zeroed struct and a child of this process.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(waited, pid, "wait4 failed");
+    let status = std::os::unix::process::ExitStatusExt::from_raw(status);
+    let output = Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    };
+    // ru_maxrss is in KiB on Linux.
+    (output, usage.ru_maxrss as u64 * 1024)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_of_megabytes_are_read_within_a_small_lambdas_memory() {
+    // A Hub whose events carry 100 KB each: pages of 100 are 10 MB, the whole range 60 MB.
+    // Bounded by events alone, one read held all of it (and the batch a copy); bounded by
+    // bytes, a read holds at most 16 MiB and a commit is made every 8 MiB.
+    let mut cfg = emulator_config(600, 3, 21);
+    cfg.event_padding = 100_000;
+    let (emu, hub) = start(cfg, Arc::new(SystemClock)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (out, peak) = output_with_peak_rss(&mut poll_cmd(&hub.url(), dir.path(), &[]));
+    let (stdout, err) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{err}");
+    eprintln!(
+        "peak RSS of a poll of 600 events of 100 KB in pages of 10 MB: {} MiB",
+        peak >> 20
+    );
+    assert!(
+        peak < 128 << 20,
+        "peak RSS {} MiB: more than the smallest Lambda holds",
+        peak >> 20
+    );
+    // Everything landed, exactly, padding and all.
+    let records = inspect::records(dir.path()).unwrap();
+    assert!(records
+        .iter()
+        .all(|r| r["padding"].as_str().map(str::len) == Some(100_000)));
+    let stored: Vec<String> = records
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            r.remove("padding");
+            inspect::hub_canonical(&r).unwrap()
+        })
+        .collect();
+    let want = expected(&emu, chrono::Utc::now() - chrono::Duration::minutes(1));
+    assert!(inspect::compare(&want, &stored).exact());
+    // In several commits, none far beyond the byte bound (a commit's objects hold at most
+    // the batch bound plus one read).
+    let objects = walk_objects(dir.path());
+    assert!(objects.len() >= 4, "{} objects", objects.len());
+}
+
+fn walk_objects(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk_objects(&p));
+        } else if p.to_string_lossy().ends_with(".json.gz") {
+            out.push(p);
+        }
+    }
+    out
 }

@@ -262,3 +262,115 @@ async fn a_deadline_bounds_waiting() {
         .unwrap_err();
     assert!(matches!(err, HubError::OutOfTime(_)), "{err:?}");
 }
+
+/// A stand-in Hub that answers the token exchange (or, with `token_ok`, the list request)
+/// with `status` and `Location: <to>`, counting what reached it.
+async fn redirecting_hub(
+    status: u16,
+    to: String,
+    token_ok: bool,
+) -> (String, Arc<std::sync::atomic::AtomicU32>) {
+    use axum::http::{header::LOCATION, StatusCode};
+    use axum::response::IntoResponse;
+    let hits = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counted = hits.clone();
+    let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+        let hits = counted.clone();
+        let to = to.clone();
+        async move {
+            hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let redirect = (StatusCode::from_u16(status).unwrap(), [(LOCATION, to)]).into_response();
+            if token_ok && req.uri().path() == "/v2/auth/token" {
+                return axum::Json(
+                    serde_json::json!({"access_token": "eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjQxMDI0NDQ4MDB9.c2ln"}),
+                )
+                .into_response();
+            }
+            redirect
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, hits)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_is_never_followed_and_the_token_goes_nowhere_else() {
+    // Whatever a redirect says, nothing reaches the place it names: not the long-lived
+    // token (the exchange's body), not the bearer JWT (a list request's header).
+    let (elsewhere, reached) = redirecting_hub(200, String::new(), true).await;
+    for (status, token_ok) in [
+        (307, false),
+        (308, false),
+        (301, false),
+        (302, false),
+        (307, true),
+        (308, true),
+    ] {
+        let (hub, hits) = redirecting_hub(status, format!("{elsewhere}/v2/auth/token"), token_ok).await;
+        let clock = ManualClock::new(t0());
+        let c = client(&hub, Arc::new(clock), SECRET);
+        let err = c.page(&org(), q(1), None).await.unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, HubError::Rejected(_)), "{status}: {err:?}");
+        let port = elsewhere.rsplit(':').next().unwrap();
+        assert!(
+            text.contains(&format!("HTTP {status}")) && text.contains(&format!("127.0.0.1:{port}")),
+            "the error names the redirect and where it pointed: {text}"
+        );
+        assert!(text.contains("never followed"), "{text}");
+        assert!(!text.contains(SECRET) && !text.contains("eyJ"), "{text}");
+        assert_eq!(
+            hits.load(std::sync::atomic::Ordering::SeqCst),
+            if token_ok { 2 } else { 1 },
+            "{status}: not retried"
+        );
+    }
+    assert_eq!(
+        reached.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "nothing reached the other listener"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_to_another_host_is_refused_before_anything_is_sent() {
+    let creds = Arc::new(dockerhub_audit::credentials::env::StaticCredentials::new(
+        "acme",
+        Secret::new(SECRET),
+    ));
+    for url in ["http://hub.docker.com", "http://192.0.2.1:8080"] {
+        let cfg = HubConfig {
+            base_url: url::Url::parse(url).unwrap(),
+            ..HubConfig::default()
+        };
+        let err = HubClient::new(cfg, creds.clone(), Arc::new(ManualClock::new(t0())))
+            .err()
+            .expect("refused");
+        assert!(err.contains("https://") && err.contains("unencrypted"), "{err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_identifier_that_looks_like_a_token_is_never_echoed() {
+    // A secret stored with its fields swapped: the "username" is the token.
+    let (emu, hub) = start(emulator_config(10, 2, 9), Arc::new(ManualClock::new(t0()))).await;
+    let swapped = "dckr_pat_0123456789abcdefSWAPPED";
+    let creds = Arc::new(dockerhub_audit::credentials::env::StaticCredentials::new(
+        swapped,
+        Secret::new("acme"),
+    ));
+    let cfg = HubConfig {
+        base_url: url::Url::parse(&hub.url()).unwrap(),
+        ..HubConfig::default()
+    };
+    let c = HubClient::new(cfg, creds, Arc::new(ManualClock::new(t0()))).unwrap();
+    for _ in 0..2 {
+        // The refusal, then the "refused earlier" answer: neither shows it.
+        let err = c.page(&org(), q(1), None).await.unwrap_err().to_string();
+        assert!(!err.contains("SWAPPED") && !err.contains("dckr_pat_"), "{err}");
+        assert!(err.contains("looks like a token"), "{err}");
+    }
+    assert_eq!(emu.stats().token_requests, 1);
+}

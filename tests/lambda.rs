@@ -161,7 +161,13 @@ fn lambda_command(runtime_api: &str, env: &[(&str, &str)]) -> Command {
         .env("AWS_ENDPOINT_URL", moto())
         .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
         .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-        .env("AWS_REGION", "us-east-1");
+        .env("AWS_REGION", "us-east-1")
+        // The stack's Organizations, as the template passes them: every org these tests
+        // name but `acmecorp`, which stands for one the stack was not deployed for.
+        .env(
+            "DOCKERHUB_AUDIT_ORGS",
+            "acme,refused,downhub,nosecret,badjson,forbidden",
+        );
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -215,6 +221,8 @@ async fn the_lambda_runs_invocations_through_the_runtime_api() {
         json!({"_n": 2, "org": "acme"}),
         json!({"_n": 3, "org": "Not An Org"}),
         json!({"_n": 4, "org": "acme", "colour": "blue"}),
+        json!({"_n": 5, "org": "acmecorp"}),
+        json!({"_n": 6, "org": "acme", "overlap": "0s"}),
     ];
     let (got, stdout, stderr) = serve(
         &events,
@@ -223,11 +231,14 @@ async fn the_lambda_runs_invocations_through_the_runtime_api() {
             ("DOCKERHUB_AUDIT_BUCKET", bucket.as_str()),
             ("DOCKERHUB_AUDIT_SECRET_PATTERN", pattern.as_str()),
             ("DOCKERHUB_AUDIT_HUB_URL", hub.url().as_str()),
+            // Inputs may only reach further back than the stack's lookback.
+            ("DOCKERHUB_AUDIT_LOOKBACK", "1d"),
         ],
     )
     .await;
 
-    // 1: the backfill; 2: incremental, nothing new; 3, 4: bad input, answered, not retried.
+    // 1: the backfill; 2: incremental, nothing new; 3-6: bad input, answered, not retried
+    // (5: an org the stack was not deployed for; 6: an override that could skip events).
     let (id, kind, first) = &got[0];
     assert_eq!(
         (id.as_str(), kind.as_str()),
@@ -285,6 +296,33 @@ async fn the_lambda_runs_invocations_through_the_runtime_api() {
     assert_eq!(emf[3]["org"], "acme");
     assert_eq!(per_org(&emf[3]), ["WatermarkAge", "RunsFailed"]);
     assert!(emf[3]["WatermarkAge"].as_f64().unwrap() < 3600.0);
+    // An org the stack was not deployed for: refused, saying so, with no metric of its
+    // own, and no checkpoint item was created for it.
+    assert!(
+        got[4].2["error"]
+            .as_str()
+            .unwrap()
+            .contains("acmecorp is not one of the organizations this stack collects"),
+        "{}",
+        got[4].2
+    );
+    assert_eq!(emf[4]["org"], "-");
+    assert!(per_org(&emf[4]).is_empty());
+    let item = aws_sdk_dynamodb::Client::new(&sdk(&moto()).await)
+        .get_item()
+        .table_name(&table)
+        .key(
+            "org",
+            aws_sdk_dynamodb::types::AttributeValue::S("acmecorp".into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(item.item().is_none(), "a checkpoint item for acmecorp: {item:?}");
+    assert!(got[5].2["error"]
+        .as_str()
+        .unwrap()
+        .contains("\"overlap\" is not accepted"));
     // Structured logs carry the request id and the org; no secret anywhere.
     let logs: Vec<Value> = stderr
         .lines()
@@ -366,6 +404,7 @@ async fn no_token_leaks_with_every_log_on_through_any_path() {
     .collect();
     let hub_url = hub.url();
     let env = vec![
+        ("DOCKERHUB_AUDIT_LOOKBACK", "1d"),
         ("DOCKERHUB_AUDIT_TABLE", table.as_str()),
         ("DOCKERHUB_AUDIT_BUCKET", bucket.as_str()),
         ("DOCKERHUB_AUDIT_SECRET_PATTERN", pattern.as_str()),
@@ -604,6 +643,7 @@ why = "testing rules from S3"
         ("DOCKERHUB_AUDIT_HUB_URL", hub_url.as_str()),
         ("DOCKERHUB_AUDIT_ALERT_BUS", bus.as_str()),
         ("DOCKERHUB_AUDIT_ALERT_RULES_S3", rules_uri.as_str()),
+        ("DOCKERHUB_AUDIT_LOOKBACK", "1d"),
     ];
     let (got, stdout, stderr) = serve(&[json!({"org": "acme", "lookback": "30d"})], &env).await;
     let answer = &got[0].2;
@@ -659,7 +699,22 @@ why = "testing rules from S3"
         ("DOCKERHUB_AUDIT_ALERT_BUS", bus.as_str()),
     ];
     let missing = format!("s3://{bucket}/config/none.toml");
+    // A rules object far larger than any rules file is refused, not read into memory.
+    let mut huge = b"# padding\n".repeat(200_000);
+    huge.extend_from_slice(b"include_defaults = true\n");
+    s3c.put_object()
+        .bucket(&bucket)
+        .key("config/huge.toml")
+        .body(huge.into())
+        .send()
+        .await
+        .unwrap();
+    let huge = format!("s3://{bucket}/config/huge.toml");
     for (extra, says) in [
+        (
+            ("DOCKERHUB_AUDIT_ALERT_RULES_S3", huge.as_str()),
+            "are larger than 1024 KiB",
+        ),
         (
             ("DOCKERHUB_AUDIT_ALERT_RULES", "[[rule]]\nid = \"x\"\n"),
             "missing field",

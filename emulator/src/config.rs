@@ -73,6 +73,10 @@ pub struct EmulatorConfig {
     /// and the window), with the offset computed from the cut size: pages of one query
     /// disagree about where they start.
     pub page_size_varies: u32,
+    /// Every served event carries a `padding` field of this many characters (the same for
+    /// the same event, and hardly compressible): a Hub whose pages are megabytes (100 events
+    /// of 100 KB make a 10 MB page). 0: none.
+    pub event_padding: usize,
 }
 
 impl Default for EmulatorConfig {
@@ -101,6 +105,7 @@ impl Default for EmulatorConfig {
             slow: std::time::Duration::from_secs(3),
             unstable_ties: false,
             page_size_varies: 0,
+            event_padding: 0,
         }
     }
 }
@@ -132,6 +137,7 @@ impl fmt::Debug for EmulatorConfig {
             .field("slow", &self.slow)
             .field("unstable_ties", &self.unstable_ties)
             .field("page_size_varies", &self.page_size_varies)
+            .field("event_padding", &self.event_padding)
             .finish()
     }
 }

@@ -322,7 +322,10 @@ fn list_response(
     // (page - 1) * size fits in u64 for any u32 inputs; past the end is simply an empty page.
     let offset = u64::from(params.page - 1) * u64::from(size);
     let offset = usize::try_from(offset).unwrap_or(usize::MAX);
-    let page = state.page(cfg, &params.filter, now, params.page, offset, size as usize);
+    let mut page = state.page(cfg, &params.filter, now, params.page, offset, size as usize);
+    if cfg.event_padding > 0 {
+        faults::pad(&mut page, cfg.event_padding);
+    }
     let Some(fault) = fault else {
         return (json_bytes(StatusCode::OK, logs_body(&page)), rate, None);
     };

@@ -238,7 +238,13 @@ impl DynamoCheckpoints {
         let keys = keys.build().map_err(|e| self.io("BatchGetItem", &e))?;
         let mut parts: HashMap<String, Vec<u8>> = HashMap::new();
         let mut request = HashMap::from([(self.table.clone(), keys)]);
-        for _ in 0..10 {
+        // Unprocessed keys are DynamoDB's throttling of a batch read: asked again after a
+        // growing pause, and, if they stay, a transient failure (never corruption).
+        let mut unprocessed = 0;
+        for attempt in 0..10u32 {
+            if attempt > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(20 << attempt.min(5))).await;
+            }
             let out = self
                 .client
                 .batch_get_item()
@@ -271,9 +277,22 @@ impl DynamoCheckpoints {
                 }
             }
             match out.unprocessed_keys().filter(|u| !u.is_empty()) {
-                Some(rest) => request = rest.clone(),
-                None => break,
+                Some(rest) => {
+                    unprocessed = rest.get(&self.table).map_or(0, |k| k.keys().len());
+                    request = rest.clone();
+                }
+                None => {
+                    unprocessed = 0;
+                    break;
+                }
             }
+        }
+        if unprocessed > 0 {
+            return Err(StoreError::Io(format!(
+                "DynamoDB left {unprocessed} part(s) of the checkpoint of {org} unread after 10 tries (it is \
+                 throttling the table); nothing was changed, and the next run reads it again. If this persists, \
+                 check the table's capacity or throttling metrics"
+            )));
         }
         let mut body = Vec::new();
         for i in 0..count {

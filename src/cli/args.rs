@@ -117,6 +117,13 @@ pub struct PollArgs {
     /// more fails, saying so).
     #[arg(long, default_value_t = 16_000)]
     pub max_read_events: usize,
+    /// The most bytes of events one read of a window holds (bounds memory when Docker Hub
+    /// sends large events; e.g. 16MiB, 512KiB).
+    #[arg(long, default_value = "16MiB", value_parser = parse_bytes)]
+    pub max_read_bytes: usize,
+    /// A commit is made once its events take this many bytes (or --batch-events).
+    #[arg(long, default_value = "8MiB", value_parser = parse_bytes)]
+    pub batch_bytes: usize,
     /// Alert rules (TOML; `default` for the built-in set): an alert for each newly stored
     /// event a rule matches.
     #[arg(long)]
@@ -130,8 +137,9 @@ pub struct PollArgs {
 /// Where Docker Hub is, how to sign in, and how to talk to it.
 #[derive(Debug, Args)]
 pub struct HubArgs {
-    /// Docker Hub's address (point it at the emulator to try the tool).
-    #[arg(long, default_value = "https://hub.docker.com")]
+    /// Docker Hub's address (point it at the emulator to try the tool): https, or plain
+    /// http to this machine only (127.0.0.1, ::1, localhost).
+    #[arg(long, default_value = "https://hub.docker.com", value_parser = parse_hub_url)]
     pub hub_url: url::Url,
     /// Events asked for per page.
     #[arg(long, default_value_t = 100)]
@@ -185,6 +193,34 @@ pub struct VerifyArgs {
 }
 
 /// A time: RFC 3339, or a date (its midnight, UTC).
+/// `16MiB`, `512KiB`, `1GiB` or plain bytes.
+fn parse_bytes(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let (digits, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let shift = match unit.trim() {
+        "" | "B" => 0,
+        "KiB" => 10,
+        "MiB" => 20,
+        "GiB" => 30,
+        _ => {
+            return Err(format!(
+                "{s:?} is not a size; write it like 16MiB, 512KiB or 1048576"
+            ))
+        }
+    };
+    digits
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .ok_or_else(|| format!("{s:?} is not a size; write it like 16MiB, 512KiB or 1048576"))
+}
+
+fn parse_hub_url(s: &str) -> Result<url::Url, String> {
+    let u = url::Url::parse(s.trim()).map_err(|e| format!("{s:?} is not a URL ({e})"))?;
+    crate::hub::trust::check_hub_url(&u).map_err(|e| e.to_string())?;
+    Ok(u)
+}
+
 fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
     let s = s.trim();
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
@@ -287,6 +323,9 @@ pub struct EmulatorArgs {
     /// Cut each page short by up to this many events, offsets following the cut size.
     #[arg(long, default_value_t = 0)]
     pub page_size_varies: u32,
+    /// Give every event a `padding` field of this many characters (pages of megabytes).
+    #[arg(long, default_value_t = 0)]
+    pub event_padding: usize,
 }
 
 #[derive(Debug, Args)]

@@ -31,6 +31,7 @@ pub fn config(a: &EmulatorArgs, index: usize) -> Result<EmulatorConfig, String> 
         insert_while_paging: a.insert_while_paging,
         unstable_ties: a.unstable_ties,
         page_size_varies: a.page_size_varies,
+        event_padding: a.event_padding,
         ..EmulatorConfig::default()
     };
     if !a.faults.is_empty() {

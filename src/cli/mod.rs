@@ -64,7 +64,15 @@ pub fn main() -> ExitCode {
             // A rules file that cannot be used is a usage error, before anything runs.
             Command::Poll(a) => match a.rules.as_deref().map(poll::load_rules).transpose() {
                 Err(e) => Err(Failed::usage(e)),
-                Ok(rules) => poll::poll(a, rules, format).await.map_err(Failed::from),
+                Ok(rules) => match poll::poll(a, rules, format).await {
+                    Ok(poll::Finished::Done) => Ok(()),
+                    // The summary on stdout already says why; no error line.
+                    Ok(poll::Finished::StoppedEarly) => Err(Failed {
+                        message: String::new(),
+                        code: EXIT_STOPPED_EARLY,
+                    }),
+                    Err(e) => Err(Failed::from(e)),
+                },
             },
             Command::Status(a) => poll::status(a).await.map_err(Failed::from),
             Command::Verify(a) => verify::verify(a, format).await,
@@ -78,14 +86,22 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("error: {}", f.message);
+            if !f.message.is_empty() {
+                eprintln!("error: {}", f.message);
+            }
             ExitCode::from(f.code)
         }
     }
 }
 
+/// The exit status of a run that stopped before it was done with nothing wrong (its time
+/// ran out, or Docker Hub asked to wait longer than a run waits): everything read is
+/// committed, and the next run continues. 75 is `EX_TEMPFAIL` of sysexits.h, which cron
+/// wrappers and systemd know as "try again later".
+pub const EXIT_STOPPED_EARLY: u8 = 75;
+
 /// A command that did not succeed: what to say, and the exit status (1, or 2 for a
-/// usage error, as clap's own).
+/// usage error, as clap's own, or [`EXIT_STOPPED_EARLY`]).
 pub struct Failed {
     pub message: String,
     pub code: u8,

@@ -189,8 +189,28 @@ pub async fn credentials(secret_id: Option<&str>) -> Result<Arc<dyn CredentialSo
     })
 }
 
+/// How a `poll` that did not fail ended, for the exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finished {
+    /// Caught up; or another run holds the org, or took it over, and goes on.
+    Done,
+    /// Stopped before catching up with nothing wrong (its time ran out, or Docker Hub asked
+    /// to wait longer than a run waits): everything read is committed; run again later.
+    StoppedEarly,
+}
+
+impl Finished {
+    pub fn of(r: &crate::collect::RunReport) -> Self {
+        if r.leased && (r.stopped_early.is_some() || !r.caught_up) {
+            Finished::StoppedEarly
+        } else {
+            Finished::Done
+        }
+    }
+}
+
 /// `poll`, with the rules `--rules` gave (already loaded and checked).
-pub async fn poll(a: PollArgs, rules: Option<Rules>, format: LogFormat) -> Result<(), String> {
+pub async fn poll(a: PollArgs, rules: Option<Rules>, format: LogFormat) -> Result<Finished, String> {
     let mut cfg = PollConfig::new(a.org.clone());
     cfg.lookback = a.lookback;
     cfg.lag = a.lag;
@@ -198,6 +218,8 @@ pub async fn poll(a: PollArgs, rules: Option<Rules>, format: LogFormat) -> Resul
     cfg.max_duration = a.max_duration;
     cfg.batch_events = a.batch_events;
     cfg.read_events = a.max_read_events;
+    cfg.read_bytes = a.max_read_bytes;
+    cfg.batch_bytes = a.batch_bytes;
     cfg.page_size = a.hub.page_size;
     let to_stdout = a.alerts_out == "-";
     let lines = JsonLines::new(if to_stdout {
@@ -231,7 +253,7 @@ pub async fn poll(a: PollArgs, rules: Option<Rules>, format: LogFormat) -> Resul
     } else {
         say!("{line}");
     }
-    Ok(())
+    Ok(Finished::of(&ran.report))
 }
 
 pub async fn status(a: StatusArgs) -> Result<(), String> {

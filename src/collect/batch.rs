@@ -20,6 +20,8 @@ pub struct Batch {
     pub covered_to: DateTime<Utc>,
     events: Vec<(EventId, HubEvent)>,
     ids: HashSet<EventId>,
+    /// The bytes of `events`' texts.
+    bytes: usize,
     pub duplicates: u64,
 }
 
@@ -37,6 +39,7 @@ impl Batch {
             covered_to: from,
             events: Vec::new(),
             ids: HashSet::new(),
+            bytes: 0,
             duplicates: 0,
         }
     }
@@ -48,6 +51,7 @@ impl Batch {
             from,
             covered_to: to,
             ids: events.iter().map(|(id, _)| id.clone()).collect(),
+            bytes: events.iter().map(|(_, e)| e.size()).sum(),
             events,
             duplicates: 0,
         }
@@ -61,6 +65,12 @@ impl Batch {
         self.events.is_empty()
     }
 
+    /// The bytes its events take (their texts): with [`Self::len`], what decides when it
+    /// is committed.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// Adds a complete window. `events` must be every event of `w` from one consistent
     /// read (so ordinals of identical events are right), and `w` must start where the
     /// batch ends.
@@ -71,6 +81,7 @@ impl Batch {
                 self.duplicates += 1;
             } else {
                 self.ids.insert(id.clone());
+                self.bytes += e.size();
                 self.events.push((id, e));
             }
         }

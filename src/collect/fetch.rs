@@ -12,8 +12,8 @@
 //!   (in this run, or by the same client in an earlier run of the process): a server whose
 //!   page size wanders (by up to half) cannot pass a cut page for the end; otherwise the
 //!   next page must come back empty;
-//! - a window with more than a page is **paged through** (up to `max_events`, the bound on
-//!   what one read holds). The read stands when its pages agree in size and **no event
+//! - a window with more than a page is **paged through** (up to [`ReadLimits`], the bound
+//!   on what one read holds, in events and in bytes). The read stands when its pages agree in size and **no event
 //!   comes in two pages**. Events are never removed, so an event that lands meanwhile can
 //!   only push others to later pages, where they are read again; and pages that disagree
 //!   about the order of ties put the same event in two pages too. With neither, every
@@ -72,8 +72,8 @@ pub struct Fetcher<'a, A: AuditLog + ?Sized> {
     known_full: Option<u32>,
     /// How many times a dense second is read looking for one that can be settled.
     max_reads: u32,
-    /// The most events one read holds before it stands (the bound on its memory).
-    max_events: usize,
+    /// What one read holds at most before it stands (the bound on its memory).
+    limits: ReadLimits,
     /// Whether the user was told that the server gives fewer than asked.
     warned_cap: bool,
     /// Whether `page_size` was lowered to what the server gives, in this run (each run
@@ -88,6 +88,23 @@ pub struct Fetcher<'a, A: AuditLog + ?Sized> {
     /// Whether a page far past the end came back empty, as probes assume.
     probe_trusted: bool,
     pub requests: u64,
+}
+
+/// What one read of a window may hold: events, and the bytes they take. A window over
+/// either is cut smaller; a single second over either fails loudly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadLimits {
+    pub events: usize,
+    pub bytes: usize,
+}
+
+impl ReadLimits {
+    /// How many events' worth `events` taking `bytes` are: the larger of their count and
+    /// their bytes scaled to the event limit (for sizing windows on either bound).
+    pub fn weight(&self, events: usize, bytes: usize) -> usize {
+        let by_bytes = (bytes as u128 * self.events as u128 / self.bytes.max(1) as u128) as usize;
+        events.max(by_bytes)
+    }
 }
 
 /// The pages of one query as served, the last one included.
@@ -177,16 +194,16 @@ impl Pages {
 }
 
 impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
-    /// A fetcher asking for pages of `page_size` and holding at most `max_events` events in
-    /// one read. It starts from what the client already learned of the server's page size.
-    pub fn new(api: &'a A, org: &'a Org, page_size: u32, max_events: usize) -> Self {
+    /// A fetcher asking for pages of `page_size` and holding at most `limits` in one read.
+    /// It starts from what the client already learned of the server's page size.
+    pub fn new(api: &'a A, org: &'a Org, page_size: u32, limits: ReadLimits) -> Self {
         Fetcher {
             api,
             org,
             page_size,
             known_full: api.full_page_hint().map(|n| n.min(page_size)),
             max_reads: 5,
-            max_events,
+            limits,
             warned_cap: false,
             stepped_down: false,
             probe_refused: false,
@@ -247,7 +264,7 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
     /// Whether `w` surely holds more than `events` events: a page past them, asked at the
     /// server's full page size (or ours, before it is known), is not empty. One request
     /// (two while the server's page cap is unknown), where a read of a window far too large
-    /// costs up to `max_events` of them before it overflows. Only a hint for sizing (the
+    /// costs up to `limits.events / page` of them before it overflows. Only a hint for sizing (the
     /// read itself still checks): `false` when unsure, and the probe stops for good on a
     /// server that refuses pages past the end.
     ///
@@ -569,16 +586,18 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
         match self.page_on(w, action, size, first, false, deadline).await? {
             Some(pages) => Ok(pages),
             None => Err(HubError::Rejected(format!(
-                "{w} holds more than {} events in one second, more than one read may hold; \
-                 raise --max-read-events (each event held costs about 1 KiB of memory)",
-                self.max_events
+                "{w} holds more than {} events or {} MiB of events in one second, more than one read may \
+                 hold; raise --max-read-events or --max-read-bytes (and the function's memory: what one read \
+                 holds is held in memory)",
+                self.limits.events,
+                self.limits.bytes >> 20
             ))),
         }
     }
 
     /// The pages of the padded query from page 1 (`first`, already read) on, up to the
     /// last one: a page surely short of a full one, or else an empty page. `None` once they
-    /// hold more than `max_events` events.
+    /// hold more than the read limits (events or bytes).
     ///
     /// `whole`: the pages must all hold `size` but the last (see [`Pages::whole`]). Then a
     /// short page after whole ones is the last, whatever its size: either the list ended
@@ -594,11 +613,11 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
         deadline: Option<Instant>,
     ) -> Result<Option<Pages>, HubError> {
         let mut pages = Pages::default();
-        let mut held = 0;
+        let (mut held, mut held_bytes) = (0, 0);
         let mut got = first;
         // Enough pages for a whole read at this size, however small the server's pages.
         let max_pages =
-            MAX_PAGES.max(u32::try_from(self.max_events / size.max(1) as usize + 1).unwrap_or(u32::MAX));
+            MAX_PAGES.max(u32::try_from(self.limits.events / size.max(1) as usize + 1).unwrap_or(u32::MAX));
         for number in 2..=max_pages.saturating_add(1) {
             let n = got.len();
             if n == 0 {
@@ -610,7 +629,8 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
                 self.learn(size);
             }
             held += n;
-            if held > self.max_events {
+            held_bytes += got.bytes();
+            if held > self.limits.events || held_bytes > self.limits.bytes {
                 return Ok(None);
             }
             // Only from a server never seen to give fewer than asked on a page that was not

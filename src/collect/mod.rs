@@ -29,6 +29,7 @@ use serde::Serialize;
 pub use self::alerts::Alerting;
 use self::batch::{Batch, Rebuilt};
 use self::commit::{Committed, Durable, Recovery};
+use self::fetch::ReadLimits;
 use self::reader::Reader;
 use crate::checkpoint::{Checkpoint, Intent, LastRun};
 use crate::clock::Clock;
@@ -229,7 +230,10 @@ where
             finished_at: self.clock.now(),
             events_written: report.events_written,
             caught_up: report.caught_up,
-            error: result.as_ref().err().map(|e| e.to_string()),
+            error: result
+                .as_ref()
+                .err()
+                .map(|e| crate::types::clip(&e.to_string(), crate::types::MAX_ERROR_CHARS)),
         };
         if let Err(e) = cp
             .save_changed(self.checkpoints, &lease, |c| c.last_run = Some(summary))
@@ -321,7 +325,10 @@ where
             self.api,
             org,
             cfg.page_size,
-            cfg.read_events,
+            ReadLimits {
+                events: cfg.read_events,
+                bytes: cfg.read_bytes,
+            },
             deadline,
             self.clock,
         );
@@ -371,7 +378,7 @@ where
             };
             batch.add_window(org, w, events, cp);
             cursor = w.to;
-            if batch.len() >= cfg.batch_events {
+            if batch.len() >= cfg.batch_events || batch.bytes() >= cfg.batch_bytes {
                 let full = std::mem::replace(&mut batch, Batch::new(cursor));
                 self.commit(cp, lease, cfg, full, report, deadline).await?;
                 beat.renewed();

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::fetch::{Fetcher, Read};
+use super::fetch::{Fetcher, Read, ReadLimits};
 use super::window;
 use crate::clock::Clock;
 use crate::ports::{AuditLog, HubError, Page};
@@ -15,8 +15,11 @@ use crate::types::{Org, Window};
 pub struct Reader<'a, A: AuditLog + ?Sized> {
     pub fetcher: Fetcher<'a, A>,
     span: Duration,
+    /// What one read may hold.
+    limits: ReadLimits,
     /// The events a window should hold: half of what one read may, so a denser stretch
-    /// rarely overflows it.
+    /// rarely overflows it (events large enough to reach the byte limit first count for
+    /// more: see [`ReadLimits::weight`]).
     target: usize,
     /// Whether the span grew on thin evidence (more than twice the last window): then the
     /// next window is probed before it is read, as its count is a guess.
@@ -30,13 +33,14 @@ impl<'a, A: AuditLog + ?Sized> Reader<'a, A> {
         api: &'a A,
         org: &'a Org,
         page_size: u32,
-        max_events: usize,
+        limits: ReadLimits,
         deadline: Option<DateTime<Utc>>,
         clock: &'a dyn Clock,
     ) -> Self {
         Reader {
-            fetcher: Fetcher::new(api, org, page_size, max_events),
-            target: max_events / 2,
+            fetcher: Fetcher::new(api, org, page_size, limits),
+            limits,
+            target: limits.events / 2,
             probe: false,
             span: Duration::days(1),
             deadline,
@@ -72,7 +76,7 @@ impl<'a, A: AuditLog + ?Sized> Reader<'a, A> {
             if self.probe && w.len() > Duration::seconds(1) {
                 // A window sized from a sparse stretch (the edge of Docker Hub's retention
                 // at the start of a backfill) can hold many times the target: one request
-                // says so, where reading it could cost `max_events / page` of them before it
+                // says so, where reading it could cost `limits.events / page` of them before it
                 // overflows, and would hold more events (memory) than the target.
                 if self
                     .fetcher
@@ -94,7 +98,8 @@ impl<'a, A: AuditLog + ?Sized> Reader<'a, A> {
                 Read::Complete(page) => page,
             };
             tracing::debug!(window = %w, events = page.len(), requests = self.fetcher.requests, "read");
-            self.span = window::adapt(w.len(), page.len(), self.target);
+            let weight = self.limits.weight(page.len(), page.bytes());
+            self.span = window::adapt(w.len(), weight, self.target);
             self.probe = self.span > w.len() * 2;
             return Ok((w, page));
         }

@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use super::batch::Batch;
 use super::commit::{self, Durable};
+use super::fetch::ReadLimits;
 use super::reader::Reader;
 use super::{stored, Poller};
 use crate::config::PollConfig;
@@ -104,6 +105,15 @@ impl VerifyReport {
     /// readable.
     pub fn clean(&self) -> bool {
         self.complete && self.missing == self.repaired && self.duplicated == 0 && self.unreadable_objects == 0
+    }
+
+    /// Not [`Self::clean`] only because it stopped before the end of its range (its time
+    /// ran out): what it did verify is clean.
+    pub fn only_incomplete(&self) -> bool {
+        !self.complete
+            && self.missing == self.repaired
+            && self.duplicated == 0
+            && self.unreadable_objects == 0
     }
 
     fn add(&mut self, d: &DayReport) {
@@ -262,7 +272,10 @@ where
             self.api,
             org,
             cfg.page_size,
-            cfg.read_events,
+            ReadLimits {
+                events: cfg.read_events,
+                bytes: cfg.read_bytes,
+            },
             deadline,
             self.clock,
         );

@@ -57,6 +57,11 @@ pub enum EventError {
 }
 
 impl HubEvent {
+    /// The bytes its text takes: what holding it costs, about.
+    pub fn size(&self) -> usize {
+        self.text.len()
+    }
+
     /// Checks the two fields the collector relies on (`timestamp`, `action`) and keeps the
     /// rest verbatim, unknown fields included.
     pub fn from_wire(value: Value) -> Result<Self, EventError> {

@@ -12,6 +12,7 @@ use url::Url;
 
 use super::auth::BearerToken;
 use super::retry::{backoff, pacing, parse_reset, parse_retry_after, throttle_wait, Jitter};
+use super::trust::{check_hub_url, shown, shown_identifier};
 use super::wire;
 use crate::clock::Clock;
 use crate::ports::{AuditLog, CredentialSource, HubError, Page, PageQuery};
@@ -131,8 +132,13 @@ impl HubClient {
         creds: Arc<dyn CredentialSource>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, String> {
+        check_hub_url(&cfg.base_url).map_err(|e| e.to_string())?;
         let http = reqwest::Client::builder()
             .connect_timeout(cfg.connect_timeout)
+            // Docker Hub's API does not redirect these routes; following one would post the
+            // long-lived token (or the bearer JWT) to wherever `Location` names.
+            .redirect(reqwest::redirect::Policy::none())
+            .https_only(cfg.base_url.scheme() == "https")
             .user_agent(concat!("dockerhub-audit/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
@@ -180,15 +186,15 @@ impl HubClient {
             // Read again for the next attempt, which then tries only a changed secret.
             self.creds.invalidate().await;
             return Err(HubError::Auth(format!(
-                "Docker Hub refused the credentials for {:?} earlier and they have not changed since; not \
+                "Docker Hub refused the credentials for {} earlier and they have not changed since; not \
                  tried again (failed logins lock the account for 10 minutes). Put a valid token where they \
                  come from (DOCKERHUB_TOKEN, or the secret)",
-                creds.identifier
+                shown_identifier(&creds.identifier)
             )));
         }
         let url = self.url("/v2/auth/token");
         let body = serde_json::json!({"identifier": creds.identifier, "secret": creds.secret.expose()});
-        let identifier = creds.identifier.clone();
+        let identifier = shown_identifier(&creds.identifier);
         let token = self
             .execute(
                 "POST /v2/auth/token",
@@ -202,7 +208,7 @@ impl HubClient {
                     },
                     // Never retried: repeated failed logins lock the account for 10 minutes.
                     StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Verdict::Fail(HubError::Auth(format!(
-                        "Docker Hub refused the credentials for {identifier:?} (HTTP {}: {}). Check DOCKERHUB_USERNAME \
+                        "Docker Hub refused the credentials for {identifier} (HTTP {}: {}). Check DOCKERHUB_USERNAME \
                          (the organization name for an organization access token) and DOCKERHUB_TOKEN. Not retried: \
                          repeated failed logins lock the account for 10 minutes.",
                         status.as_u16(),
@@ -287,6 +293,11 @@ impl HubClient {
                     }
                     // On a 429, Retry-After is the instruction; the limit headers pace the rest.
                     self.note_rate_limit(&headers);
+                    if status.is_redirection() {
+                        // Not followed (see `new`) and not retried: the same request would be
+                        // redirected again.
+                        return Err(Stop::Hub(redirected(what, status, &headers)));
+                    }
                     if status.is_server_error() {
                         format!("HTTP {}", status.as_u16())
                     } else {
@@ -389,6 +400,31 @@ impl HubClient {
     }
 }
 
+/// A redirect, refused: names where it pointed (its host only) and what to do.
+fn redirected(what: &str, status: StatusCode, headers: &HeaderMap) -> HubError {
+    let to = headers
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(|l| match Url::parse(l) {
+            Ok(u) => format!(
+                "{}://{}",
+                u.scheme(),
+                shown(&u.host_str().map_or(String::new(), |h| match u.port() {
+                    Some(p) => format!("{h}:{p}"),
+                    None => h.to_string(),
+                }))
+            ),
+            // A relative Location stays on the same origin; its path is the Hub's text.
+            Err(_) => format!("a path on the same host ({})", shown(l)),
+        })
+        .unwrap_or_else(|| "nowhere (no Location header)".into());
+    HubError::Rejected(format!(
+        "{what}: Docker Hub answered HTTP {} redirecting to {to}; redirects are never followed, so the token \
+         goes nowhere else. Check --hub-url (DockerHubUrl): it must be the API's own origin, e.g. https://hub.docker.com",
+        status.as_u16()
+    ))
+}
+
 fn out_of_time(what: &str) -> HubError {
     HubError::OutOfTime(format!(
         "{what}: the run's time ran out while waiting on Docker Hub; everything before it is committed and the next run continues"
@@ -416,7 +452,7 @@ fn describe_transport(e: &reqwest::Error) -> String {
     if detail.is_empty() {
         kind.to_string()
     } else {
-        format!("{kind} ({detail})")
+        format!("{kind} ({})", shown(&detail))
     }
 }
 
@@ -424,7 +460,9 @@ async fn read_body(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>, S
     if resp.content_length().is_some_and(|n| n > max as u64) {
         return Err(format!("the body is larger than {} MiB", max >> 20));
     }
-    let mut body = Vec::new();
+    // Sized once when the length is known: growing by doubling would hold up to twice a
+    // large page.
+    let mut body = Vec::with_capacity(resp.content_length().map_or(0, |n| n as usize));
     loop {
         match resp.chunk().await {
             Ok(Some(c)) => {

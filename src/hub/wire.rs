@@ -2,6 +2,7 @@
 
 use serde_json::Value;
 
+use super::trust::{clip, shown};
 use crate::event::tree::Node;
 use crate::event::HubEvent;
 use crate::ports::{Page, Unreadable};
@@ -24,11 +25,19 @@ pub fn parse_page(body: &[u8]) -> Result<Page, String> {
         .map(|i| top.swap_remove(i).1);
     match logs {
         None if !top.is_empty() => {
+            // Keys are the Hub's text: a few, each clipped, so a hostile answer cannot
+            // fill a log line or the checkpoint's last error.
             let mut keys: Vec<&str> = top.iter().map(|(k, _)| k.as_ref()).collect();
             keys.sort_unstable();
             keys.dedup();
-            keys.truncate(5);
-            Err(format!("the body has no `logs` but has {keys:?}"))
+            let more = keys.len().saturating_sub(5);
+            let shown: Vec<String> = keys.iter().take(5).map(|k| clip(&shown(k), 40)).collect();
+            let more = if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            };
+            Err(format!("the body has no `logs` but has {shown:?}{more}"))
         }
         None | Some(Node::Null) => Ok(Page::default()),
         Some(Node::Array(items)) => {
@@ -58,8 +67,9 @@ pub fn parse_token(body: &[u8]) -> Result<String, String> {
     }
 }
 
-/// A short, printable summary of an error body (`detail` / `message` when present).
-/// Never echoes request headers, so no token can appear in it.
+/// A short, printable summary of an error body (`detail` / `message` when present),
+/// clipped to [`super::trust::MAX_SHOWN_CHARS`]. Never echoes request headers, so no token
+/// can appear in it.
 pub fn error_summary(body: &[u8]) -> String {
     if let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(body) {
         let pick = |k: &str| {
@@ -69,18 +79,14 @@ pub fn error_summary(body: &[u8]) -> String {
                 .map(str::to_string)
         };
         if let Some(s) = pick("detail").or_else(|| pick("message")) {
-            return clip(&s, 200);
+            return shown(&s);
         }
     }
-    clip(&String::from_utf8_lossy(body), 200)
-}
-
-fn clip(s: &str, max: usize) -> String {
-    let s = s.trim();
-    match s.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_string(),
-    }
+    // Only the start of a large body: the lossy copy of 16 MiB is not needed for 200
+    // characters.
+    shown(&String::from_utf8_lossy(
+        &body[..body.len().min(4 * super::trust::MAX_SHOWN_CHARS)],
+    ))
 }
 
 #[cfg(test)]
@@ -129,5 +135,18 @@ mod tests {
             "forbidden"
         );
         assert_eq!(error_summary(b"oops"), "oops");
+    }
+
+    #[test]
+    fn what_a_hub_says_is_clipped() {
+        // A 200 that is not a page, with a 2 MB key: the error names a clipped key.
+        let key = "k".repeat(2_000_000);
+        let body = format!("{{\"{key}\": 1, \"b\": 2, \"c\": 3, \"d\": 4, \"e\": 5, \"f\": 6, \"g\": 7}}");
+        let err = parse_page(body.as_bytes()).unwrap_err();
+        assert!(err.len() < 400, "{} characters", err.len());
+        assert!(err.contains("and 2 more"), "{err}");
+        let detail = format!("{{\"detail\": \"{}\"}}", "d".repeat(1_000_000));
+        assert!(error_summary(detail.as_bytes()).len() < 300);
+        assert!(error_summary(&vec![b'z'; 3_000_000]).len() < 300);
     }
 }

@@ -118,10 +118,13 @@ impl<K: Checkpoints, S: Sink> App<K, S> {
         deadline: DateTime<Utc>,
     ) -> (Result<Value, RetryableError>, Value) {
         let started = self.clock.now();
+        // Only an org the stack was deployed for gets a metric of its own or a look at its
+        // checkpoint: an input naming another touches nothing.
         let named = input
             .get("org")
             .and_then(Value::as_str)
-            .and_then(|o| Org::new(o).ok());
+            .and_then(|o| Org::new(o).ok())
+            .filter(|o| self.settings.orgs.contains(o));
         let mut metrics = RunMetrics::default();
         let answer = self.invoke(input, deadline, &mut metrics).await;
         // Here, not in `invoke`: refused inputs and held leases publish metrics too.
@@ -247,7 +250,7 @@ impl<K: Checkpoints, S: Sink> App<K, S> {
             Some(e) => {
                 tracing::error!(error = %e, "run failed; a retry will not help until the cause is fixed");
                 summary["ok"] = json!(false);
-                summary["error"] = json!(e.to_string());
+                summary["error"] = json!(crate::types::clip(&e.to_string(), crate::types::MAX_ERROR_CHARS));
                 Ok(summary)
             }
         }
@@ -375,8 +378,18 @@ mod tests {
     use crate::types::RunId;
 
     fn app(dir: &std::path::Path, clock: &ManualClock) -> App<FileCheckpoints, LocalSink> {
+        app_counting(dir, clock, Arc::default())
+    }
+
+    /// The app, counting the credential sources it builds in `secrets`.
+    fn app_counting(
+        dir: &std::path::Path,
+        clock: &ManualClock,
+        secrets: Arc<std::sync::atomic::AtomicUsize>,
+    ) -> App<FileCheckpoints, LocalSink> {
         let get = |k: &str| match k {
             "DOCKERHUB_AUDIT_TABLE" | "DOCKERHUB_AUDIT_BUCKET" => Some("unused".to_string()),
+            "DOCKERHUB_AUDIT_ORGS" => Some("acme".to_string()),
             // Nothing listens there: these tests never reach Docker Hub.
             "DOCKERHUB_AUDIT_HUB_URL" => Some("http://127.0.0.1:9".to_string()),
             _ => None,
@@ -386,7 +399,8 @@ mod tests {
             FileCheckpoints::new(dir.join("_checkpoints")),
             LocalSink::new(dir),
             Arc::new(clock.clone()),
-            Box::new(|_: &str| -> Arc<dyn CredentialSource> {
+            Box::new(move |_: &str| -> Arc<dyn CredentialSource> {
+                secrets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 Arc::new(StaticCredentials::new("acme", Secret::new("unused")))
             }),
         )
@@ -453,5 +467,51 @@ mod tests {
             assert_eq!(doc["RunsFailed"], 1, "{input}");
             assert!(per_org(&doc).is_empty(), "{input}");
         }
+    }
+
+    #[tokio::test]
+    async fn an_org_the_stack_was_not_deployed_for_touches_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let clock = ManualClock::new(now);
+        let secrets = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let app = app_counting(dir.path(), &clock, secrets.clone());
+        let deadline = now + chrono::Duration::minutes(4);
+        for input in [
+            json!({"org": "acmecorp"}),
+            json!({"org": "prod-database-password"}),
+            json!({"org": "other", "verify": "2d", "repair": true}),
+        ] {
+            let (answer, doc) = app.handle_measured(input.clone(), deadline).await;
+            let answer = answer.unwrap();
+            assert_eq!(answer["ok"], false, "{input}");
+            let error = answer["error"].as_str().unwrap();
+            assert!(
+                error.contains("not one of the organizations this stack collects (acme)"),
+                "{error}"
+            );
+            assert_eq!(doc["org"], "-", "no metric of its own: {input}");
+            assert!(per_org(&doc).is_empty(), "{input}");
+        }
+        assert_eq!(
+            secrets.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "no secret was read"
+        );
+        assert!(app.clients.lock().await.is_empty(), "no client was cached");
+        let written: Vec<_> = walk(dir.path());
+        assert!(written.is_empty(), "nothing was written: {written:?}");
+    }
+
+    fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            if e.path().is_dir() {
+                out.extend(walk(&e.path()));
+            } else {
+                out.push(e.path());
+            }
+        }
+        out
     }
 }

@@ -1,6 +1,8 @@
 //! The Lambda's configuration: environment variables (set by the template) and the
 //! per-invocation input from EventBridge Scheduler.
 
+use std::collections::BTreeSet;
+
 use chrono::Duration;
 use serde::Deserialize;
 
@@ -10,6 +12,9 @@ use crate::types::Org;
 /// Read once per cold start.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
+    /// The orgs the stack was deployed for: the function acts for these alone (an input
+    /// naming another is refused before anything is read, written or cached).
+    pub orgs: BTreeSet<Org>,
     pub table: String,
     pub bucket: String,
     pub prefix: String,
@@ -42,6 +47,7 @@ pub enum RulesFrom {
     },
 }
 
+pub const ENV_ORGS: &str = "DOCKERHUB_AUDIT_ORGS";
 pub const ENV_TABLE: &str = "DOCKERHUB_AUDIT_TABLE";
 pub const ENV_BUCKET: &str = "DOCKERHUB_AUDIT_BUCKET";
 pub const ENV_PREFIX: &str = "DOCKERHUB_AUDIT_PREFIX";
@@ -72,6 +78,7 @@ impl Settings {
             None => url::Url::parse("https://hub.docker.com").expect("static URL"),
             Some(v) => url::Url::parse(&v).map_err(|e| format!("{ENV_HUB_URL}: {v:?} is not a URL ({e})"))?,
         };
+        crate::hub::trust::check_hub_url(&hub_url).map_err(|e| format!("{ENV_HUB_URL}: {e}"))?;
         let batch_events = match get(ENV_BATCH_EVENTS) {
             None => 5000,
             Some(v) => v
@@ -79,11 +86,26 @@ impl Settings {
                 .map_err(|_| format!("{ENV_BATCH_EVENTS}: {v:?} is not a whole number"))?,
         };
         let secret_pattern = get(ENV_SECRET_PATTERN).unwrap_or_else(|| "dockerhub-audit/{org}".into());
-        if !secret_pattern.contains("{org}") {
+        // A prefix that is a folder of its own: with none, an org's name could be any
+        // secret of the account.
+        let folder = secret_pattern
+            .split_once("{org}")
+            .is_some_and(|(before, _)| before.len() > 1 && before.ends_with('/'));
+        if !folder {
             return Err(format!(
-                "{ENV_SECRET_PATTERN} must contain {{org}} (e.g. dockerhub-audit/{{org}})"
+                "{ENV_SECRET_PATTERN} must be a non-empty prefix ending in / followed by {{org}} (e.g. \
+                 dockerhub-audit/{{org}}), so the function reads only its own secrets"
             ));
         }
+        let orgs = required(
+            ENV_ORGS,
+            "the organizations this function collects, comma-separated",
+        )?
+        .split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .map(|o| Org::new(o).map_err(|e| format!("{ENV_ORGS}: {e}")))
+        .collect::<Result<BTreeSet<Org>, String>>()?;
         let alert_rules = match (get(ENV_ALERT_RULES), get(ENV_ALERT_RULES_S3)) {
             (Some(_), Some(_)) => {
                 return Err(format!(
@@ -107,6 +129,7 @@ impl Settings {
             (None, None) => RulesFrom::BuiltIn,
         };
         Ok(Settings {
+            orgs,
             alert_bus: get(ENV_ALERT_BUS),
             alert_rules,
             table: required(ENV_TABLE, "the DynamoDB checkpoint table's name")?,
@@ -128,15 +151,18 @@ impl Settings {
     }
 }
 
-/// The invocation's input: `{"org": "acme"}`, optionally with per-run overrides; or a
-/// verification, `{"org": "acme", "verify": "2d"}` (with `"repair": true` to write what is
-/// missing).
+/// The invocation's input: `{"org": "acme"}`, optionally with a longer `lookback` for a
+/// manual backfill; or a verification, `{"org": "acme", "verify": "2d"}` (with
+/// `"repair": true` to write what is missing). An input may only make a run reach further,
+/// never skip data: `lag` and `overlap` are the stack's, and refused here.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Input {
     pub org: String,
     pub lookback: Option<String>,
+    /// Refused (named, so the error says why rather than "unknown field").
     pub lag: Option<String>,
+    /// Refused, as `lag`.
     pub overlap: Option<String>,
     /// Verify this far back from now instead of collecting.
     pub verify: Option<String>,
@@ -165,25 +191,62 @@ impl Input {
         }
     }
 
-    /// The run's config: settings, then the input's overrides. Errors say what is wrong.
-    pub fn poll_config(&self, s: &Settings) -> Result<PollConfig, String> {
+    /// The org the input names, if the stack was deployed for it. The error says which
+    /// orgs are, so a typo is found at once.
+    pub fn org(&self, s: &Settings) -> Result<Org, String> {
         let org = Org::new(self.org.clone()).map_err(|e| e.to_string())?;
+        if !s.orgs.contains(&org) {
+            let listed: Vec<&str> = s.orgs.iter().map(Org::as_str).collect();
+            return Err(format!(
+                "{org} is not one of the organizations this stack collects ({}); nothing was read or written. \
+                 To collect it, add it to the stack's Organizations parameter and deploy again",
+                listed.join(", ")
+            ));
+        }
+        Ok(org)
+    }
+
+    /// The run's config: settings, then the input's overrides, which may only reach
+    /// further back. Errors say what is wrong.
+    pub fn poll_config(&self, s: &Settings) -> Result<PollConfig, String> {
+        let org = self.org(s)?;
+        for (name, given) in [("lag", &self.lag), ("overlap", &self.overlap)] {
+            if given.is_some() {
+                return Err(format!(
+                    "input field {name:?} is not accepted: it could make a run skip events for good. It is the \
+                     stack's setting; an input may give a longer \"lookback\", or \"verify\" and \"repair\""
+                ));
+            }
+        }
         let mut c = PollConfig::new(org);
         c.lookback = s.lookback;
         c.lag = s.lag;
         c.overlap = s.overlap;
         c.batch_events = s.batch_events;
-        let over = |v: &Option<String>, name: &str, into: &mut Duration| -> Result<(), String> {
-            if let Some(v) = v {
-                *into = parse_duration(v).map_err(|e| format!("input field {name:?}: {e}"))?;
+        if let Some(v) = &self.lookback {
+            let asked = parse_duration(v).map_err(|e| format!("input field \"lookback\": {e}"))?;
+            if asked < s.lookback {
+                return Err(format!(
+                    "input field \"lookback\" ({v}) is shorter than the stack's ({}): a first run would skip the \
+                     events between; an input may only reach further back",
+                    short_duration(s.lookback)
+                ));
             }
-            Ok(())
-        };
-        over(&self.lookback, "lookback", &mut c.lookback)?;
-        over(&self.lag, "lag", &mut c.lag)?;
-        over(&self.overlap, "overlap", &mut c.overlap)?;
+            c.lookback = asked;
+        }
         c.validate()?;
         Ok(c)
+    }
+}
+
+/// `90d`, `36h`, `15m` or `42s`: the largest unit that divides it, as the settings are written.
+fn short_duration(d: Duration) -> String {
+    let s = d.num_seconds();
+    match s {
+        _ if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        _ if s % 3600 == 0 => format!("{}h", s / 3600),
+        _ if s % 60 == 0 => format!("{}m", s / 60),
+        _ => format!("{s}s"),
     }
 }
 
@@ -200,31 +263,51 @@ mod tests {
         move |k| m.get(k).cloned()
     }
 
+    fn base() -> Vec<(&'static str, &'static str)> {
+        vec![(ENV_TABLE, "t"), (ENV_BUCKET, "b"), (ENV_ORGS, "acme, example")]
+    }
+
+    fn with(extra: &[(&'static str, &'static str)]) -> Result<Settings, String> {
+        let mut all = base();
+        all.extend_from_slice(extra);
+        Settings::from_env(env(&all))
+    }
+
     #[test]
     fn settings_from_env() {
-        let s = Settings::from_env(env(&[(ENV_TABLE, "t"), (ENV_BUCKET, "b"), (ENV_LAG, "2m")])).unwrap();
+        let s = with(&[(ENV_LAG, "2m")]).unwrap();
+        assert_eq!(
+            s.orgs.iter().map(Org::as_str).collect::<Vec<_>>(),
+            ["acme", "example"]
+        );
         assert_eq!(s.lag, Duration::minutes(2));
         assert_eq!(s.secret_id(&Org::new("acme").unwrap()), "dockerhub-audit/acme");
         assert_eq!(s.prefix, "dockerhub-audit");
-        let e = Settings::from_env(env(&[(ENV_BUCKET, "b")])).unwrap_err();
+        let e = Settings::from_env(env(&[(ENV_BUCKET, "b"), (ENV_ORGS, "acme")])).unwrap_err();
         assert!(e.contains(ENV_TABLE), "{e}");
-        let e = Settings::from_env(env(&[(ENV_TABLE, "t"), (ENV_BUCKET, "b"), (ENV_OVERLAP, "soon")]))
-            .unwrap_err();
+        let e = with(&[(ENV_OVERLAP, "soon")]).unwrap_err();
         assert!(e.contains(ENV_OVERLAP), "{e}");
-        let e = Settings::from_env(env(&[
-            (ENV_TABLE, "t"),
-            (ENV_BUCKET, "b"),
-            (ENV_SECRET_PATTERN, "fixed"),
-        ]))
-        .unwrap_err();
-        assert!(e.contains("{org}"), "{e}");
+        // A pattern that could name any secret of the account is refused.
+        for pattern in ["fixed", "{org}", "/{org}", "prefix{org}", "a/{org}x"] {
+            let r = with(&[(ENV_SECRET_PATTERN, pattern)]);
+            if pattern == "a/{org}x" {
+                assert!(r.is_ok(), "{pattern}");
+                continue;
+            }
+            let e = r.unwrap_err();
+            assert!(e.contains("{org}") && e.contains("ending in /"), "{pattern}: {e}");
+        }
+        // No allow-list, or a bad name in it, fails the start.
+        let e = Settings::from_env(env(&[(ENV_TABLE, "t"), (ENV_BUCKET, "b")])).unwrap_err();
+        assert!(e.contains(ENV_ORGS), "{e}");
+        let e = with(&[(ENV_ORGS, "acme,Not An Org")]).unwrap_err();
+        assert!(e.contains(ENV_ORGS), "{e}");
+        // A Hub URL the token must not travel to.
+        let e = with(&[(ENV_HUB_URL, "http://hub.docker.com")]).unwrap_err();
+        assert!(e.contains(ENV_HUB_URL) && e.contains("https"), "{e}");
+        assert!(with(&[(ENV_HUB_URL, "http://127.0.0.1:8080")]).is_ok());
         assert_eq!(s.alert_bus, None);
         assert_eq!(s.alert_rules, RulesFrom::BuiltIn);
-        let with = |pairs: &[(&str, &str)]| {
-            let mut all = vec![(ENV_TABLE, "t"), (ENV_BUCKET, "b")];
-            all.extend_from_slice(pairs);
-            Settings::from_env(env(&all))
-        };
         let s = with(&[
             (ENV_ALERT_BUS, "bus"),
             (ENV_ALERT_RULES_S3, "s3://cfg/rules/a.toml"),
@@ -248,10 +331,10 @@ mod tests {
 
     #[test]
     fn input_and_overrides() {
-        let s = Settings::from_env(env(&[(ENV_TABLE, "t"), (ENV_BUCKET, "b")])).unwrap();
-        let i: Input = serde_json::from_str(r#"{"org": "acme", "lookback": "30d"}"#).unwrap();
+        let s = with(&[]).unwrap();
+        let i: Input = serde_json::from_str(r#"{"org": "acme", "lookback": "120d"}"#).unwrap();
         let c = i.poll_config(&s).unwrap();
-        assert_eq!(c.lookback, Duration::days(30));
+        assert_eq!(c.lookback, Duration::days(120));
         assert_eq!(c.overlap, Duration::minutes(15));
         assert!(serde_json::from_str::<Input>(r#"{"org": "acme", "lookbak": "30d"}"#).is_err());
         let bad: Input = serde_json::from_str(r#"{"org": "Not An Org"}"#).unwrap();
@@ -267,6 +350,50 @@ mod tests {
         ] {
             let b: Input = serde_json::from_str(bad).unwrap();
             assert!(b.verify_range().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_input_may_only_make_a_run_reach_further() {
+        let s = with(&[]).unwrap();
+        for (input, says) in [
+            (
+                r#"{"org": "acme", "overlap": "0s"}"#,
+                "\"overlap\" is not accepted",
+            ),
+            (
+                r#"{"org": "acme", "overlap": "1h"}"#,
+                "\"overlap\" is not accepted",
+            ),
+            (r#"{"org": "acme", "lag": "0s"}"#, "\"lag\" is not accepted"),
+            (
+                r#"{"org": "acme", "lookback": "1d"}"#,
+                "shorter than the stack's (90d)",
+            ),
+            (r#"{"org": "acme", "lookback": "-"}"#, "not a duration"),
+        ] {
+            let i: Input = serde_json::from_str(input).unwrap();
+            let e = i.poll_config(&s).unwrap_err();
+            assert!(e.contains(says), "{input}: {e}");
+        }
+        let same: Input = serde_json::from_str(r#"{"org": "acme", "lookback": "90d"}"#).unwrap();
+        assert_eq!(same.poll_config(&s).unwrap().lookback, Duration::days(90));
+    }
+
+    #[test]
+    fn only_the_deployed_orgs_are_served() {
+        let s = with(&[]).unwrap();
+        for ok in ["acme", "example"] {
+            let i: Input = serde_json::from_value(serde_json::json!({"org": ok})).unwrap();
+            assert_eq!(i.org(&s).unwrap().as_str(), ok);
+        }
+        for other in ["acme-corp", "acmecorp", "prod-secrets"] {
+            let i: Input = serde_json::from_value(serde_json::json!({"org": other})).unwrap();
+            let e = i.poll_config(&s).unwrap_err();
+            assert!(
+                e.contains("not one of the organizations") && e.contains("acme, example"),
+                "{e}"
+            );
         }
     }
 }

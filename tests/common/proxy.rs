@@ -27,6 +27,9 @@ pub enum AwsFault {
     Late,
     /// Applied, then answered with a 500: the caller cannot know it was applied.
     Ambiguous,
+    /// DynamoDB's throttling of a batch read: a `BatchGetItem` answered with every key it
+    /// asked for as unprocessed (other requests pass).
+    Unprocessed,
 }
 
 /// How long a late answer waits: past the DynamoDB client's 5 s attempt timeout.
@@ -152,7 +155,11 @@ async fn handle(
         }
         f => f,
     };
-    let Some(fault) = fault else {
+    let batch_read = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.ends_with(".BatchGetItem"));
+    let Some(fault) = fault.filter(|f| *f != AwsFault::Unprocessed || batch_read) else {
         return forward(&p, method, &uri, &headers, body).await;
     };
     *p.injected.lock().unwrap().entry((fault, svc)).or_default() += 1;
@@ -165,6 +172,16 @@ async fn handle(
         AwsFault::Ambiguous => {
             let _applied = forward(&p, method, &uri, &headers, body).await;
             error(svc, AwsFault::ServerError)
+        }
+        AwsFault::Unprocessed => {
+            let asked: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            let answer = serde_json::json!({"Responses": {}, "UnprocessedKeys": asked["RequestItems"]});
+            (
+                StatusCode::OK,
+                [("content-type", "application/x-amz-json-1.0")],
+                answer.to_string(),
+            )
+                .into_response()
         }
         f => error(svc, f),
     }
