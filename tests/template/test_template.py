@@ -6,17 +6,58 @@ short-form intrinsics): python -m unittest discover -s tests/template
 import json
 import pathlib
 import re
+import shlex
 import subprocess
 import sys
 import tomllib
 import unittest
 
 from cfnlint.decode import decode
+from samcli.commands.validate.lib.exceptions import InvalidSamDocumentException
+from samcli.lib.cfn_language_extensions.sam_integration import expand_language_extensions
+from samcli.lib.intrinsic_resolver.intrinsics_symbol_table import IntrinsicsSymbolTable
+from samcli.yamlhelper import yaml_parse
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TEMPLATE, MATCHES = decode(str(ROOT / "template.yaml"))
 RESOURCES = TEMPLATE["Resources"]
+PARAMETERS = TEMPLATE["Parameters"]
 README = (ROOT / "README.md").read_text()
+
+
+def expanded(overrides):
+    """The template as `sam build` and `sam deploy` expand it locally (SAM CLI's language
+    extensions, with the pseudo parameters SAM CLI adds), given --parameter-overrides."""
+    params = dict(IntrinsicsSymbolTable.DEFAULT_PSEUDO_PARAM_VALUES)
+    params.update(overrides)
+    template = yaml_parse((ROOT / "template.yaml").read_text())
+    return expand_language_extensions(template, params, enabled=True).expanded_template
+
+
+def overrides_of(text):
+    """`A=b C="d e"` as SAM CLI reads --parameter-overrides."""
+    return dict(pair.split("=", 1) for pair in shlex.split(text))
+
+
+def allowed(parameter, value):
+    """Whether CloudFormation accepts a parameter value: AllowedPattern matches the whole
+    value, or each member of a CommaDelimitedList."""
+    definition = PARAMETERS[parameter]
+    members = value.split(",") if definition["Type"] == "CommaDelimitedList" else [value]
+    return all(re.fullmatch(definition["AllowedPattern"], m) for m in members)
+
+
+def is_org(name):
+    """src/types.rs Org::new: non-empty, at most 255 bytes, lowercase ASCII letters, digits,
+    '-' and '_', not starting with '-'."""
+    return (0 < len(name.encode()) <= 255 and not name.startswith("-")
+            and all(c in "abcdefghijklmnopqrstuvwxyz0123456789-_" for c in name))
+
+
+def iam_like(pattern, value):
+    """IAM's StringLike/ArnLike: * any run of characters, ? one character."""
+    return re.fullmatch("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern),
+                        value) is not None
 
 
 def resources_of(kind):
@@ -72,7 +113,17 @@ def readable(resource):
     raise AssertionError(f"unexpected resource form {resource}")
 
 
-def function_statements():
+def readable_condition(condition):
+    """`Operator key=value` per condition key, `; `-separated, as README.md writes them;
+    None without a condition."""
+    if not condition:
+        return None
+    return "; ".join(f"{op} {key}={readable(value)}"
+                     for op, keys in condition.items() for key, value in keys.items())
+
+
+def role_statements():
+    """The statements of the function's role, the optional ones as when enabled."""
     out = []
     for policy in RESOURCES["FunctionRole"]["Properties"]["Policies"]:
         if "Fn::If" in policy:
@@ -81,9 +132,17 @@ def function_statements():
             if "Fn::If" in st:
                 # A statement of an optional feature (alerts): the branch that has it.
                 st = st["Fn::If"][1]
-            actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
-            out.append((frozenset(actions), readable(st["Resource"])))
+            out.append(st)
     return out
+
+
+def actions_of(statement):
+    return statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+
+
+def function_statements():
+    return [(frozenset(actions_of(st)), readable(st["Resource"]), readable_condition(st.get("Condition")))
+            for st in role_statements()]
 
 
 class Template(unittest.TestCase):
@@ -102,11 +161,12 @@ class Template(unittest.TestCase):
                     for k in ["Alerts", "AlertBus", "AlertEmail", "AlertRulesS3Uri"]}
         self.assertEqual(defaults, {"Alerts": "true", "AlertBus": "", "AlertEmail": "", "AlertRulesS3Uri": ""})
         self.assertEqual(TEMPLATE["Parameters"]["Organizations"]["Type"], "CommaDelimitedList")
-        self.assertNotIn("Default", TEMPLATE["Parameters"]["Organizations"], "Organizations is required")
+        # A placeholder, refused at deploy (see the Rules test): `sam build` needs no org list.
+        self.assertEqual(TEMPLATE["Parameters"]["Organizations"]["Default"], "SET-ME")
         self.assertEqual(TEMPLATE["Parameters"]["Architecture"]["Default"], "arm64")
         outputs = set(TEMPLATE["Outputs"])
         for o in ["FunctionName", "BucketName", "TableName", "GlueDatabase", "GlueTable", "WorkGroup",
-                  "DeadLetterQueueUrl", "AlarmTopicArn", "AlertBusName", "AlertTopicArn"]:
+                  "DeadLetterQueueUrl", "AlarmTopicArn", "AlertBusName", "AlertTopicArn", "AlertDeadLetterQueueUrl"]:
             self.assertIn(o, outputs)
 
     def test_one_schedule_per_org_with_retries_and_a_dead_letter_queue(self):
@@ -145,21 +205,24 @@ class Template(unittest.TestCase):
         env = RESOURCES["Function"]["Properties"]["Environment"]["Variables"]
         self.assertTrue(set(env) <= known, set(env) - known)
         for required in ["DOCKERHUB_AUDIT_TABLE", "DOCKERHUB_AUDIT_BUCKET", "DOCKERHUB_AUDIT_SECRET_PATTERN",
-                         "DOCKERHUB_AUDIT_ALERT_BUS", "DOCKERHUB_AUDIT_ALERT_RULES_S3"]:
+                         "DOCKERHUB_AUDIT_ALERT_BUS", "DOCKERHUB_AUDIT_ALERT_RULES_S3", "DOCKERHUB_AUDIT_ORGS"]:
             self.assertIn(required, env)
+        # The function's allow-list is exactly the orgs the stack schedules.
+        self.assertEqual(env["DOCKERHUB_AUDIT_ORGS"], {"Fn::Join": [",", {"Ref": "Organizations"}]})
+        self.assertEqual(RESOURCES["Fn::ForEach::Schedules"][1], {"Ref": "Organizations"})
 
     def test_iam_is_least_privilege_and_the_readme_table_says_the_same(self):
         statements = function_statements()
-        for actions, resource in statements:
+        for actions, resource, _ in statements:
             self.assertNotEqual(resource, "*", f"{actions} on every resource")
         section = README.split("### IAM permissions", 1)[1].split("\n#", 1)[0]
         rows = []
         for line in section.splitlines():
             cells = [c.strip() for c in line.strip().strip("|").split("|")]
-            if len(cells) >= 3 and cells[0].startswith("`") and ":" in cells[0]:
+            if len(cells) >= 4 and cells[0].startswith("`") and ":" in cells[0]:
                 actions = frozenset(a.strip(" `") for a in cells[0].split(","))
                 resource = cells[1].strip("`")
-                rows.append((actions, resource))
+                rows.append((actions, resource, cells[2].strip("`") or None))
         self.assertEqual(sorted(rows, key=str), sorted(statements, key=str))
 
     def test_the_cli_policy_holds_the_functions_data_actions(self):
@@ -168,7 +231,7 @@ class Template(unittest.TestCase):
         for st in policy["Statement"]:
             cli |= set(st["Action"] if isinstance(st["Action"], list) else [st["Action"]])
             self.assertNotEqual(st["Resource"], "*")
-        function = set().union(*(a for a, _ in function_statements()))
+        function = set().union(*(a for a, _, _ in function_statements()))
         # Logs, the dead-letter queue and alerts are the Lambda's alone.
         self.assertEqual(cli, function - {"logs:CreateLogStream", "logs:PutLogEvents", "sqs:SendMessage",
                                           "events:PutEvents"})
@@ -186,7 +249,7 @@ class Template(unittest.TestCase):
             st = RESOURCES[policy]["Properties"]["PolicyDocument"]["Statement"][0]
             self.assertEqual((st["Effect"], st["Condition"]["Bool"]["aws:SecureTransport"]), ("Deny", "false"))
         lock = RESOURCES["Bucket"]["Properties"]["ObjectLockConfiguration"]["Fn::If"][1]
-        self.assertEqual(lock["Rule"]["DefaultRetention"]["Mode"], "GOVERNANCE")
+        self.assertEqual(lock["Rule"]["DefaultRetention"]["Mode"], {"Ref": "ObjectLockMode"})
         table = RESOURCES["Table"]
         self.assertEqual(table["DeletionPolicy"], "Retain")
         self.assertEqual(table["Properties"]["BillingMode"], "PAY_PER_REQUEST")
@@ -229,7 +292,9 @@ class Template(unittest.TestCase):
         rules = list(resources_of("AWS::Events::Rule"))
         self.assertEqual([name for name, _ in rules], ["AlertRule"])
         rule = rules[0][1]["Properties"]
-        self.assertEqual(rule["EventPattern"], {"source": ["dockerhub-audit"]})
+        # `account` is set by EventBridge, not by the sender: another account's events on a
+        # shared bus cannot pass for this stack's.
+        self.assertEqual(rule["EventPattern"], {"source": ["dockerhub-audit"], "account": [{"Ref": "AWS::AccountId"}]})
         self.assertEqual(rule["EventBusName"], bus)
         self.assertEqual([t["Arn"] for t in rule["Targets"]], [{"Ref": "AlertTopic"}])
         self.assertEqual(RESOURCES["AlertTopic"]["Type"], "AWS::SNS::Topic")
@@ -246,15 +311,19 @@ class Template(unittest.TestCase):
         subscription = RESOURCES["AlertEmailSubscription"]
         self.assertEqual(subscription["Properties"]["TopicArn"], {"Ref": "AlertTopic"})
         self.assertEqual(subscription["Condition"], "HasAlertEmail")
-        # The function may put events on that bus only, and only when alerts are on.
+        # The function may put events on that bus only, and only when alerts are on. The created
+        # bus is named, not referenced (its policy names the role: a Ref would be a cycle), with
+        # the name the bus gets.
         statements = RESOURCES["FunctionRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
         [put] = [st for st in statements if "Fn::If" in st and st["Fn::If"][1]["Action"] == "events:PutEvents"]
         self.assertEqual(put["Fn::If"][0], "AlertsOn")
         self.assertEqual(put["Fn::If"][2], {"Ref": "AWS::NoValue"})
         resource = put["Fn::If"][1]["Resource"]
         self.assertNotEqual(resource, "*")
+        created_name = RESOURCES["AlertEventBus"]["Properties"]["Name"]
         self.assertEqual(resource, {"Fn::Sub": [
-            "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${Bus}", {"Bus": bus}]})
+            "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${Bus}",
+            {"Bus": {"Fn::If": ["NoAlertBusName", created_name, {"Ref": "AlertBus"}]}}]})
 
     def test_glue_table_duckdb_view_and_ddl_agree(self):
         ddl = (ROOT / "infra/athena/events-table.sql").read_text()
@@ -293,6 +362,235 @@ class Template(unittest.TestCase):
         for command in ["build", "deploy", "package", "validate", "sync"]:
             self.assertTrue(cfg[command]["parameters"]["language_extensions"], command)
         self.assertIn("CAPABILITY_AUTO_EXPAND", cfg["deploy"]["parameters"]["capabilities"])
+
+
+def rules_accept(organizations):
+    """Evaluates the template's Rules for a value of Organizations the way CloudFormation does
+    before it creates anything: the AssertDescription of each assertion that fails."""
+    members = organizations.split(",") if organizations else []
+
+    def ev(node):
+        if isinstance(node, str):
+            return node
+        (fn, args), = node.items()
+        if fn == "Ref":
+            assert args == "Organizations", args
+            return members
+        if fn == "Fn::Not":
+            return not ev(args[0])
+        if fn == "Fn::EachMemberEquals":
+            return all(m == ev(args[1]) for m in ev(args[0]))
+        if fn == "Fn::Contains":
+            return ev(args[1]) in ev(args[0])
+        raise AssertionError(f"a rule function this evaluator does not know: {fn}")
+
+    return [a["AssertDescription"] for rule in TEMPLATE["Rules"].values()
+            for a in rule["Assertions"] if not ev(a["Assert"])]
+
+
+class Trust(unittest.TestCase):
+    """What the template does to keep the token, the trail and the orgs safe (issue 18)."""
+
+    def test_the_role_can_read_only_a_folder_of_secrets(self):
+        # The role may read <SecretPrefix>*: an empty prefix would be every secret in the
+        # account, and a prefix that is not a folder (`dockerhub`) would take in other tools'.
+        for good in ["dockerhub-audit/", "team/dockerhub-audit/", "/"]:
+            self.assertTrue(allowed("SecretPrefix", good), good)
+        for bad in ["", "dockerhub-audit", "dockerhub-audit/*", "*", "a/b"]:
+            self.assertFalse(allowed("SecretPrefix", bad), bad)
+        self.assertTrue(allowed("SecretPrefix", PARAMETERS["SecretPrefix"]["Default"]))
+        [read] = [st for st in role_statements() if st["Action"] == "secretsmanager:GetSecretValue"]
+        self.assertTrue(read["Resource"]["Fn::Sub"].endswith(":secret:${SecretPrefix}*"))
+
+    def test_organizations_are_checked_like_the_functions_org_names(self):
+        # Each member: the function's Org rules, plus a length that keeps the schedule names
+        # within EventBridge Scheduler's 64 characters; a longer (valid) org is refused at deploy.
+        names = ["acme", "acme-corp_2", "0", "_x", "a" * 56, "a-" * 28,
+                 "", "-acme", "Acme", "ac me", "a.b", "a/b", "a*", "é", "a" * 57, "a" * 255]
+        for name in names:
+            self.assertEqual(allowed("Organizations", name), is_org(name) and len(name) <= 56, name)
+        self.assertTrue(allowed("Organizations", "acme,example,acme-corp"))
+        self.assertFalse(allowed("Organizations", "acme,Example"))
+        schedules = RESOURCES["Fn::ForEach::Schedules"][2]
+        longest = "a" * 56
+        for schedule in schedules.values():
+            name = schedule["Properties"]["Name"]["Fn::Sub"].replace("${Org}", longest)
+            self.assertLessEqual(len(name), 64, name)
+            self.assertRegex(name, r"^[0-9a-zA-Z_.-]+$")
+        # The placeholder passes the pattern (for `sam build`) but is never an org.
+        self.assertFalse(is_org(PARAMETERS["Organizations"]["Default"]))
+
+    def test_a_deploy_without_organizations_is_refused_before_anything_is_created(self):
+        self.assertEqual(rules_accept("acme,example"), [])
+        for value in [PARAMETERS["Organizations"]["Default"], "", "acme,SET-ME"]:
+            refused = rules_accept(value)
+            self.assertTrue(refused, value)
+            self.assertTrue(all("Organizations" in why for why in refused), refused)
+        self.assertIn("set it to the Docker Hub organizations", " ".join(rules_accept("SET-ME")))
+
+    def test_sam_build_needs_no_org_list(self):
+        # `sam build --parameter-overrides Architecture=x86_64` (the override replaces
+        # samconfig's) expands Fn::ForEach locally: it used to fail with "Fn::ForEach::Schedules
+        # layout is incorrect". So do scripts/test's build line and samconfig's build section.
+        expanded({"Architecture": "x86_64"})
+        build = re.search(r"sam build --parameter-overrides (.+)", (ROOT / "scripts/test").read_text())
+        expanded(overrides_of(build.group(1)))
+        config = tomllib.loads((ROOT / "samconfig.toml").read_text())["default"]["build"]["parameters"]
+        self.assertNotIn("Organizations", overrides_of(config["parameter_overrides"]))
+        expanded(overrides_of(config["parameter_overrides"]))
+
+    def test_each_org_gets_its_own_schedules_with_its_own_input(self):
+        orgs = ["acme-corp", "example", "a_b", "x" * 56]
+        resources = expanded({"Organizations": ",".join(orgs)})["Resources"]
+        schedules = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Scheduler::Schedule"]
+        self.assertEqual(len(schedules), 2 * len(orgs))
+        for org in orgs:
+            mine = [s for s in schedules if json.loads(s["Target"]["Input"])["org"] == org]
+            self.assertEqual(sorted(s["Name"] for s in mine), [f"collect-{org}", f"verify-{org}"])
+            alarms = [r for r in resources.values() if r["Type"] == "AWS::CloudWatch::Alarm"
+                      and r["Properties"].get("Dimensions") == [{"Name": "org", "Value": org}]]
+            self.assertEqual(len(alarms), 3, org)
+
+    def test_orgs_that_would_share_logical_ids_are_refused(self):
+        # Logical ids keep letters and digits only (&{Org}), and CloudFormation's collection
+        # must be a list or a Ref to one (Fn::Split there is refused by cfn-lint), so
+        # acme-corp, acmecorp and acme_corp cannot each get their own: the expansion refuses the
+        # list instead of merging their schedules (as the deploy's transform and cfn-lint do).
+        with self.assertRaisesRegex(InvalidSamDocumentException, "conflict.*OrgScheduleacmecorp"), \
+                self.assertLogs("samcli", "ERROR"):
+            expanded({"Organizations": "acme-corp,acmecorp,acme_corp"})
+        self.assertIn("cannot share a stack", PARAMETERS["Organizations"]["Description"])
+
+    def test_the_token_goes_over_https_or_to_loopback_only(self):
+        for good in ["https://hub.docker.com", "https://hub.docker.com/v2", "http://127.0.0.1:8080",
+                     "http://127.0.0.1", "http://127.1.2.3:1/x", "http://localhost:5000", "http://[::1]:9"]:
+            self.assertTrue(allowed("DockerHubUrl", good), good)
+        for bad in ["http://hub.docker.com", "http://127.0.0.1.evil.example", "http://localhost.evil.example",
+                    "http://localhost@evil.example", "http://127.0.0.1:80@evil.example/", "ftp://hub.docker.com",
+                    "https://", "HTTP://127.0.0.1", "", "hub.docker.com"]:
+            self.assertFalse(allowed("DockerHubUrl", bad), bad)
+        self.assertTrue(allowed("DockerHubUrl", PARAMETERS["DockerHubUrl"]["Default"]))
+
+    def test_the_role_creates_objects_only_with_if_none_match_and_deletes_nothing(self):
+        statements = role_statements()
+        puts = [st for st in statements if "s3:PutObject" in actions_of(st)]
+        self.assertEqual(len(puts), 1)
+        self.assertEqual(actions_of(puts[0]), ["s3:PutObject"])
+        # S3's condition key for the If-None-Match header ("Enforce conditional writes"):
+        # present, or the request is not allowed.
+        self.assertEqual(puts[0]["Condition"], {"Null": {"s3:if-none-match": "false"}})
+        for st in statements + [s for s in RESOURCES["SchedulerRole"]["Properties"]["Policies"][0]
+                                ["PolicyDocument"]["Statement"]]:
+            for action in actions_of(st):
+                self.assertNotIn("*", action, st)
+                self.assertFalse(action.lower().startswith("s3:delete"), st)
+                self.assertNotIn(action, ["s3:PutObjectRetention", "s3:BypassGovernanceRetention",
+                                          "s3:PutObjectLegalHold", "s3:PutLifecycleConfiguration"])
+        # The code writes each object with one PutObject and If-None-Match: *, never a
+        # multipart upload (which the condition would refuse).
+        sink = (ROOT / "src/sink/s3.rs").read_text()
+        self.assertIn('.if_none_match("*")', sink)
+        self.assertNotIn("multipart", sink.lower())
+
+    def test_listing_stays_below_the_key_prefix(self):
+        [listing] = [st for st in role_statements() if st["Action"] == "s3:ListBucket"]
+        pattern = listing["Condition"]["StringLike"]["s3:prefix"]
+        self.assertEqual(pattern, {"Fn::Sub": "${KeyPrefix}/*"})
+        # Every listing of the S3 sink is below `<KeyPrefix>/` (its prefix, with the slash):
+        # an org's folder, a day's folder (the exact prefix of one org and day).
+        sink = (ROOT / "src/sink/s3.rs").read_text()
+        self.assertEqual(re.findall(r"^\s*\.prefix\((.*)\)$", sink, re.M), ['format!("{}{prefix}", self.prefix)'])
+        self.assertIn('format!("{p}/")', sink)
+        key_prefix = PARAMETERS["KeyPrefix"]["Default"]
+        like = pattern["Fn::Sub"].replace("${KeyPrefix}", key_prefix)
+        for listed in ["org=acme/", "org=acme/dt=2026-11-25/", "org=acme-corp_2/dt=2026-01-01/"]:
+            self.assertTrue(iam_like(like, f"{key_prefix}/{listed}"), listed)
+        for outside in ["", "other/", key_prefix, f"{key_prefix}-other/org=acme/"]:
+            self.assertFalse(iam_like(like, outside), outside)
+        # KeyPrefix becomes part of ARNs and of that pattern: no wildcards in it.
+        for bad in ["a*", "a?b", "*", "a/*"]:
+            self.assertFalse(allowed("KeyPrefix", bad), bad)
+        self.assertTrue(allowed("KeyPrefix", "dockerhub-audit/prod"))
+
+    def test_the_kms_key_is_used_only_through_s3(self):
+        [kms] = [st for st in role_statements() if "kms:Decrypt" in actions_of(st)]
+        self.assertEqual(kms["Condition"],
+                         {"StringEquals": {"kms:ViaService": {"Fn::Sub": "s3.${AWS::Region}.amazonaws.com"}}})
+
+    def test_only_this_stacks_schedules_can_use_the_scheduler_role(self):
+        [trust] = RESOURCES["SchedulerRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        self.assertEqual(trust["Principal"], {"Service": "scheduler.amazonaws.com"})
+        self.assertEqual(trust["Condition"]["StringEquals"], {"aws:SourceAccount": {"Ref": "AWS::AccountId"}})
+        self.assertEqual(trust["Condition"]["ArnLike"], {"aws:SourceArn": {"Fn::Sub":
+            "arn:${AWS::Partition}:scheduler:${AWS::Region}:${AWS::AccountId}:schedule-group/${ScheduleGroup}"}})
+        # ... the group every schedule is in.
+        for schedule in RESOURCES["Fn::ForEach::Schedules"][2].values():
+            self.assertEqual(schedule["Properties"]["GroupName"], {"Ref": "ScheduleGroup"})
+            self.assertEqual(schedule["Properties"]["Target"]["RoleArn"], {"Fn::GetAtt": ["SchedulerRole", "Arn"]})
+
+    def test_object_lock_mode_is_governance_or_compliance(self):
+        mode = PARAMETERS["ObjectLockMode"]
+        self.assertEqual((mode["Default"], mode["AllowedValues"]), ("GOVERNANCE", ["GOVERNANCE", "COMPLIANCE"]))
+        lock = RESOURCES["Bucket"]["Properties"]["ObjectLockConfiguration"]["Fn::If"][1]["Rule"]["DefaultRetention"]
+        self.assertEqual(lock, {"Mode": {"Ref": "ObjectLockMode"}, "Days": {"Ref": "ObjectLockDays"}})
+        # What each means for deleting the stack's bucket is documented where it is chosen.
+        for text in [mode["Description"], README.split("### Teardown", 1)[1].split("\n## ", 1)[0]]:
+            self.assertIn("COMPLIANCE", text)
+            self.assertIn("s3:BypassGovernanceRetention", text)
+        self.assertIn("`ObjectLockMode`", README)
+
+    def test_only_the_function_can_put_alerts_and_undeliverable_ones_are_kept(self):
+        bus = RESOURCES["AlertEventBus"]["Properties"]
+        statements = {st["Sid"]: st for st in bus["Policy"]["Statement"]}
+        arn = {"Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/"
+                          + bus["Name"]["Fn::Sub"]}
+        role = {"Fn::GetAtt": ["FunctionRole", "Arn"]}
+        deny = statements["NobodyElseSendsAlerts"]
+        # The Deny is what restricts: in the same account an Allow alone restricts nobody.
+        self.assertEqual((deny["Effect"], deny["Principal"], deny["Action"], deny["Resource"]),
+                         ("Deny", "*", "events:PutEvents", arn))
+        self.assertEqual(deny["Condition"], {"ArnNotEquals": {"aws:PrincipalArn": role}})
+        allow = statements["CollectorSendsAlerts"]
+        self.assertEqual((allow["Effect"], allow["Principal"], allow["Action"], allow["Resource"]),
+                         ("Allow", {"AWS": role}, "events:PutEvents", arn))
+        self.assertEqual(set(statements), {"NobodyElseSendsAlerts", "CollectorSendsAlerts"})
+        # Undeliverable alerts: retried for a day, then kept in their own queue, alarmed.
+        [target] = RESOURCES["AlertRule"]["Properties"]["Targets"]
+        self.assertEqual(target["RetryPolicy"], {"MaximumRetryAttempts": 185, "MaximumEventAgeInSeconds": 86400})
+        self.assertEqual(target["DeadLetterConfig"], {"Arn": {"Fn::GetAtt": ["AlertDeadLetterQueue", "Arn"]}})
+        queue_policy = RESOURCES["AlertDeadLetterQueuePolicy"]["Properties"]
+        self.assertEqual(queue_policy["Queues"], [{"Ref": "AlertDeadLetterQueue"}])
+        [st] = queue_policy["PolicyDocument"]["Statement"]
+        self.assertEqual((st["Effect"], st["Principal"], st["Action"], st["Resource"]),
+                         ("Allow", {"Service": "events.amazonaws.com"}, "sqs:SendMessage",
+                          {"Fn::GetAtt": ["AlertDeadLetterQueue", "Arn"]}))
+        self.assertEqual(st["Condition"], {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": ["AlertRule", "Arn"]}}})
+        alarm = RESOURCES["AlertDeadLetterAlarm"]["Properties"]
+        self.assertEqual((alarm["Namespace"], alarm["MetricName"], alarm["Dimensions"]),
+                         ("AWS/SQS", "NumberOfMessagesSent",
+                          [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["AlertDeadLetterQueue", "QueueName"]}}]))
+        self.assertEqual(alarm["AlarmActions"], [{"Ref": "AlarmTopic"}])
+        self.assertIn("`AlertDeadLetterAlarm`", README)
+
+    def test_the_cli_policy_follows_the_same_rules(self):
+        # The workstation's policy: the function's data statements with the same conditions
+        # (the template's defaults in place of its parameters), and nothing that deletes.
+        policy = json.loads((ROOT / "infra/iam/cli-backfill-policy.json").read_text())
+        defaults = {"<KeyPrefix>": PARAMETERS["KeyPrefix"]["Default"], "<region>": "REGION"}
+        function = {}
+        for actions, _, condition in function_statements():
+            if condition:
+                for placeholder, value in defaults.items():
+                    condition = condition.replace(placeholder, value)
+            function[actions] = condition
+        for st in policy["Statement"]:
+            actions = frozenset(actions_of(st))
+            self.assertIn(actions, function, st["Sid"])
+            self.assertEqual(readable_condition(st.get("Condition")), function[actions], st["Sid"])
+            self.assertFalse(any(a.lower().startswith("s3:delete") or "*" in a for a in actions), st["Sid"])
+        conditions = {frozenset(actions_of(st)): readable_condition(st.get("Condition")) for st in policy["Statement"]}
+        self.assertEqual(conditions[frozenset(["s3:PutObject"])], "Null s3:if-none-match=false")
+        self.assertEqual(conditions[frozenset(["s3:ListBucket"])], "StringLike s3:prefix=dockerhub-audit/*")
 
 
 if __name__ == "__main__":
