@@ -625,35 +625,36 @@ async fn a_run_that_stops_early_exits_75_and_the_next_one_finishes() {
     );
 }
 
-/// Runs `cmd` to its end and returns its output with its peak resident memory in bytes
-/// (from wait4, for this child alone).
+/// Runs `cmd` to its end and returns its output with its peak resident memory in bytes.
+/// Through a small Python parent: a child spawned from this test process would count this
+/// process's memory as its own (Linux keeps the high-water mark across exec, and posix_spawn
+/// execs from the parent's memory), and the emulator in it holds every padded event.
 fn output_with_peak_rss(cmd: &mut Command) -> (Output, u64) {
-    let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let pid = child.id() as libc::pid_t;
-    let (mut stdout, mut stderr) = (child.stdout.unwrap(), child.stderr.unwrap());
-    let out = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        std::io::Read::read_to_end(&mut stdout, &mut s).unwrap();
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        std::io::Read::read_to_end(&mut stderr, &mut s).unwrap();
-        s
-    });
-    let mut status = 0;
-    // SAFETY: plain FFI calls on a zeroed struct and a child of this process.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(waited, pid, "wait4 failed");
-    let status = std::os::unix::process::ExitStatusExt::from_raw(status);
-    let output = Output {
-        status,
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    };
-    // ru_maxrss is in KiB on Linux.
-    (output, usage.ru_maxrss as u64 * 1024)
+    const MEASURE: &str = "import resource, subprocess, sys\n\
+        r = subprocess.run(sys.argv[1:])\n\
+        sys.stderr.write('\\npeak-rss-kib %d\\n' % resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n\
+        sys.exit(r.returncode if r.returncode >= 0 else 1)\n";
+    let mut wrapped = Command::new("python3");
+    wrapped
+        .arg("-c")
+        .arg(MEASURE)
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => wrapped.env(k, v),
+            None => wrapped.env_remove(k),
+        };
+    }
+    let mut out = wrapped.stdin(Stdio::null()).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let (rest, last) = err.trim_end().rsplit_once('\n').unwrap_or(("", err.trim_end()));
+    let kib: u64 = last
+        .strip_prefix("peak-rss-kib ")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no peak RSS reported: {err}"));
+    out.stderr = rest.as_bytes().to_vec();
+    (out, kib * 1024)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -696,6 +697,21 @@ async fn pages_of_megabytes_are_read_within_a_small_lambdas_memory() {
     // the batch bound plus one read).
     let objects = walk_objects(dir.path());
     assert!(objects.len() >= 4, "{} objects", objects.len());
+    // Verify holds the day's ids, not its events: it too stays small, and finds all.
+    let mut verify = Command::new(BIN);
+    verify
+        .args(["verify", "--org", "acme", "--hub-url", &hub.url(), "--output"])
+        .arg(dir.path())
+        .args(["--since", "4d"])
+        .env("DOCKERHUB_USERNAME", "acme")
+        .env("DOCKERHUB_TOKEN", SECRET)
+        .stdin(Stdio::null());
+    let (out, peak) = output_with_peak_rss(&mut verify);
+    let (stdout, err) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{err}");
+    assert!(stdout.lines().last().unwrap().contains(" 0 missing"), "{stdout}");
+    eprintln!("peak RSS of its verify: {} MiB", peak >> 20);
+    assert!(peak < 128 << 20, "verify's peak RSS {} MiB", peak >> 20);
 }
 
 fn walk_objects(dir: &Path) -> Vec<std::path::PathBuf> {

@@ -1,8 +1,10 @@
 //! Reading back what the output holds of an org, object by object: the ids and times of
 //! the events each object holds (for `verify`, and to rebuild a checkpoint).
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, NaiveDate, Utc};
-use serde_json::Value;
+use serde::Deserialize;
 
 use crate::event::encode;
 use crate::event::key::ObjectKey;
@@ -24,25 +26,35 @@ pub async fn events_of<S: Sink + ?Sized>(
              move it out of the output (its events are then reported missing, and verify --repair writes them again)"
         ))
     };
-    let records = encode::decode(&bytes).map_err(|e| bad(e.to_string()))?;
-    records
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let id = r.get("event_id").and_then(Value::as_str);
-            let ts = r
-                .get("timestamp")
-                .and_then(Value::as_str)
-                .and_then(|t| crate::event::parse_timestamp(t).ok());
-            match (id, ts) {
-                (Some(id), Some(ts)) => Ok((EventId(id.to_string()), ts)),
-                _ => Err(bad(format!(
+    // Line by line, reading only the two fields: memory is one record, however large the
+    // object's events are.
+    let mut out = Vec::new();
+    for (i, line) in encode::lines(&bytes).enumerate() {
+        let line = line.map_err(|e| bad(e.to_string()))?;
+        let fields = serde_json::from_slice::<IdAndTime<'_>>(&line).ok();
+        let ts = fields
+            .as_ref()
+            .and_then(|f| crate::event::parse_timestamp(&f.timestamp).ok());
+        match (fields, ts) {
+            (Some(f), Some(ts)) => out.push((EventId(f.event_id.into_owned()), ts)),
+            _ => {
+                return Err(bad(format!(
                     "record {} has no event_id or no RFC 3339 timestamp",
                     i + 1
-                ))),
+                )))
             }
-        })
-        .collect()
+        }
+    }
+    Ok(out)
+}
+
+/// The two fields of a record that reading it back needs (every other is skipped).
+#[derive(Deserialize)]
+struct IdAndTime<'a> {
+    #[serde(borrow)]
+    event_id: Cow<'a, str>,
+    #[serde(borrow)]
+    timestamp: Cow<'a, str>,
 }
 
 /// Every object of `org`'s partition of `day`, with its events (id, time).

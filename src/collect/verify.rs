@@ -6,7 +6,7 @@
 //! a year costs no more memory than its busiest day. Docker Hub is read first, then the
 //! output: an event the poller stores in between is found stored, not missing.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::Serialize;
@@ -105,15 +105,6 @@ impl VerifyReport {
     /// readable.
     pub fn clean(&self) -> bool {
         self.complete && self.missing == self.repaired && self.duplicated == 0 && self.unreadable_objects == 0
-    }
-
-    /// Not [`Self::clean`] only because it stopped before the end of its range (its time
-    /// ran out): what it did verify is clean.
-    pub fn only_incomplete(&self) -> bool {
-        !self.complete
-            && self.missing == self.repaired
-            && self.duplicated == 0
-            && self.unreadable_objects == 0
     }
 
     fn add(&mut self, d: &DayReport) {
@@ -286,7 +277,7 @@ where
             .unwrap_or(from);
         let mut served_yet = false;
         for (day, w) in days {
-            let read = read_hub(&mut reader, org, w).await;
+            let read = hub_ids(&mut reader, org, w).await;
             report.requests = reader.fetcher.requests;
             let (hub, unreadable) = match read {
                 Ok(r) => r,
@@ -321,9 +312,25 @@ where
                 } else {
                     None
                 };
-                let outcome = match (blocked, d.missing_events.take()) {
+                let outcome = match (blocked, d.missing_ids.take()) {
                     (Some(why), _) => Some(Err(why)),
-                    (None, Some(missing)) => Some(self.repair_day(cfg, day, w, missing, &run_id).await?),
+                    (None, Some(ids)) => {
+                        // The day again, keeping only the missing events: what verify holds
+                        // stays ids, however large the day's events are.
+                        let missing = match hub_events(&mut reader, org, w, &ids).await {
+                            Ok(missing) => missing,
+                            Err(HubError::OutOfTime(msg)) => {
+                                report.complete = false;
+                                report.stopped_early = Some(msg);
+                                report.add(&d.report);
+                                progress(Progress::Day(&d.report));
+                                break;
+                            }
+                            Err(e) => return Err(e.into()),
+                        };
+                        report.requests = reader.fetcher.requests;
+                        Some(self.repair_day(cfg, day, w, missing, &run_id).await?)
+                    }
                     (None, None) => None,
                 };
                 match outcome {
@@ -442,13 +449,14 @@ where
         result
     }
 
-    /// Compares one day: `hub` (ids and events as served) with what the output holds.
+    /// Compares one day: `hub` (the ids of the events as served) with what the output
+    /// holds.
     async fn compare_day(
         &self,
         org: &crate::types::Org,
         day: NaiveDate,
         w: Window,
-        mut hub: HashMap<EventId, HubEvent>,
+        mut hub: HashSet<EventId>,
         unreadable: u64,
         keep_missing: bool,
     ) -> Result<Day, StoreError> {
@@ -484,7 +492,7 @@ where
         let mut unexpected = 0;
         let mut groups: BTreeMap<Vec<u32>, u64> = BTreeMap::new();
         for (id, at) in &copies {
-            if hub.remove(id).is_none() {
+            if !hub.remove(id) {
                 unexpected += 1;
             }
             if at.len() > 1 {
@@ -501,11 +509,7 @@ where
                 keys: at.iter().map(|i| keys[*i as usize].clone()).collect(),
             })
             .collect();
-        let missing_events = keep_missing.then(|| {
-            let mut v: Vec<(EventId, HubEvent)> = hub.into_iter().collect();
-            v.sort_by(|a, b| a.0.cmp(&b.0));
-            v
-        });
+        let missing_ids = keep_missing.then_some(hub);
         Ok(Day {
             report: DayReport {
                 day,
@@ -522,34 +526,60 @@ where
                 unreadable_served: unreadable,
                 unreadable_objects,
             },
-            missing_events,
+            missing_ids,
         })
     }
 }
 
 struct Day {
     report: DayReport,
-    missing_events: Option<Vec<(EventId, HubEvent)>>,
+    /// Served, not stored: kept when repairing.
+    missing_ids: Option<HashSet<EventId>>,
 }
 
-/// Every event Docker Hub serves for `w`, by id (ids given per complete window, as the
-/// poller gives them), and how many unreadable items it served with them.
-async fn read_hub<A: AuditLog + ?Sized>(
+/// The ids of every event Docker Hub serves for `w` (given per complete window, as the
+/// poller gives them: ordinals of identical events never straddle a window, so any cut
+/// gives the same ids), and how many unreadable items it served with them. Only ids are
+/// kept: a day of large events costs their ids, not their bytes.
+async fn hub_ids<A: AuditLog + ?Sized>(
     reader: &mut Reader<'_, A>,
     org: &crate::types::Org,
     w: Window,
-) -> Result<(HashMap<EventId, HubEvent>, u64), HubError> {
-    let mut events = HashMap::new();
+) -> Result<(HashSet<EventId>, u64), HubError> {
+    let mut ids = HashSet::new();
     let mut unreadable = 0;
     reader.start(w);
     let mut cursor = w.from;
     while cursor < w.to {
         let (got, page) = reader.next(cursor, w.to).await?;
         unreadable += page.unreadable.len() as u64;
-        events.extend(assign_ids(org, page.events));
+        ids.extend(assign_ids(org, page.events).into_iter().map(|(id, _)| id));
         cursor = got.to;
     }
-    Ok((events, unreadable))
+    Ok((ids, unreadable))
+}
+
+/// The events of `w` whose ids are in `wanted`, read again, sorted by id.
+async fn hub_events<A: AuditLog + ?Sized>(
+    reader: &mut Reader<'_, A>,
+    org: &crate::types::Org,
+    w: Window,
+    wanted: &HashSet<EventId>,
+) -> Result<Vec<(EventId, HubEvent)>, HubError> {
+    let mut events = Vec::new();
+    reader.start(w);
+    let mut cursor = w.from;
+    while cursor < w.to {
+        let (got, page) = reader.next(cursor, w.to).await?;
+        events.extend(
+            assign_ids(org, page.events)
+                .into_iter()
+                .filter(|(id, _)| wanted.contains(id)),
+        );
+        cursor = got.to;
+    }
+    events.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(events)
 }
 
 #[cfg(test)]

@@ -67,6 +67,13 @@ pub fn decode_bytes(bytes: &[u8]) -> Result<Vec<u8>, std::io::Error> {
     Ok(out)
 }
 
+/// The lines of an object written by [`encode`], decoded one at a time: reading an object
+/// back holds one record, not the whole text.
+pub fn lines(bytes: &[u8]) -> impl Iterator<Item = Result<Vec<u8>, std::io::Error>> + '_ {
+    std::io::BufRead::split(std::io::BufReader::new(MultiGzDecoder::new(bytes)), b'\n')
+        .filter(|l| !l.as_ref().is_ok_and(|l| l.is_empty()))
+}
+
 /// Decodes an object written by [`encode`] (used by tests, `status` and verification).
 pub fn decode(bytes: &[u8]) -> Result<Vec<Map<String, Value>>, std::io::Error> {
     let mut text = String::new();
