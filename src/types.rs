@@ -135,6 +135,20 @@ impl fmt::Display for RunId {
     }
 }
 
+/// At most `max` characters of `s`, trimmed, with `…` where it was cut: for text that ends
+/// up in a message, a log line or the checkpoint and must stay small whatever its source.
+pub fn clip(s: &str, max: usize) -> String {
+    let s = s.trim();
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+/// The most characters of an error that the checkpoint's last run or the Lambda's answer
+/// keeps (the Hub's own text in it is clipped much shorter).
+pub const MAX_ERROR_CHARS: usize = 1000;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,17 +172,3 @@ mod tests {
         assert_eq!(w.len(), Duration::seconds(100));
     }
 }
-
-/// At most `max` characters of `s`, trimmed, with `…` where it was cut: for text that ends
-/// up in a message, a log line or the checkpoint and must stay small whatever its source.
-pub fn clip(s: &str, max: usize) -> String {
-    let s = s.trim();
-    match s.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_string(),
-    }
-}
-
-/// The most characters of an error that the checkpoint's last run or the Lambda's answer
-/// keeps (the Hub's own text in it is clipped much shorter).
-pub const MAX_ERROR_CHARS: usize = 1000;

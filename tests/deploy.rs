@@ -452,6 +452,17 @@ async fn sam_deploy_then_each_schedule_input_collects_its_org_exactly() {
         &out_dir.path().join("bad.json"),
     );
     assert_eq!(answer["ok"], false, "{answer}");
+    // An org the stack was not deployed for: refused by the function's allow-list.
+    let (_, answer) = stack.invoke(
+        function,
+        r#"{"org": "notdeployed"}"#,
+        &out_dir.path().join("other.json"),
+    );
+    assert_eq!(answer["ok"], false, "{answer}");
+    assert!(
+        s(&answer["error"]).contains("not one of the organizations this stack collects (acme, example)"),
+        "{answer}"
+    );
 
     // Every invocation printed one metrics line; per-org metrics carry the org.
     let config = stack.aws(&[
@@ -460,6 +471,44 @@ async fn sam_deploy_then_each_schedule_input_collects_its_org_exactly() {
         "--function-name",
         function,
     ]);
+    // The deployed role, read back: it may create objects only with If-None-Match and
+    // delete none.
+    let role = s(&config["Role"]).rsplit('/').next().unwrap().to_string();
+    let names = stack.aws(&["iam", "list-role-policies", "--role-name", &role]);
+    let mut puts = 0;
+    for name in names["PolicyNames"].as_array().unwrap() {
+        let got = stack.aws(&[
+            "iam",
+            "get-role-policy",
+            "--role-name",
+            &role,
+            "--policy-name",
+            &s(name),
+        ]);
+        let doc = match &got["PolicyDocument"] {
+            Value::String(text) => serde_json::from_str(text).unwrap(),
+            other => other.clone(),
+        };
+        for st in doc["Statement"].as_array().unwrap() {
+            let actions: Vec<String> = match &st["Action"] {
+                Value::String(a) => vec![a.clone()],
+                v => v.as_array().unwrap().iter().map(s).collect(),
+            };
+            assert!(
+                !actions.iter().any(|a| a.starts_with("s3:Delete") || a == "s3:*"),
+                "{st}"
+            );
+            if actions.iter().any(|a| a == "s3:PutObject") {
+                puts += 1;
+                assert_eq!(
+                    st["Condition"],
+                    json!({"Null": {"s3:if-none-match": "false"}}),
+                    "{st}"
+                );
+            }
+        }
+    }
+    assert_eq!(puts, 1, "one statement lets the role create objects");
     let log_group = s(&config["LoggingConfig"]["LogGroup"]);
     assert_eq!(config["Runtime"], "provided.al2023");
     assert_eq!(config["Architectures"], json!(["x86_64"]));

@@ -185,24 +185,29 @@ impl Sink for S3Sink {
         ))
     }
 
+    /// A listing of the key itself, not a HeadObject: for a missing object S3 answers
+    /// HeadObject with 404 only to a caller that may list the bucket, and the function's
+    /// role may list only under its prefix (an `s3:prefix` condition, which a HeadObject
+    /// request does not carry), so a missing object would look forbidden.
     async fn exists(&self, key: &ObjectKey) -> Result<bool, StoreError> {
-        match self
+        let full = self.key(key);
+        // The key itself sorts first among the keys it prefixes.
+        let page = self
             .client
-            .head_object()
+            .list_objects_v2()
             .bucket(&self.bucket)
-            .key(self.key(key))
+            .prefix(self.key(key))
+            .max_keys(1)
             .send()
             .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(false),
-            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(false),
-            Err(e) => Err(StoreError::Io(format!(
-                "cannot check {} ({}); check s3:GetObject (HeadObject) permission",
-                self.url(key),
-                aws_error(&e)
-            ))),
-        }
+            .map_err(|e| {
+                StoreError::Io(format!(
+                    "cannot check {} ({}); check s3:ListBucket permission on the prefix",
+                    self.url(key),
+                    aws_error(&e)
+                ))
+            })?;
+        Ok(page.contents().iter().any(|o| o.key() == Some(full.as_str())))
     }
 
     async fn days(&self, org: &Org) -> Result<Vec<NaiveDate>, StoreError> {

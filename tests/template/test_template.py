@@ -497,9 +497,14 @@ class Trust(unittest.TestCase):
         pattern = listing["Condition"]["StringLike"]["s3:prefix"]
         self.assertEqual(pattern, {"Fn::Sub": "${KeyPrefix}/*"})
         # Every listing of the S3 sink is below `<KeyPrefix>/` (its prefix, with the slash):
-        # an org's folder, a day's folder (the exact prefix of one org and day).
+        # an org's folder, a day's folder (the exact prefix of one org and day), and one
+        # object's full key (`exists`, which lists the key: a HeadObject of a missing key
+        # carries no s3:prefix, so S3 would answer it 403).
         sink = (ROOT / "src/sink/s3.rs").read_text()
-        self.assertEqual(re.findall(r"^\s*\.prefix\((.*)\)$", sink, re.M), ['format!("{}{prefix}", self.prefix)'])
+        self.assertEqual(re.findall(r"^\s*\.prefix\((.*)\)$", sink, re.M),
+                         ['format!("{}{prefix}", self.prefix)', "self.key(key)"])
+        self.assertIn('format!("{}{}", self.prefix, key.0)', sink)
+        self.assertNotIn("head_object", sink)
         self.assertIn('format!("{p}/")', sink)
         key_prefix = PARAMETERS["KeyPrefix"]["Default"]
         like = pattern["Fn::Sub"].replace("${KeyPrefix}", key_prefix)
