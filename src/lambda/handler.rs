@@ -245,7 +245,10 @@ impl<K: Checkpoints, S: Sink> App<K, S> {
             }
             Some(e) if e.is_transient() => {
                 tracing::warn!(error = %e, "run failed; a retry may help");
-                Err(RetryableError(e.to_string()))
+                Err(RetryableError(crate::types::clip(
+                    &e.to_string(),
+                    crate::types::MAX_ERROR_CHARS,
+                )))
             }
             Some(e) => {
                 tracing::error!(error = %e, "run failed; a retry will not help until the cause is fixed");
@@ -340,16 +343,23 @@ fn verified(
             };
             if transient {
                 tracing::warn!(error = %e, "verify failed; a retry may help");
-                Err(RetryableError(e.to_string()))
+                Err(RetryableError(crate::types::clip(
+                    &e.to_string(),
+                    crate::types::MAX_ERROR_CHARS,
+                )))
             } else {
                 tracing::error!(error = %e, "verify failed; a retry will not help until the cause is fixed");
-                Ok(json!({"ok": false, "error": e.to_string()}))
+                Ok(
+                    json!({"ok": false, "error": crate::types::clip(&e.to_string(), crate::types::MAX_ERROR_CHARS)}),
+                )
             }
         }
     }
 }
 
 fn refuse(error: String) -> Value {
+    // The input's own text may be in it: bounded like any error that leaves the function.
+    let error = crate::types::clip(&error, crate::types::MAX_ERROR_CHARS);
     tracing::error!(%error, "invalid input");
     json!({"ok": false, "error": error})
 }
