@@ -1,4 +1,4 @@
-"""Checks that template.yaml agrees with the code, the README and infra/, offline.
+"""Checks that template.yaml agrees with the code, the docs and infra/, offline.
 
 Run by ./scripts/test with the SAM venv's Python (cfn-lint's parser reads the template's
 short-form intrinsics): python -m unittest discover -s tests/template
@@ -22,7 +22,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 TEMPLATE, MATCHES = decode(str(ROOT / "template.yaml"))
 RESOURCES = TEMPLATE["Resources"]
 PARAMETERS = TEMPLATE["Parameters"]
-README = (ROOT / "README.md").read_text()
+# docs/aws.md: the deployment's parameters, alarms, teardown and IAM permissions.
+AWS_DOC = (ROOT / "docs/aws.md").read_text()
 
 
 def expanded(overrides):
@@ -79,7 +80,7 @@ def rust_strings(path, const):
     return re.findall(r'"([^"]+)"', m.group(1))
 
 
-# How README.md writes what the template computes (see "IAM permissions").
+# How docs/aws.md writes what the template computes (see "IAM permissions").
 PSEUDO = {"${AWS::Partition}": "aws", "${AWS::Region}": "<region>", "${AWS::AccountId}": "<account>"}
 # The variables of Fn::Sub's second form.
 SUB_VARS = {"${Name}": "<bucket>", "${Bus}": "<alert bus>", "${RulesObject}": "<rules bucket>/<rules key>"}
@@ -114,7 +115,7 @@ def readable(resource):
 
 
 def readable_condition(condition):
-    """`Operator key=value` per condition key, `; `-separated, as README.md writes them;
+    """`Operator key=value` per condition key, `; `-separated, as docs/aws.md writes them;
     None without a condition."""
     if not condition:
         return None
@@ -211,11 +212,11 @@ class Template(unittest.TestCase):
         self.assertEqual(env["DOCKERHUB_AUDIT_ORGS"], {"Fn::Join": [",", {"Ref": "Organizations"}]})
         self.assertEqual(RESOURCES["Fn::ForEach::Schedules"][1], {"Ref": "Organizations"})
 
-    def test_iam_is_least_privilege_and_the_readme_table_says_the_same(self):
+    def test_iam_is_least_privilege_and_the_documented_table_says_the_same(self):
         statements = function_statements()
         for actions, resource, _ in statements:
             self.assertNotEqual(resource, "*", f"{actions} on every resource")
-        section = README.split("### IAM permissions", 1)[1].split("\n#", 1)[0]
+        section = AWS_DOC.split("### IAM permissions", 1)[1].split("\n#", 1)[0]
         rows = []
         for line in section.splitlines():
             cells = [c.strip() for c in line.strip().strip("|").split("|")]
@@ -539,10 +540,10 @@ class Trust(unittest.TestCase):
         lock = RESOURCES["Bucket"]["Properties"]["ObjectLockConfiguration"]["Fn::If"][1]["Rule"]["DefaultRetention"]
         self.assertEqual(lock, {"Mode": {"Ref": "ObjectLockMode"}, "Days": {"Ref": "ObjectLockDays"}})
         # What each means for deleting the stack's bucket is documented where it is chosen.
-        for text in [mode["Description"], README.split("### Teardown", 1)[1].split("\n## ", 1)[0]]:
+        for text in [mode["Description"], AWS_DOC.split("### Teardown", 1)[1].split("\n## ", 1)[0]]:
             self.assertIn("COMPLIANCE", text)
             self.assertIn("s3:BypassGovernanceRetention", text)
-        self.assertIn("`ObjectLockMode`", README)
+        self.assertIn("`ObjectLockMode`", AWS_DOC)
 
     def test_only_the_function_can_put_alerts_and_undeliverable_ones_are_kept(self):
         bus = RESOURCES["AlertEventBus"]["Properties"]
@@ -575,7 +576,7 @@ class Trust(unittest.TestCase):
                          ("AWS/SQS", "NumberOfMessagesSent",
                           [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["AlertDeadLetterQueue", "QueueName"]}}]))
         self.assertEqual(alarm["AlarmActions"], [{"Ref": "AlarmTopic"}])
-        self.assertIn("`AlertDeadLetterAlarm`", README)
+        self.assertIn("`AlertDeadLetterAlarm`", AWS_DOC)
 
     def test_the_cli_policy_follows_the_same_rules(self):
         # The workstation's policy: the function's data statements with the same conditions
