@@ -31,6 +31,7 @@ pub mod lambda;
 pub mod logging;
 pub mod notify;
 pub mod ports;
+pub mod service;
 pub mod sink;
 pub mod types;
 

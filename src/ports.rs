@@ -109,6 +109,32 @@ pub trait AuditLog: Send + Sync {
 
     /// Records a full page the server gave, for [`AuditLog::full_page_hint`].
     fn remember_full_page(&self, _events: u32) {}
+
+    /// The requests this adapter has made so far (a run's are the difference between two
+    /// readings); zero where it does not count.
+    fn request_stats(&self) -> RequestStats {
+        RequestStats::default()
+    }
+}
+
+/// Requests made to Docker Hub: all of them (token exchanges included), those answered 429,
+/// and those sent again after a failure.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RequestStats {
+    pub requests: u64,
+    pub throttled: u64,
+    pub retries: u64,
+}
+
+impl RequestStats {
+    /// What was made between `before` and `self`.
+    pub fn since(self, before: RequestStats) -> RequestStats {
+        RequestStats {
+            requests: self.requests.saturating_sub(before.requests),
+            throttled: self.throttled.saturating_sub(before.throttled),
+            retries: self.retries.saturating_sub(before.retries),
+        }
+    }
 }
 
 /// A failure of a checkpoint store or a sink.

@@ -251,6 +251,45 @@ async fn the_lambda_runs_invocations_through_the_runtime_api() {
         first["events_written"].as_u64().unwrap() as usize,
         emu.all_events().len()
     );
+    // The CLI's `--log-format json` summary has the same keys as the Lambda's answer: one
+    // summary type serialized by both shells.
+    let cli_dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_dockerhub-audit"))
+        .args([
+            "poll",
+            "--org",
+            "acme",
+            "--lookback",
+            "30d",
+            "--log-format",
+            "json",
+            "--hub-url",
+        ])
+        .arg(hub.url())
+        .arg("--output")
+        .arg(cli_dir.path())
+        .env("DOCKERHUB_USERNAME", "acme")
+        .env("DOCKERHUB_TOKEN", SECRET)
+        .output()
+        .unwrap();
+    let cli: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let keys = |v: &Value| {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(
+        keys(&cli),
+        keys(first),
+        "the CLI's summary and the Lambda's answer differ in keys"
+    );
+    assert_eq!(cli["events_written"], first["events_written"]);
     let (_, kind, second) = &got[1];
     assert_eq!(kind, "response");
     assert_eq!(second["events_written"], 0);

@@ -45,7 +45,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             Some((rules, out))
         }
     };
-    let mut app = App::new(settings, checkpoints, sink, Arc::new(SystemClock), credentials);
+    let clock: Arc<dyn dockerhub_audit::clock::Clock> = Arc::new(SystemClock);
+    let hubs = dockerhub_audit::lambda::handler::hub_clients(&settings, clock.clone(), credentials);
+    let mut app = App::new(settings, checkpoints, sink, clock, hubs);
     if let Some((rules, out)) = alerts {
         tracing::info!(rules = rules.len(), "alerts on");
         app = app.with_alerts(rules, Box::new(out));

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::parse_duration;
+use crate::config::{parse_duration, HumanBytes, HumanDuration, PollConfig};
 use crate::types::Org;
 
 #[derive(Debug, Parser)]
@@ -99,31 +99,31 @@ pub struct PollArgs {
     #[command(flatten)]
     pub store: StoreArgs,
     /// How far back the first run reaches.
-    #[arg(long, default_value = "90d", value_parser = parse_duration)]
-    pub lookback: chrono::Duration,
+    #[arg(long, default_value_t = HumanDuration(PollConfig::DEFAULT_LOOKBACK))]
+    pub lookback: HumanDuration,
     /// Leave events younger than this for the next run.
-    #[arg(long, default_value = "1m", value_parser = parse_duration)]
-    pub lag: chrono::Duration,
+    #[arg(long, default_value_t = HumanDuration(PollConfig::DEFAULT_LAG))]
+    pub lag: HumanDuration,
     /// Re-read this far behind the watermark to catch late events.
-    #[arg(long, default_value = "15m", value_parser = parse_duration)]
-    pub overlap: chrono::Duration,
+    #[arg(long, default_value_t = HumanDuration(PollConfig::DEFAULT_OVERLAP))]
+    pub overlap: HumanDuration,
     /// Stop starting new requests after this long; all written is committed.
     #[arg(long, value_parser = parse_duration)]
     pub max_duration: Option<chrono::Duration>,
     /// Events per commit (bounds memory).
-    #[arg(long, default_value_t = 5000)]
+    #[arg(long, default_value_t = PollConfig::DEFAULT_BATCH_EVENTS)]
     pub batch_events: usize,
     /// The most events one read of a window holds (bounds memory; a single second with
     /// more fails, saying so).
-    #[arg(long, default_value_t = 16_000)]
+    #[arg(long, default_value_t = PollConfig::DEFAULT_READ_EVENTS)]
     pub max_read_events: usize,
     /// The most bytes of events one read of a window holds (bounds memory when Docker Hub
     /// sends large events; e.g. 16MiB, 512KiB).
-    #[arg(long, default_value = "16MiB", value_parser = parse_bytes)]
-    pub max_read_bytes: usize,
+    #[arg(long, default_value_t = HumanBytes(PollConfig::DEFAULT_READ_BYTES))]
+    pub max_read_bytes: HumanBytes,
     /// A commit is made once its events take this many bytes (or --batch-events).
-    #[arg(long, default_value = "8MiB", value_parser = parse_bytes)]
-    pub batch_bytes: usize,
+    #[arg(long, default_value_t = HumanBytes(PollConfig::DEFAULT_BATCH_BYTES))]
+    pub batch_bytes: HumanBytes,
     /// Alert rules (TOML; `default` for the built-in set): an alert for each newly stored
     /// event a rule matches.
     #[arg(long)]
@@ -139,10 +139,10 @@ pub struct PollArgs {
 pub struct HubArgs {
     /// Docker Hub's address (point it at the emulator to try the tool): https, or plain
     /// http to this machine only (127.0.0.1, ::1, localhost).
-    #[arg(long, default_value = "https://hub.docker.com", value_parser = parse_hub_url)]
+    #[arg(long, default_value = PollConfig::DEFAULT_HUB_URL, value_parser = parse_hub_url)]
     pub hub_url: url::Url,
     /// Events asked for per page.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = PollConfig::DEFAULT_PAGE_SIZE)]
     pub page_size: u32,
     /// Read the Docker Hub credentials from this Secrets Manager secret (JSON
     /// {"username", "token"}) instead of DOCKERHUB_USERNAME / DOCKERHUB_TOKEN.
@@ -193,28 +193,6 @@ pub struct VerifyArgs {
 }
 
 /// A time: RFC 3339, or a date (its midnight, UTC).
-/// `16MiB`, `512KiB`, `1GiB` or plain bytes.
-fn parse_bytes(s: &str) -> Result<usize, String> {
-    let t = s.trim();
-    let (digits, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
-    let shift = match unit.trim() {
-        "" | "B" => 0,
-        "KiB" => 10,
-        "MiB" => 20,
-        "GiB" => 30,
-        _ => {
-            return Err(format!(
-                "{s:?} is not a size; write it like 16MiB, 512KiB or 1048576"
-            ))
-        }
-    };
-    digits
-        .parse::<usize>()
-        .ok()
-        .and_then(|n| n.checked_mul(1 << shift))
-        .ok_or_else(|| format!("{s:?} is not a size; write it like 16MiB, 512KiB or 1048576"))
-}
-
 fn parse_hub_url(s: &str) -> Result<url::Url, String> {
     let u = url::Url::parse(s.trim()).map_err(|e| format!("{s:?} is not a URL ({e})"))?;
     crate::hub::trust::check_hub_url(&u).map_err(|e| e.to_string())?;
@@ -247,8 +225,8 @@ pub struct RebuildArgs {
     #[command(flatten)]
     pub store: StoreArgs,
     /// The overlap the poller uses (how far back from the watermark ids are remembered).
-    #[arg(long, default_value = "15m", value_parser = parse_duration)]
-    pub overlap: chrono::Duration,
+    #[arg(long, default_value_t = HumanDuration(PollConfig::DEFAULT_OVERLAP))]
+    pub overlap: HumanDuration,
 }
 
 #[derive(Debug, Args)]

@@ -8,10 +8,15 @@ pub async fn rebuild(a: RebuildArgs) -> Result<(), String> {
     let checkpoints = stores.checkpoints().await?;
     let sink = stores.sink().await?;
     // No Docker Hub here: the rebuild reads the output only.
-    let done =
-        crate::collect::rebuild::rebuild_leased(&checkpoints, sink.as_ref(), &SystemClock, &a.org, a.overlap)
-            .await
-            .map_err(|e| e.to_string())?;
+    let done = crate::collect::rebuild::rebuild_leased(
+        &checkpoints,
+        sink.as_ref(),
+        &SystemClock,
+        &a.org,
+        a.overlap.0,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     match done {
         None => Err(format!(
             "another run holds the lease of {}; run this again when it has finished",

@@ -8,23 +8,16 @@ use super::args::{HttpArgs, PollArgs, StatusArgs};
 use super::stores::{AnyCheckpoints, Stores};
 use crate::alert::Rules;
 use crate::clock::{Clock, SystemClock};
-use crate::collect::{Alerting, Poller, RunReport};
+use crate::collect::Alerting;
 use crate::config::PollConfig;
 use crate::credentials::env::StaticCredentials;
 use crate::credentials::secrets_manager::SecretsManagerCredentials;
-use crate::hub::{ApiStats, HubClient, HubConfig};
+use crate::hub::{HubClient, HubConfig};
 use crate::logging::LogFormat;
 use crate::notify::lines::{JsonLines, LinesTo};
 use crate::ports::{Checkpoints, CredentialSource, Sink};
+use crate::service::{RunSummary, Service};
 use crate::types::rfc3339;
-
-/// The outcome of a run, with the client's request counters.
-pub struct Ran {
-    pub report: RunReport,
-    pub api_requests: u64,
-    pub throttled: u64,
-    pub retries: u64,
-}
 
 pub fn hub_config(url: url::Url, http: &HttpArgs) -> Result<HubConfig, String> {
     let std = |d: chrono::Duration, flag: &str| d.to_std().map_err(|_| format!("{flag} cannot be negative"));
@@ -61,17 +54,18 @@ impl Wired {
         })
     }
 
-    pub fn poller<'a>(
+    /// The service over these adapters.
+    pub fn service<'a>(
         &'a self,
         alerts: Option<Alerting<'a>>,
-    ) -> Poller<'a, HubClient, AnyCheckpoints, dyn Sink> {
-        Poller {
-            api: &self.client,
-            checkpoints: &self.checkpoints,
-            sink: self.sink.as_ref(),
-            clock: self.clock.as_ref(),
-            alerts,
-        }
+    ) -> Service<'a, HubClient, AnyCheckpoints, dyn Sink> {
+        Service::new(
+            &self.client,
+            &self.checkpoints,
+            self.sink.as_ref(),
+            self.clock.as_ref(),
+        )
+        .with_alerts(alerts)
     }
 }
 
@@ -90,45 +84,40 @@ pub fn load_rules(path: &std::path::Path) -> Result<Rules, String> {
     Rules::parse(&text, &format!("the rules file {}", path.display())).map_err(|e| e.to_string())
 }
 
-/// Wires the Hub client and the chosen stores into the poller and runs it once.
+/// Wires the Hub client and the chosen stores into the service and polls once. A failed
+/// run is an `Err` with the message the CLI prints (what it committed first, if anything).
 pub async fn run_once(
     cfg: &PollConfig,
     hub: HubConfig,
     creds: Arc<dyn CredentialSource>,
     stores: &Stores,
     alerts: Option<Alerting<'_>>,
-) -> Result<Ran, String> {
-    cfg.validate()?;
+) -> Result<RunSummary, String> {
+    cfg.validate().map_err(|e| e.to_string())?;
     let wired = Wired::new(hub, creds, stores).await?;
-    let (clock, stats, poller) = (&wired.clock, wired.client.stats(), wired.poller(alerts));
-    let deadline = cfg.max_duration.and_then(|d| clock.now().checked_add_signed(d));
-    let result = poller.run(cfg, deadline).await;
-    let ran = |report| Ran {
-        report,
-        api_requests: ApiStats::get(&stats.requests) + ApiStats::get(&stats.token_requests),
-        throttled: ApiStats::get(&stats.throttled),
-        retries: ApiStats::get(&stats.retries),
-    };
-    match result {
-        Ok(report) => Ok(ran(report)),
-        Err(f) => {
-            let r = &f.report;
+    let deadline = cfg
+        .max_duration
+        .and_then(|d| wired.clock.now().checked_add_signed(d));
+    let summary = RunSummary::from(wired.service(alerts).poll(cfg, deadline).await);
+    match &summary.error {
+        None => Ok(summary),
+        Some(error) => {
+            let r = &summary.report;
             Err(if r.events_written > 0 {
                 format!(
-                    "{} ({} events written and committed before the failure; watermark {})",
-                    f.error,
+                    "{error} ({} events written and committed before the failure; watermark {})",
                     r.events_written,
                     r.watermark.map(rfc3339).unwrap_or_else(|| "unset".into())
                 )
             } else {
-                f.error.to_string()
+                error.clone()
             })
         }
     }
 }
 
 /// One line that says what the run did.
-pub fn summary(ran: &Ran) -> String {
+pub fn summary(ran: &RunSummary) -> String {
     let r = &ran.report;
     if !r.leased {
         return match &r.stopped_early {
@@ -168,7 +157,7 @@ pub fn summary(ran: &Ran) -> String {
         r.objects_written,
         r.duplicates_dropped,
         ran.api_requests,
-        ran.throttled,
+        ran.throttled_requests,
         ran.retries,
         r.watermark.map(rfc3339).unwrap_or_else(|| "unset".into()),
         state
@@ -212,14 +201,14 @@ impl Finished {
 /// `poll`, with the rules `--rules` gave (already loaded and checked).
 pub async fn poll(a: PollArgs, rules: Option<Rules>, format: LogFormat) -> Result<Finished, String> {
     let mut cfg = PollConfig::new(a.org.clone());
-    cfg.lookback = a.lookback;
-    cfg.lag = a.lag;
-    cfg.overlap = a.overlap;
+    cfg.lookback = a.lookback.0;
+    cfg.lag = a.lag.0;
+    cfg.overlap = a.overlap.0;
     cfg.max_duration = a.max_duration;
     cfg.batch_events = a.batch_events;
     cfg.read_events = a.max_read_events;
-    cfg.read_bytes = a.max_read_bytes;
-    cfg.batch_bytes = a.batch_bytes;
+    cfg.read_bytes = a.max_read_bytes.0;
+    cfg.batch_bytes = a.batch_bytes.0;
     cfg.page_size = a.hub.page_size;
     let to_stdout = a.alerts_out == "-";
     let lines = JsonLines::new(if to_stdout {
@@ -239,13 +228,8 @@ pub async fn poll(a: PollArgs, rules: Option<Rules>, format: LogFormat) -> Resul
     .await?;
     let line = match format {
         LogFormat::Text => summary(&ran),
-        LogFormat::Json => {
-            let mut v = serde_json::to_value(&ran.report).map_err(|e| e.to_string())?;
-            v["api_requests"] = ran.api_requests.into();
-            v["throttled"] = ran.throttled.into();
-            v["retries"] = ran.retries.into();
-            v.to_string()
-        }
+        // The same summary the Lambda answers.
+        LogFormat::Json => serde_json::to_string(&ran).map_err(|e| e.to_string())?,
     };
     if alerting.is_some() && to_stdout {
         // Alerts own stdout: the summary goes with the logs.

@@ -44,7 +44,7 @@ pub async fn verify(a: VerifyArgs, format: LogFormat) -> Result<(), Failed> {
     hub.leave_for_others = 0.5;
     let creds = credentials(a.hub.secret_id.as_deref()).await?;
     let wired = Wired::new(hub, creds, &a.store.stores()).await?;
-    let poller = wired.poller(None);
+    let service = wired.service(None);
     let range = VerifyRange {
         from,
         until: a.until,
@@ -92,10 +92,12 @@ pub async fn verify(a: VerifyArgs, format: LogFormat) -> Result<(), Failed> {
             }
         }
     };
-    let report = poller
-        .verify(&cfg, &range, deadline, &mut progress)
-        .await
-        .map_err(|e| e.to_string())?;
+    let outcome = service.verify(&cfg, &range, deadline, &mut progress).await;
+    let report = match (outcome.report, outcome.failure) {
+        (Some(report), None) => report,
+        (_, Some(f)) => return Err(Failed::from(f.message)),
+        (None, None) => return Err(Failed::from("verify answered nothing".to_string())),
+    };
     if report.days == 0 && report.complete {
         return Err(Failed::usage(format!(
             "nothing to verify: the range starts at or after {}, where {}'s collection is final so far \

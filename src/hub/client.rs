@@ -44,7 +44,7 @@ pub struct HubConfig {
 impl Default for HubConfig {
     fn default() -> Self {
         HubConfig {
-            base_url: Url::parse("https://hub.docker.com").expect("static URL"),
+            base_url: Url::parse(crate::config::PollConfig::DEFAULT_HUB_URL).expect("static URL"),
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             max_attempts: 6,
@@ -481,6 +481,15 @@ async fn read_body(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>, S
 impl AuditLog for HubClient {
     fn full_page_hint(&self) -> Option<u32> {
         Some(self.full_page.load(Ordering::Relaxed)).filter(|&n| n > 0)
+    }
+
+    fn request_stats(&self) -> crate::ports::RequestStats {
+        let s = &self.stats;
+        crate::ports::RequestStats {
+            requests: ApiStats::get(&s.requests) + ApiStats::get(&s.token_requests),
+            throttled: ApiStats::get(&s.throttled),
+            retries: ApiStats::get(&s.retries),
+        }
     }
 
     fn remember_full_page(&self, events: u32) {

@@ -11,10 +11,11 @@ use super::metrics::{emf, RunMetrics};
 use super::settings::{Input, Settings};
 use crate::alert::Rules;
 use crate::clock::Clock;
-use crate::collect::verify::{Progress, VerifyError, VerifyRange, VerifyReport};
-use crate::collect::{Alerting, Poller, RunReport};
-use crate::hub::{ApiStats, HubClient, HubConfig};
-use crate::ports::{AlertSink, Checkpoints, CredentialSource, Sink};
+use crate::collect::verify::{Progress, VerifyRange, VerifyReport};
+use crate::collect::Alerting;
+use crate::hub::{HubClient, HubConfig};
+use crate::ports::{AlertSink, AuditLog, Checkpoints, CredentialSource, Sink};
+use crate::service::{Outcome, RunSummary, Service};
 use crate::types::Org;
 
 /// An error worth a retry by Lambda (the run was cut short by something that may pass).
@@ -33,42 +34,74 @@ impl From<RetryableError> for lambda_runtime::Diagnostic {
     }
 }
 
-/// What builds the credential source of an org (Secrets Manager in production).
+/// What a Docker Hub client is for: the org's polls (kept across a warm Lambda's runs, with
+/// its token), or a verification (its own, leaving half the rate limit to the poller).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Poll,
+    Verify,
+}
+
+/// What builds the Docker Hub port of an org (the HTTP client, with its credentials from
+/// Secrets Manager, in production; an in-process fake in the unit tests).
+pub type HubFactory<A> = Box<dyn Fn(&Org, Purpose) -> Result<Arc<A>, String> + Send + Sync>;
+
+/// What builds the credential source of an org from its secret's name.
 pub type CredentialsFactory = Box<dyn Fn(&str) -> Arc<dyn CredentialSource> + Send + Sync>;
 
+/// The production [`HubFactory`]: a [`HubClient`] per org, its credentials from the org's
+/// secret, against the settings' Hub URL.
+pub fn hub_clients(
+    settings: &Settings,
+    clock: Arc<dyn Clock>,
+    credentials: CredentialsFactory,
+) -> HubFactory<HubClient> {
+    let base = HubConfig {
+        base_url: settings.hub_url.clone(),
+        ..HubConfig::default()
+    };
+    let pattern = settings.clone();
+    Box::new(move |org: &Org, purpose: Purpose| {
+        let creds = credentials(&pattern.secret_id(org));
+        let cfg = match purpose {
+            Purpose::Poll => base.clone(),
+            // The rate limit is shared with the org's poller: leave it half.
+            Purpose::Verify => HubConfig {
+                leave_for_others: 0.5,
+                ..base.clone()
+            },
+        };
+        Ok(Arc::new(HubClient::new(cfg, creds, clock.clone())?))
+    })
+}
+
 /// Built once per cold start; reused by every invocation of a warm Lambda.
-pub struct App<K, S> {
+pub struct App<A, K, S> {
     pub settings: Settings,
     pub checkpoints: K,
     pub sink: S,
     pub clock: Arc<dyn Clock>,
-    pub hub: HubConfig,
-    credentials: CredentialsFactory,
-    /// One Hub client per org, so its token and the secret cache survive between runs.
-    clients: Mutex<HashMap<Org, Arc<HubClient>>>,
+    hubs: HubFactory<A>,
+    /// One Hub port per org, so its token and the secret cache survive between runs.
+    clients: Mutex<HashMap<Org, Arc<A>>>,
     /// Alert rules and where their alerts go; `None`: no alerts.
     alerts: Option<(Rules, Box<dyn AlertSink>)>,
 }
 
-impl<K: Checkpoints, S: Sink> App<K, S> {
+impl<A: AuditLog, K: Checkpoints, S: Sink> App<A, K, S> {
     pub fn new(
         settings: Settings,
         checkpoints: K,
         sink: S,
         clock: Arc<dyn Clock>,
-        credentials: CredentialsFactory,
+        hubs: HubFactory<A>,
     ) -> Self {
-        let hub = HubConfig {
-            base_url: settings.hub_url.clone(),
-            ..HubConfig::default()
-        };
         App {
             settings,
             checkpoints,
             sink,
             clock,
-            hub,
-            credentials,
+            hubs,
             clients: Mutex::new(HashMap::new()),
             alerts: None,
         }
@@ -80,25 +113,18 @@ impl<K: Checkpoints, S: Sink> App<K, S> {
         self
     }
 
-    async fn client(&self, org: &Org) -> Result<Arc<HubClient>, String> {
+    /// The org's Hub port for `purpose`: a poll's is kept for the next run.
+    async fn client(&self, org: &Org, purpose: Purpose) -> Result<Arc<A>, String> {
+        if purpose == Purpose::Verify {
+            return (self.hubs)(org, purpose);
+        }
         let mut clients = self.clients.lock().await;
         if let Some(c) = clients.get(org) {
             return Ok(c.clone());
         }
-        let creds = (self.credentials)(&self.settings.secret_id(org));
-        let c = Arc::new(HubClient::new(self.hub.clone(), creds, self.clock.clone())?);
+        let c = (self.hubs)(org, purpose)?;
         clients.insert(org.clone(), c.clone());
         Ok(c)
-    }
-
-    /// A Docker Hub client for a verification (daily: its token is not worth keeping).
-    fn verify_client(&self, org: &Org) -> Result<Arc<HubClient>, String> {
-        let creds = (self.credentials)(&self.settings.secret_id(org));
-        let hub = HubConfig {
-            leave_for_others: 0.5,
-            ..self.hub.clone()
-        };
-        Ok(Arc::new(HubClient::new(hub, creds, self.clock.clone())?))
     }
 
     /// Runs the poller for the input's org until caught up or `deadline` minus the safety
@@ -162,41 +188,35 @@ impl<K: Checkpoints, S: Sink> App<K, S> {
                 )))
             }
         };
-        let cfg = match input.poll_config(&self.settings) {
-            Ok(c) => c,
+        let (cfg, verify) = match input
+            .poll_config(&self.settings)
+            .and_then(|c| Ok((c, input.verify_range()?)))
+        {
+            Ok(both) => both,
             Err(e) => return Ok(refuse(e)),
         };
-        let verify = match input.verify_range() {
-            Ok(v) => v,
-            Err(e) => return Ok(refuse(e)),
+        let purpose = if verify.is_some() {
+            Purpose::Verify
+        } else {
+            Purpose::Poll
         };
-        let client = match verify {
-            // Its own client, leaving half of Docker Hub's rate limit to the org's poller.
-            Some(_) => self.verify_client(&cfg.org),
-            None => self.client(&cfg.org).await,
-        };
-        let client = match client {
+        let client = match self.client(&cfg.org, purpose).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "could not build the Docker Hub client");
                 return Err(RetryableError(e));
             }
         };
-        let stats = client.stats();
-        let before = (
-            ApiStats::get(&stats.requests) + ApiStats::get(&stats.token_requests),
-            ApiStats::get(&stats.throttled),
-        );
-        let poller = Poller {
-            api: client.as_ref(),
-            checkpoints: &self.checkpoints,
-            sink: &self.sink,
-            clock: self.clock.as_ref(),
-            alerts: self.alerts.as_ref().map(|(rules, out)| Alerting {
-                rules,
-                out: out.as_ref(),
-            }),
-        };
+        let service = Service::new(
+            client.as_ref(),
+            &self.checkpoints,
+            &self.sink,
+            self.clock.as_ref(),
+        )
+        .with_alerts(self.alerts.as_ref().map(|(rules, out)| Alerting {
+            rules,
+            out: out.as_ref(),
+        }));
         // A margin longer than a third of the time left (a short timeout) would stop every
         // run before it starts.
         let margin = self.settings.safety_margin.min((deadline - started) / 3);
@@ -206,55 +226,34 @@ impl<K: Checkpoints, S: Sink> App<K, S> {
                 until: None,
                 repair: input.repair,
             };
-            let result = poller
+            let outcome = service
                 .verify(&cfg, &range, Some(deadline - margin), &mut log_day)
                 .await;
-            metrics.api_requests =
-                ApiStats::get(&stats.requests) + ApiStats::get(&stats.token_requests) - before.0;
-            metrics.throttled_requests = ApiStats::get(&stats.throttled) - before.1;
-            return verified(result, metrics);
+            metrics.api_requests = outcome.requests.requests;
+            metrics.throttled_requests = outcome.requests.throttled;
+            return verified(outcome, metrics);
         }
-        let result = poller.run(&cfg, Some(deadline - margin)).await;
-        let finished = self.clock.now();
-        let (report, error) = match result {
-            Ok(r) => (r, None),
-            Err(f) => (f.report, Some(f.error)),
-        };
-        *metrics = RunMetrics {
-            events_written: report.events_written,
-            duplicates_dropped: report.duplicates_dropped,
-            objects_written: report.objects_written,
-            api_requests: ApiStats::get(&stats.requests) + ApiStats::get(&stats.token_requests) - before.0,
-            throttled_requests: ApiStats::get(&stats.throttled) - before.1,
-            events_quarantined: report.events_quarantined,
-            watermark_age_seconds: report.watermark.map(|w| age_seconds(finished, w)),
-            alerts_raised: report.alerts_raised,
-            alerts_failed: report.alerts_failed,
-            ..RunMetrics::default()
-        };
-        let mut summary = summary(&report, metrics);
-        match error {
-            None => {
+        let summary = RunSummary::from(service.poll(&cfg, Some(deadline - margin)).await);
+        *metrics = RunMetrics::of(&summary, self.clock.now());
+        let answer = serde_json::to_value(&summary).unwrap_or_else(|_| json!({"ok": summary.ok}));
+        match (&summary.error, summary.retry_helps) {
+            (None, _) => {
+                let r = &summary.report;
                 tracing::info!(
-                    events = report.events_written,
-                    caught_up = report.caught_up,
-                    leased = report.leased,
+                    events = r.events_written,
+                    caught_up = r.caught_up,
+                    leased = r.leased,
                     "run finished"
                 );
-                Ok(summary)
+                Ok(answer)
             }
-            Some(e) if e.is_transient() => {
+            (Some(e), Some(true)) => {
                 tracing::warn!(error = %e, "run failed; a retry may help");
-                Err(RetryableError(crate::types::clip(
-                    &e.to_string(),
-                    crate::types::MAX_ERROR_CHARS,
-                )))
+                Err(RetryableError(e.clone()))
             }
-            Some(e) => {
+            (Some(e), _) => {
                 tracing::error!(error = %e, "run failed; a retry will not help until the cause is fixed");
-                summary["ok"] = json!(false);
-                summary["error"] = json!(crate::types::clip(&e.to_string(), crate::types::MAX_ERROR_CHARS));
-                Ok(summary)
+                Ok(answer)
             }
         }
     }
@@ -295,11 +294,11 @@ fn log_day(p: Progress<'_>) {
 /// The answer and metrics of a verification. Finding something missing is not a failed
 /// run (`EventsMissing` says it); not being able to verify is.
 fn verified(
-    result: Result<VerifyReport, VerifyError>,
+    outcome: Outcome<Option<VerifyReport>>,
     metrics: &mut RunMetrics,
 ) -> Result<Value, RetryableError> {
-    match result {
-        Ok(r) => {
+    match (outcome.report, outcome.failure) {
+        (Some(r), None) => {
             metrics.events_missing = r.missing;
             metrics.events_duplicated = r.duplicated;
             metrics.events_repaired = r.repaired;
@@ -335,25 +334,15 @@ fn verified(
             }
             Ok(v)
         }
-        Err(e) => {
-            let transient = match &e {
-                VerifyError::Store(s) => s.is_transient(),
-                VerifyError::Hub(h) => h.is_transient(),
-                VerifyError::Nothing(_) => false,
-            };
-            if transient {
-                tracing::warn!(error = %e, "verify failed; a retry may help");
-                Err(RetryableError(crate::types::clip(
-                    &e.to_string(),
-                    crate::types::MAX_ERROR_CHARS,
-                )))
-            } else {
-                tracing::error!(error = %e, "verify failed; a retry will not help until the cause is fixed");
-                Ok(
-                    json!({"ok": false, "error": crate::types::clip(&e.to_string(), crate::types::MAX_ERROR_CHARS)}),
-                )
-            }
+        (_, Some(f)) if f.retry_helps => {
+            tracing::warn!(error = %f.message, "verify failed; a retry may help");
+            Err(RetryableError(f.message))
         }
+        (_, Some(f)) => {
+            tracing::error!(error = %f.message, "verify failed; a retry will not help until the cause is fixed");
+            Ok(json!({"ok": false, "error": f.message}))
+        }
+        (None, None) => Ok(json!({"ok": false, "error": "verify answered nothing"})),
     }
 }
 
@@ -368,15 +357,6 @@ fn age_seconds(now: DateTime<Utc>, watermark: DateTime<Utc>) -> f64 {
     (now - watermark).num_milliseconds() as f64 / 1000.0
 }
 
-/// The run report as the CLI's `--log-format json` prints it, with the request counts.
-fn summary(r: &RunReport, m: &RunMetrics) -> Value {
-    let mut v = serde_json::to_value(r).unwrap_or_else(|_| json!({}));
-    v["ok"] = json!(true);
-    v["api_requests"] = json!(m.api_requests);
-    v["throttled_requests"] = json!(m.throttled_requests);
-    v
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -387,7 +367,7 @@ mod tests {
     use crate::sink::local::LocalSink;
     use crate::types::RunId;
 
-    fn app(dir: &std::path::Path, clock: &ManualClock) -> App<FileCheckpoints, LocalSink> {
+    fn app(dir: &std::path::Path, clock: &ManualClock) -> App<HubClient, FileCheckpoints, LocalSink> {
         app_counting(dir, clock, Arc::default())
     }
 
@@ -396,7 +376,7 @@ mod tests {
         dir: &std::path::Path,
         clock: &ManualClock,
         secrets: Arc<std::sync::atomic::AtomicUsize>,
-    ) -> App<FileCheckpoints, LocalSink> {
+    ) -> App<HubClient, FileCheckpoints, LocalSink> {
         let get = |k: &str| match k {
             "DOCKERHUB_AUDIT_TABLE" | "DOCKERHUB_AUDIT_BUCKET" => Some("unused".to_string()),
             "DOCKERHUB_AUDIT_ORGS" => Some("acme".to_string()),
@@ -404,15 +384,22 @@ mod tests {
             "DOCKERHUB_AUDIT_HUB_URL" => Some("http://127.0.0.1:9".to_string()),
             _ => None,
         };
-        App::new(
-            Settings::from_env(get).unwrap(),
-            FileCheckpoints::new(dir.join("_checkpoints")),
-            LocalSink::new(dir),
-            Arc::new(clock.clone()),
+        let settings = Settings::from_env(get).unwrap();
+        let clock: Arc<dyn Clock> = Arc::new(clock.clone());
+        let hubs = hub_clients(
+            &settings,
+            clock.clone(),
             Box::new(move |_: &str| -> Arc<dyn CredentialSource> {
                 secrets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 Arc::new(StaticCredentials::new("acme", Secret::new("unused")))
             }),
+        );
+        App::new(
+            settings,
+            FileCheckpoints::new(dir.join("_checkpoints")),
+            LocalSink::new(dir),
+            clock,
+            hubs,
         )
     }
 

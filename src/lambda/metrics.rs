@@ -41,6 +41,26 @@ pub struct RunMetrics {
     pub alerts_on: bool,
 }
 
+impl RunMetrics {
+    /// A poll's metrics, from the summary both shells share, with the watermark's age at
+    /// `now`.
+    pub fn of(s: &crate::service::RunSummary, now: DateTime<Utc>) -> Self {
+        let r = &s.report;
+        RunMetrics {
+            events_written: r.events_written,
+            duplicates_dropped: r.duplicates_dropped,
+            objects_written: r.objects_written,
+            api_requests: s.api_requests,
+            throttled_requests: s.throttled_requests,
+            events_quarantined: r.events_quarantined,
+            watermark_age_seconds: r.watermark.map(|w| (now - w).num_milliseconds() as f64 / 1000.0),
+            alerts_raised: r.alerts_raised,
+            alerts_failed: r.alerts_failed,
+            ..RunMetrics::default()
+        }
+    }
+}
+
 /// Metrics published with the dimension `org` (each only when present in the line).
 pub const PER_ORG: [&str; 8] = [
     "WatermarkAge",

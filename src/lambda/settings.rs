@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use chrono::Duration;
 use serde::Deserialize;
 
-use crate::config::{parse_duration, PollConfig};
+use crate::config::{parse_duration, HumanDuration, PollConfig, Setting};
 use crate::types::Org;
 
 /// Read once per cold start.
@@ -64,6 +64,12 @@ pub const ENV_ALERT_RULES: &str = "DOCKERHUB_AUDIT_ALERT_RULES";
 pub const ENV_ALERT_RULES_S3: &str = "DOCKERHUB_AUDIT_ALERT_RULES_S3";
 
 impl Settings {
+    /// How long before the Lambda's deadline a run stops starting requests.
+    pub const DEFAULT_SAFETY_MARGIN: Duration = Duration::seconds(20);
+    /// The secret of org `acme` is `dockerhub-audit/acme`.
+    pub const DEFAULT_SECRET_PATTERN: &'static str = "dockerhub-audit/{org}";
+    pub const DEFAULT_PREFIX: &'static str = "dockerhub-audit";
+
     /// Reads the settings through `get` (the process environment in production). Errors
     /// name the variable and say what it should hold.
     pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
@@ -75,17 +81,17 @@ impl Settings {
             Some(v) => parse_duration(&v).map_err(|e| format!("{k}: {e}")),
         };
         let hub_url = match get(ENV_HUB_URL) {
-            None => url::Url::parse("https://hub.docker.com").expect("static URL"),
+            None => url::Url::parse(PollConfig::DEFAULT_HUB_URL).expect("static URL"),
             Some(v) => url::Url::parse(&v).map_err(|e| format!("{ENV_HUB_URL}: {v:?} is not a URL ({e})"))?,
         };
         crate::hub::trust::check_hub_url(&hub_url).map_err(|e| format!("{ENV_HUB_URL}: {e}"))?;
         let batch_events = match get(ENV_BATCH_EVENTS) {
-            None => 5000,
+            None => PollConfig::DEFAULT_BATCH_EVENTS,
             Some(v) => v
                 .parse()
                 .map_err(|_| format!("{ENV_BATCH_EVENTS}: {v:?} is not a whole number"))?,
         };
-        let secret_pattern = get(ENV_SECRET_PATTERN).unwrap_or_else(|| "dockerhub-audit/{org}".into());
+        let secret_pattern = get(ENV_SECRET_PATTERN).unwrap_or_else(|| Self::DEFAULT_SECRET_PATTERN.into());
         // A prefix that is a folder of its own: with none, an org's name could be any
         // secret of the account.
         let folder = secret_pattern
@@ -134,14 +140,14 @@ impl Settings {
             alert_rules,
             table: required(ENV_TABLE, "the DynamoDB checkpoint table's name")?,
             bucket: required(ENV_BUCKET, "the S3 bucket for the audit events")?,
-            prefix: get(ENV_PREFIX).unwrap_or_else(|| "dockerhub-audit".into()),
+            prefix: get(ENV_PREFIX).unwrap_or_else(|| Self::DEFAULT_PREFIX.into()),
             secret_pattern,
             kms_key_id: get(ENV_KMS_KEY_ID),
             hub_url,
             lookback: duration(ENV_LOOKBACK, PollConfig::DEFAULT_LOOKBACK)?,
             lag: duration(ENV_LAG, PollConfig::DEFAULT_LAG)?,
             overlap: duration(ENV_OVERLAP, PollConfig::DEFAULT_OVERLAP)?,
-            safety_margin: duration(ENV_SAFETY_MARGIN, Duration::seconds(20))?,
+            safety_margin: duration(ENV_SAFETY_MARGIN, Self::DEFAULT_SAFETY_MARGIN)?,
             batch_events,
         })
     }
@@ -234,19 +240,29 @@ impl Input {
             }
             c.lookback = asked;
         }
-        c.validate()?;
+        c.validate().map_err(|e| e.describe(setting_name))?;
         Ok(c)
     }
 }
 
-/// `90d`, `36h`, `15m` or `42s`: the largest unit that divides it, as the settings are written.
+/// `90d`, `36h`, `15m` or `42s`, as the settings are written.
 fn short_duration(d: Duration) -> String {
-    let s = d.num_seconds();
+    HumanDuration(d).to_string()
+}
+
+/// How the Lambda names a setting in an error: the variable that sets it (and the input
+/// field, for the one an input may change).
+fn setting_name(s: Setting) -> String {
     match s {
-        _ if s % 86_400 == 0 => format!("{}d", s / 86_400),
-        _ if s % 3600 == 0 => format!("{}h", s / 3600),
-        _ if s % 60 == 0 => format!("{}m", s / 60),
-        _ => format!("{s}s"),
+        Setting::Lookback => format!("{ENV_LOOKBACK} (or the input's \"lookback\")"),
+        Setting::Lag => ENV_LAG.to_string(),
+        Setting::Overlap => ENV_OVERLAP.to_string(),
+        Setting::BatchEvents => ENV_BATCH_EVENTS.to_string(),
+        // Not settable in the Lambda: its defaults.
+        Setting::PageSize => "the page size".to_string(),
+        Setting::BatchBytes => "the batch's byte bound".to_string(),
+        Setting::ReadEvents => "the read's event bound".to_string(),
+        Setting::ReadBytes => "the read's byte bound".to_string(),
     }
 }
 
