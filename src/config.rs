@@ -39,7 +39,7 @@ impl PollConfig {
     pub const DEFAULT_BATCH_EVENTS: usize = 5000;
     pub const DEFAULT_READ_EVENTS: usize = 16_000;
     /// With [`Self::DEFAULT_BATCH_BYTES`], one page (16 MiB at most) and its parse, the
-    /// events held stay far below the 128 MB of the smallest Lambda (README, "Figures").
+    /// events held stay far below the 128 MB of the smallest Lambda (docs/benchmarks.md).
     pub const DEFAULT_READ_BYTES: usize = 16 << 20;
     pub const DEFAULT_BATCH_BYTES: usize = 8 << 20;
     /// Docker Hub's API.

@@ -21,7 +21,7 @@ fn ideal(events: usize) -> u64 {
 async fn a_backfill_pages_through_old_history_at_about_one_request_per_page() {
     let clock = ManualClock::new(t0());
     // No twins: a page boundary inside a crowd of identical events costs one read of that
-    // second (with the emulator's default of 2% twins, about 4% more requests; the README
+    // second (with the emulator's default of 2% twins, about 4% more requests; docs/benchmarks.md
     // gives the figure).
     let cfg = emulator_config(20_000, 20, 81);
     let (emu, hub) = start(cfg, Arc::new(clock.clone())).await;

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use super::tree::Node;
 
-/// The deflate level: chosen by measurement (`cargo bench --bench hot_path`, README).
+/// The deflate level: chosen by measurement (`cargo bench --bench hot_path`, docs/benchmarks.md).
 pub const LEVEL: Compression = Compression::new(LEVEL_NUMBER);
 const LEVEL_NUMBER: u32 = 6;
 
