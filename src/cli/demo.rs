@@ -28,10 +28,73 @@ const MARKER: &str = ".dockerhub-audit-demo";
 pub async fn demo(a: DemoArgs) -> Result<(), String> {
     prepare(&a.dir)?;
     let org = Org::new("acme").map_err(|e| e.to_string())?;
-    let emu_cfg = EmulatorConfig {
+    let (emulator, secret) = emulator(&org, a.events);
+    let running = emulator
+        .start(0)
+        .await
+        .map_err(|e| format!("cannot start the emulator: {e}"))?;
+    say!(
+        "Docker Hub emulator at {} with {} events over 90 days, a live trickle and 3% faults",
+        running.url(),
+        a.events
+    );
+    // The built-in alert rules, alerts as JSON lines beside the data.
+    let rules = Rules::defaults();
+    let alerts_file = a.dir.join("alerts.ndjson");
+    let hub = HubConfig {
+        base_url: url::Url::parse(&running.url()).map_err(|e| e.to_string())?,
+        retry_base: Duration::from_millis(100),
+        ..HubConfig::default()
+    };
+    let creds = Arc::new(StaticCredentials::new(org.to_string(), secret));
+    let watermark = poll_three_times(&org, &a.dir, hub, creds, &rules, &alerts_file).await?;
+    let faults = emulator.stats();
+    let proof = prove(&emulator, watermark, &a.dir, &rules, &alerts_file)?;
+    running.shutdown();
+    say!();
+    say!(
+        "Verified against the emulator up to {}: {} events expected, {} stored, {} missing, {} duplicated \
+         (the emulator injected {} faults on the way: each cost a retry, none an event)",
+        rfc3339(watermark),
+        proof.events.expected,
+        proof.events.stored,
+        proof.events.missing,
+        proof.events.extra,
+        faults.faults_served + faults.throttled
+    );
+    say!(
+        "Alerts ({} built-in rules): {} raised into {}, {} expected from the stored records, {} missing, {} repeated",
+        rules.len(),
+        proof.alerts.stored,
+        alerts_file.display(),
+        proof.alerts.expected,
+        proof.alerts.missing,
+        proof.alerts.extra
+    );
+    say!("Events per category:");
+    for (category, n) in inspect::categories(&proof.records) {
+        say!("  {category:<12} {n}");
+    }
+    let objects = inspect::objects(&a.dir).map_err(|e| e.to_string())?.len();
+    let dir = a.dir.display();
+    say!("The data: {objects} objects under {dir}/org=acme/dt=YYYY-MM-DD/ (gzip NDJSON)");
+    say!("Look at it:  zcat {dir}/org=acme/dt=*/*.json.gz | head -n 2");
+    say!("Its state:   dockerhub-audit status --org acme --output {dir}");
+    if !proof.events.exact() {
+        return Err("the output does not match the emulator exactly; please report this".into());
+    }
+    if !proof.alerts.exact() {
+        return Err("the alerts raised do not match the stored records exactly; please report this".into());
+    }
+    Ok(())
+}
+
+/// The demo's emulator: three months of events, a live trickle, 3% faults; and its secret.
+fn emulator(org: &Org, events: usize) -> (Emulator, Secret) {
+    let cfg = EmulatorConfig {
         org: org.to_string(),
         username: org.to_string(),
-        events: a.events,
+        events,
         days: 90,
         seed: 2026,
         twin_fraction: 0.02,
@@ -45,21 +108,22 @@ pub async fn demo(a: DemoArgs) -> Result<(), String> {
         ],
         ..EmulatorConfig::default()
     };
-    let secret = Secret::new(emu_cfg.secret.clone());
-    let emulator = Emulator::new(emu_cfg, Arc::new(SystemClock));
-    let running = emulator
-        .start(0)
-        .await
-        .map_err(|e| format!("cannot start the emulator: {e}"))?;
-    say!(
-        "Docker Hub emulator at {} with {} events over 90 days, a live trickle and 3% faults",
-        running.url(),
-        a.events
-    );
+    let secret = Secret::new(cfg.secret.clone());
+    (Emulator::new(cfg, Arc::new(SystemClock)), secret)
+}
 
-    let output = a.dir.clone();
+/// A backfill, then two incremental runs a few seconds apart, each summarised; the last
+/// watermark.
+async fn poll_three_times(
+    org: &Org,
+    dir: &Path,
+    hub: HubConfig,
+    creds: Arc<StaticCredentials>,
+    rules: &Rules,
+    alerts_file: &Path,
+) -> Result<chrono::DateTime<chrono::Utc>, String> {
     let stores = Stores {
-        output: output.to_string_lossy().into_owned(),
+        output: dir.to_string_lossy().into_owned(),
         checkpoint: None,
         kms_key_id: None,
         lease_ttl: Duration::from_secs(60),
@@ -67,20 +131,8 @@ pub async fn demo(a: DemoArgs) -> Result<(), String> {
     let mut cfg = PollConfig::new(org.clone());
     // The demo waits seconds, not minutes, between runs.
     cfg.lag = chrono::Duration::seconds(2);
-    let hub = HubConfig {
-        base_url: url::Url::parse(&running.url()).map_err(|e| e.to_string())?,
-        retry_base: Duration::from_millis(100),
-        ..HubConfig::default()
-    };
-    let creds = Arc::new(StaticCredentials::new(org.to_string(), secret));
-    // The built-in alert rules, alerts as JSON lines beside the data.
-    let rules = Rules::defaults();
-    let alerts_file = a.dir.join("alerts.ndjson");
-    let lines = JsonLines::new(LinesTo::File(alerts_file.clone()));
-    let alerting = Alerting {
-        rules: &rules,
-        out: &lines,
-    };
+    let lines = JsonLines::new(LinesTo::File(alerts_file.to_path_buf()));
+    let alerting = Alerting { rules, out: &lines };
     let mut watermark = None;
     for (i, what) in ["backfill of 90 days", "incremental", "incremental"]
         .iter()
@@ -93,9 +145,26 @@ pub async fn demo(a: DemoArgs) -> Result<(), String> {
         say!("run {} ({what}): {}", i + 1, summary(&ran));
         watermark = ran.report.watermark;
     }
-    let watermark = watermark.ok_or("the demo's runs set no watermark")?;
+    Ok(watermark.ok_or("the demo's runs set no watermark")?)
+}
 
-    // The proof: the emulator's events before the watermark, against what was stored.
+/// What the demo proves: the stored events against the emulator's, the alerts against the
+/// stored records.
+struct Proof {
+    events: inspect::Comparison,
+    alerts: inspect::Comparison,
+    records: Vec<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// The emulator's events before the watermark against what was stored; one alert per
+/// (rule, stored record) the rules match, none twice, against what was raised.
+fn prove(
+    emulator: &Emulator,
+    watermark: chrono::DateTime<chrono::Utc>,
+    output: &Path,
+    rules: &Rules,
+    alerts_file: &Path,
+) -> Result<Proof, String> {
     let expected: Vec<String> = emulator
         .visible_events_before(watermark)
         .into_iter()
@@ -103,10 +172,8 @@ pub async fn demo(a: DemoArgs) -> Result<(), String> {
         .map(|e| canonical(&e))
         .collect();
     let records =
-        inspect::records(&output).map_err(|e| format!("cannot read back {}: {e}", output.display()))?;
+        inspect::records(output).map_err(|e| format!("cannot read back {}: {e}", output.display()))?;
     let stored: Vec<String> = records.iter().filter_map(inspect::hub_canonical).collect();
-    let cmp = inspect::compare(&expected, &stored);
-    // Alerts: one per (rule, stored record) the rules match, none twice.
     let want_alerts: Vec<String> = records
         .iter()
         .flat_map(|r| {
@@ -114,51 +181,17 @@ pub async fn demo(a: DemoArgs) -> Result<(), String> {
             rules.matching(r).map(move |rule| alert_id(&rule.id, id))
         })
         .collect();
-    let got_alerts: Vec<String> = std::fs::read_to_string(&alerts_file)
+    let got_alerts: Vec<String> = std::fs::read_to_string(alerts_file)
         .unwrap_or_default()
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter_map(|v| v["alert_id"].as_str().map(str::to_string))
         .collect();
-    let alerts_cmp = inspect::compare(&want_alerts, &got_alerts);
-    let stats = emulator.stats();
-    running.shutdown();
-    say!();
-    say!(
-        "Verified against the emulator up to {}: {} events expected, {} stored, {} missing, {} duplicated \
-         (the emulator injected {} faults on the way: each cost a retry, none an event)",
-        rfc3339(watermark),
-        cmp.expected,
-        cmp.stored,
-        cmp.missing,
-        cmp.extra,
-        stats.faults_served + stats.throttled
-    );
-    say!(
-        "Alerts ({} built-in rules): {} raised into {}, {} expected from the stored records, {} missing, {} repeated",
-        rules.len(),
-        alerts_cmp.stored,
-        alerts_file.display(),
-        alerts_cmp.expected,
-        alerts_cmp.missing,
-        alerts_cmp.extra
-    );
-    say!("Events per category:");
-    for (category, n) in inspect::categories(&records) {
-        say!("  {category:<12} {n}");
-    }
-    let objects = inspect::objects(&output).map_err(|e| e.to_string())?.len();
-    let dir = output.display();
-    say!("The data: {objects} objects under {dir}/org=acme/dt=YYYY-MM-DD/ (gzip NDJSON)");
-    say!("Look at it:  zcat {dir}/org=acme/dt=*/*.json.gz | head -n 2");
-    say!("Its state:   dockerhub-audit status --org acme --output {dir}");
-    if !cmp.exact() {
-        return Err("the output does not match the emulator exactly; please report this".into());
-    }
-    if !alerts_cmp.exact() {
-        return Err("the alerts raised do not match the stored records exactly; please report this".into());
-    }
-    Ok(())
+    Ok(Proof {
+        events: inspect::compare(&expected, &stored),
+        alerts: inspect::compare(&want_alerts, &got_alerts),
+        records,
+    })
 }
 
 /// Makes `dir` an empty demo folder: creates it, or wipes an earlier demo there, but never

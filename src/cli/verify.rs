@@ -16,24 +16,7 @@ const SAY_COST_ABOVE: u64 = 300;
 
 pub async fn verify(a: VerifyArgs, format: LogFormat) -> Result<(), Failed> {
     let now = SystemClock.now();
-    let from = match a.from {
-        Some(f) => f,
-        None => now.checked_sub_signed(a.since).ok_or_else(|| {
-            Failed::usage(format!(
-                "--since {} reaches before any date; give a shorter one",
-                humantime::format_duration(a.since.to_std().unwrap_or_default())
-            ))
-        })?,
-    };
-    if let Some(until) = a.until {
-        if until <= from {
-            return Err(Failed::usage(format!(
-                "--until {} is not after the start {}; give a later --until or an earlier --from/--since",
-                rfc3339(until),
-                rfc3339(from)
-            )));
-        }
-    }
+    let range = range_of(&a, now)?;
     if a.hub.page_size == 0 {
         return Err(Failed::usage("--page-size must be at least 1"));
     }
@@ -44,55 +27,13 @@ pub async fn verify(a: VerifyArgs, format: LogFormat) -> Result<(), Failed> {
     hub.leave_for_others = 0.5;
     let creds = credentials(a.hub.secret_id.as_deref()).await?;
     let wired = Wired::new(hub, creds, &a.store.stores()).await?;
-    let service = wired.service(None);
-    let range = VerifyRange {
-        from,
-        until: a.until,
-        repair: a.repair,
-    };
     let deadline = a.max_duration.and_then(|d| now.checked_add_signed(d));
     let text = matches!(format, LogFormat::Text);
-    let mut progress = |p: Progress<'_>| match p {
-        Progress::Plan {
-            from,
-            to,
-            days,
-            estimated_requests,
-        } => {
-            if estimated_requests > SAY_COST_ABOVE {
-                eprintln!(
-                    "note: verifying {days} days costs about {estimated_requests} Docker Hub requests, from the \
-                     rate limit the poller also uses; verify leaves the poller half of it, so this can take a while \
-                     (a shorter --since costs less)"
-                );
-            }
-            if text {
-                say!(
-                    "verify {}: {} to {} ({days} days, about {estimated_requests} Docker Hub requests)",
-                    a.org,
-                    rfc3339(from),
-                    rfc3339(to)
-                );
-                say!(
-                    "{:<10} {:>11} {:>9} {:>8} {:>11} {:>11}",
-                    "day",
-                    "docker-hub",
-                    "stored",
-                    "missing",
-                    "duplicated",
-                    "unexpected"
-                );
-            }
-        }
-        Progress::Day(d) => {
-            if text {
-                day_lines(d);
-            } else {
-                say!("{}", json!({ "day": d }));
-            }
-        }
-    };
-    let outcome = service.verify(&cfg, &range, deadline, &mut progress).await;
+    let mut progress = |p: Progress<'_>| show_progress(&a.org, text, p);
+    let outcome = wired
+        .service(None)
+        .verify(&cfg, &range, deadline, &mut progress)
+        .await;
     let report = match (outcome.report, outcome.failure) {
         (Some(report), None) => report,
         (_, Some(f)) => return Err(Failed::from(f.message)),
@@ -115,6 +56,71 @@ pub async fn verify(a: VerifyArgs, format: LogFormat) -> Result<(), Failed> {
         Ok(())
     } else {
         Err(Failed::from(problem(&report)))
+    }
+}
+
+/// The range the flags ask for: `--from` or `--since`, up to `--until`.
+fn range_of(a: &VerifyArgs, now: chrono::DateTime<chrono::Utc>) -> Result<VerifyRange, Failed> {
+    let from = match a.from {
+        Some(f) => f,
+        None => now.checked_sub_signed(a.since).ok_or_else(|| {
+            Failed::usage(format!(
+                "--since {} reaches before any date; give a shorter one",
+                humantime::format_duration(a.since.to_std().unwrap_or_default())
+            ))
+        })?,
+    };
+    if let Some(until) = a.until {
+        if until <= from {
+            return Err(Failed::usage(format!(
+                "--until {} is not after the start {}; give a later --until or an earlier --from/--since",
+                rfc3339(until),
+                rfc3339(from)
+            )));
+        }
+    }
+    Ok(VerifyRange {
+        from,
+        until: a.until,
+        repair: a.repair,
+    })
+}
+
+/// The plan (and its cost, when high, on stderr) and a line per day: a table, or JSON lines.
+fn show_progress(org: &crate::types::Org, text: bool, p: Progress<'_>) {
+    match p {
+        Progress::Plan {
+            from,
+            to,
+            days,
+            estimated_requests,
+        } => {
+            if estimated_requests > SAY_COST_ABOVE {
+                eprintln!(
+                    "note: verifying {days} days costs about {estimated_requests} Docker Hub requests, from the \
+                     rate limit the poller also uses; verify leaves the poller half of it, so this can take a while \
+                     (a shorter --since costs less)"
+                );
+            }
+            if text {
+                say!(
+                    "verify {org}: {} to {} ({days} days, about {estimated_requests} Docker Hub requests)",
+                    rfc3339(from),
+                    rfc3339(to)
+                );
+                say!(
+                    "{:<10} {:>11} {:>9} {:>8} {:>11} {:>11}",
+                    "day",
+                    "docker-hub",
+                    "stored",
+                    "missing",
+                    "duplicated",
+                    "unexpected"
+                );
+            }
+        }
+        Progress::Day(d) if text => day_lines(d),
+        Progress::Day(d) => say!("{}", json!({ "day": d })),
     }
 }
 

@@ -13,6 +13,7 @@ use crate::alert::Rules;
 use crate::clock::Clock;
 use crate::collect::verify::{Progress, VerifyRange, VerifyReport};
 use crate::collect::Alerting;
+use crate::config::PollConfig;
 use crate::hub::{HubClient, HubConfig};
 use crate::ports::{AlertSink, AuditLog, Checkpoints, CredentialSource, Sink};
 use crate::service::{Outcome, RunSummary, Service};
@@ -173,6 +174,16 @@ impl<A: AuditLog, K: Checkpoints, S: Sink> App<A, K, S> {
         (answer, doc)
     }
 
+    /// The input, the run's config, and how far back to verify if it asks for that; or
+    /// why it is refused.
+    fn read_input(&self, input: Value) -> Result<(Input, PollConfig, Option<chrono::Duration>), String> {
+        let input: Input = serde_json::from_value(input)
+            .map_err(|e| format!("the input is not {{\"org\": \"<org>\", …}} ({e})"))?;
+        let cfg = input.poll_config(&self.settings)?;
+        let verify = input.verify_range()?;
+        Ok((input, cfg, verify))
+    }
+
     async fn invoke(
         &self,
         input: Value,
@@ -180,19 +191,8 @@ impl<A: AuditLog, K: Checkpoints, S: Sink> App<A, K, S> {
         metrics: &mut RunMetrics,
     ) -> Result<Value, RetryableError> {
         let started = self.clock.now();
-        let input: Input = match serde_json::from_value(input) {
-            Ok(i) => i,
-            Err(e) => {
-                return Ok(refuse(format!(
-                    "the input is not {{\"org\": \"<org>\", …}} ({e})"
-                )))
-            }
-        };
-        let (cfg, verify) = match input
-            .poll_config(&self.settings)
-            .and_then(|c| Ok((c, input.verify_range()?)))
-        {
-            Ok(both) => both,
+        let (input, cfg, verify) = match self.read_input(input) {
+            Ok(read) => read,
             Err(e) => return Ok(refuse(e)),
         };
         let purpose = if verify.is_some() {
