@@ -279,6 +279,7 @@ async fn aws_store() -> Store {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(feature = "integration"), ignore = "needs moto: cargo test --features integration")]
 async fn verify_and_repair_on_s3_and_dynamodb() {
     verify_drill(aws_store().await).await;
 }
@@ -377,6 +378,7 @@ async fn a_lost_restored_or_second_checkpoint_stores_nothing_twice() {
 
 /// The same on S3 + DynamoDB: the checkpoint item deleted, then a poll.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(feature = "integration"), ignore = "needs moto: cargo test --features integration")]
 async fn a_lost_checkpoint_on_dynamodb_is_rebuilt_from_s3() {
     let store = aws_store().await;
     let (emu, hub) = start(emulator_config(600, 10, 95), Arc::new(SystemClock)).await;
