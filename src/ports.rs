@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint_model::Checkpoint;
 use crate::event::key::ObjectKey;
 use crate::event::HubEvent;
 use crate::types::{Org, RunId};

@@ -262,48 +262,115 @@ const SETTINGS: &[(&str, &str, &str)] = &[
 ];
 const PLANS: &[(&str, &str)] = &[("team", "business"), ("business", "team")];
 
+/// What one event draws, all of it up front and in this order: the number of draws does not
+/// depend on the action, so changing what an action shows never shifts the other events.
+struct Draws {
+    repo: String,
+    member: &'static str,
+    admin: &'static str,
+    token: &'static str,
+    team: &'static str,
+    registry: &'static str,
+    setting: (&'static str, &'static str, &'static str),
+    plan: (&'static str, &'static str),
+    tag: String,
+    digest: String,
+    seats: String,
+    lease: String,
+    privacy: &'static str,
+    roll: u64,
+}
+
+impl Draws {
+    fn new(r: &mut Rng, org: &str) -> Self {
+        let repo = format!("{org}/{}", pick(r, REPOS));
+        let member = *pick(r, MEMBERS);
+        let admin = *pick(r, ADMINS);
+        let token = *pick(r, TOKENS);
+        let team = *pick(r, TEAMS);
+        let registry = *pick(r, REGISTRIES);
+        let setting = *pick(r, SETTINGS);
+        let plan = *pick(r, PLANS);
+        let tag = match r.u64(..10) {
+            0 => "latest".to_string(),
+            _ => format!("v{}.{}.{}", r.u64(..4), r.u64(..20), r.u64(..30)),
+        };
+        let digest = format!(
+            "sha256:{:016x}{:016x}{:016x}{:016x}",
+            r.u64(..),
+            r.u64(..),
+            r.u64(..),
+            r.u64(..)
+        );
+        let seats = (5 + r.u64(..100)).to_string();
+        let lease = format!("{:016x}", r.u64(..));
+        let privacy = if r.bool() { "private" } else { "public" };
+        let roll = r.u64(..100);
+        Draws {
+            repo,
+            member,
+            admin,
+            token,
+            team,
+            registry,
+            setting,
+            plan,
+            tag,
+            digest,
+            seats,
+            lease,
+            privacy,
+            roll,
+        }
+    }
+}
+
+/// An event's `name`, its `data` and its `action_description`.
+type Details = (String, Vec<(&'static str, String)>, String);
+
 /// One realistic event at `timestamp` (already formatted).
 pub(super) fn event_at(r: &mut Rng, org: &str, timestamp: &str) -> Value {
     let action = pick_action(r);
     // Draw everything up front: the number of draws does not depend on the action.
-    let repo = format!("{org}/{}", pick(r, REPOS));
-    let member = *pick(r, MEMBERS);
-    let admin = *pick(r, ADMINS);
-    let token = *pick(r, TOKENS);
-    let team = *pick(r, TEAMS);
-    let registry = *pick(r, REGISTRIES);
-    let &(setting, old, new) = pick(r, SETTINGS);
-    let &(plan_from, plan_to) = pick(r, PLANS);
-    let tag = match r.u64(..10) {
-        0 => "latest".to_string(),
-        _ => format!("v{}.{}.{}", r.u64(..4), r.u64(..20), r.u64(..30)),
-    };
-    let digest = format!(
-        "sha256:{:016x}{:016x}{:016x}{:016x}",
-        r.u64(..),
-        r.u64(..),
-        r.u64(..),
-        r.u64(..)
-    );
-    let seats = (5 + r.u64(..100)).to_string();
-    let lease = format!("{:016x}", r.u64(..));
-    let privacy = if r.bool() { "private" } else { "public" };
-    let roll = r.u64(..100);
-
-    let actor = if roll < 2 {
+    let d = Draws::new(r, org);
+    let actor = if d.roll < 2 {
         "dockersupport"
-    } else if roll < 8 || (action.starts_with("repo.tag.") && roll < 50) {
-        token
+    } else if d.roll < 8 || (action.starts_with("repo.tag.") && d.roll < 50) {
+        d.token
     } else {
-        admin
+        d.admin
     };
-    let (name, data, description): (String, Vec<(&str, String)>, String) = match action {
+    let (name, data, description) = repo_details(action, &d)
+        .or_else(|| member_details(action, org, &d))
+        .or_else(|| org_settings_details(action, org, &d))
+        .or_else(|| billing_details(action, org, &d))
+        .or_else(|| connection_details(action, org, &d))
+        .unwrap_or_else(|| offload_details(action, org, &d));
+    let data: Map<String, Value> = data
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), Value::String(v)))
+        .collect();
+    json!({
+        "account": org,
+        "action": action,
+        "name": name,
+        "actor": actor,
+        "data": data,
+        "timestamp": timestamp,
+        "action_description": description,
+    })
+}
+
+/// The details of a `repo.*` action.
+fn repo_details(action: &str, d: &Draws) -> Option<Details> {
+    let (repo, tag, privacy) = (&d.repo, &d.tag, d.privacy);
+    Some(match action {
         "repo.tag.push" => (
             repo.clone(),
-            vec![("digest", digest.clone()), ("tag", tag.clone())],
+            vec![("digest", d.digest.clone()), ("tag", tag.clone())],
             format!(
                 "pushed the tag {tag} with the digest {} to the repository {repo}",
-                &digest[..20]
+                &d.digest[..20]
             ),
         ),
         "repo.tag.delete" => (
@@ -337,6 +404,14 @@ pub(super) fn event_at(r: &mut Rng, org: &str, timestamp: &str) -> Value {
             vec![("immutable_tags", "true".into()), ("rules", "^v.*".into())],
             format!("enabled tag immutability for the repository {repo}"),
         ),
+        _ => return None,
+    })
+}
+
+/// The details of an action on the organization's members and teams.
+fn member_details(action: &str, org: &str, d: &Draws) -> Option<Details> {
+    let (member, team) = (d.member, d.team);
+    Some(match action {
         "org.member.add" => (
             member.into(),
             vec![("role", "member".into())],
@@ -354,7 +429,11 @@ pub(super) fn event_at(r: &mut Rng, org: &str, timestamp: &str) -> Value {
         ),
         "org.member.role.change" => {
             // From the draws already made: the stream of draws stays the same.
-            let to = if roll.is_multiple_of(3) { "owner" } else { "editor" };
+            let to = if d.roll.is_multiple_of(3) {
+                "owner"
+            } else {
+                "editor"
+            };
             (
                 member.into(),
                 vec![("from", "member".into()), ("to", to.into())],
@@ -379,6 +458,15 @@ pub(super) fn event_at(r: &mut Rng, org: &str, timestamp: &str) -> Value {
             vec![("team", team.into())],
             format!("removed {member} from the team {team}"),
         ),
+        _ => return None,
+    })
+}
+
+/// The details of an action on the organization's tokens, registries, settings and domains.
+fn org_settings_details(action: &str, org: &str, d: &Draws) -> Option<Details> {
+    let (token, registry) = (d.token, d.registry);
+    let (setting, old, new) = d.setting;
+    Some(match action {
         "org.access_token.create" | "org.access_token.update" | "org.access_token.delete" => {
             let verb = &action["org.access_token.".len()..];
             (
@@ -428,6 +516,15 @@ pub(super) fn event_at(r: &mut Rng, org: &str, timestamp: &str) -> Value {
                 format!("{verb} the domain {domain}"),
             )
         }
+        _ => return None,
+    })
+}
+
+/// The details of a `billing.*` action.
+fn billing_details(action: &str, org: &str, d: &Draws) -> Option<Details> {
+    let (plan_from, plan_to) = d.plan;
+    let seats = &d.seats;
+    Some(match action {
         "billing.plan.upgrade" | "billing.plan.downgrade" => (
             org.into(),
             vec![("from_plan", plan_from.into()), ("to_plan", plan_to.into())],
@@ -450,9 +547,16 @@ pub(super) fn event_at(r: &mut Rng, org: &str, timestamp: &str) -> Value {
             vec![("from_cycle", "monthly".into()), ("to_cycle", "annual".into())],
             "changed the billing cycle from monthly to annual".into(),
         ),
+        _ => return None,
+    })
+}
+
+/// The details of an SSO or OIDC connection action.
+fn connection_details(action: &str, org: &str, d: &Draws) -> Option<Details> {
+    Some(match action {
         a if a.starts_with("enterprise.sso.connection.") => {
             let connection = format!("{org}-okta");
-            let on = privacy == "private";
+            let on = d.privacy == "private";
             let state = if on { "on" } else { "off" };
             let mut data = vec![
                 ("connection_name", connection.clone()),
@@ -482,32 +586,23 @@ pub(super) fn event_at(r: &mut Rng, org: &str, timestamp: &str) -> Value {
                 format!("{verb}d the OIDC connection github-actions"),
             )
         }
-        _ => {
-            let phase = if action.ends_with("start") {
-                "started"
-            } else {
-                "ended"
-            };
-            (
-                org.into(),
-                vec![("lease_id", lease.clone())],
-                format!("{phase} the Offload lease {lease}"),
-            )
-        }
-    };
-    let data: Map<String, Value> = data
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), Value::String(v)))
-        .collect();
-    json!({
-        "account": org,
-        "action": action,
-        "name": name,
-        "actor": actor,
-        "data": data,
-        "timestamp": timestamp,
-        "action_description": description,
+        _ => return None,
     })
+}
+
+/// The details of any other action: an Offload lease starting or ending.
+fn offload_details(action: &str, org: &str, d: &Draws) -> Details {
+    let lease = &d.lease;
+    let phase = if action.ends_with("start") {
+        "started"
+    } else {
+        "ended"
+    };
+    (
+        org.into(),
+        vec![("lease_id", lease.clone())],
+        format!("{phase} the Offload lease {lease}"),
+    )
 }
 
 fn pick_action(r: &mut Rng) -> &'static str {

@@ -307,6 +307,152 @@ impl DynamoCheckpoints {
     }
 }
 
+/// The condition of a save: the version read (none for a first save) and this run's lease.
+struct Guard {
+    expression: &'static str,
+    values: HashMap<String, AttributeValue>,
+}
+
+impl Guard {
+    fn for_save(lease: &DynamoLease, version: u64) -> Self {
+        let expression = if version == 0 {
+            "attribute_not_exists(version) AND lease_owner = :me"
+        } else {
+            "version = :v AND lease_owner = :me"
+        };
+        let mut values = HashMap::from([(":me".to_string(), s(lease.owner.0.clone()))]);
+        if version != 0 {
+            values.insert(":v".into(), n(version));
+        }
+        Guard { expression, values }
+    }
+}
+
+/// The chunk items of a save: the gzip body they split, the version they belong to, and how
+/// many the new and the stored versions have (the stored one's extra chunks are deleted).
+struct Chunks<'b> {
+    body: &'b [u8],
+    version: u64,
+    new: usize,
+    old: usize,
+}
+
+/// Whether a conditional write was applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Written {
+    Applied,
+    /// Its condition failed: another run's write, or this one's applied but unanswered
+    /// (then the SDK's retry fails the condition).
+    ConditionFailed,
+}
+
+impl DynamoCheckpoints {
+    /// The main item of a save of `next`, lease included (the whole item is replaced, so its
+    /// size is the new item's alone); without its body, which goes in it or in chunks.
+    fn main_item(
+        &self,
+        lease: &DynamoLease,
+        next: &Checkpoint,
+        write_id: &str,
+        chunks: usize,
+    ) -> HashMap<String, AttributeValue> {
+        HashMap::from([
+            ("org".to_string(), s(lease.org.as_str())),
+            ("version".to_string(), n(next.version)),
+            ("write_id".to_string(), s(write_id)),
+            ("chunks".to_string(), n(chunks)),
+            ("lease_owner".to_string(), s(lease.owner.0.clone())),
+            ("lease_until".to_string(), self.until()),
+            (
+                "watermark".to_string(),
+                s(next.watermark.map(rfc3339).unwrap_or_default()),
+            ),
+        ])
+    }
+
+    /// Writes a checkpoint held in its main item alone, replacing one that was too.
+    async fn put_inline(
+        &self,
+        item: HashMap<String, AttributeValue>,
+        guard: Guard,
+    ) -> Result<Written, StoreError> {
+        let r = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(guard.expression)
+            .set_expression_attribute_values(Some(guard.values))
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(Written::Applied),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(Written::ConditionFailed)
+            }
+            Err(e) => Err(self.io("PutItem", &e)),
+        }
+    }
+
+    /// Writes the main item and the chunk items in one transaction, deleting the chunks the
+    /// stored version had beyond the new one's, so a reader never sees parts of two versions.
+    async fn put_chunked(
+        &self,
+        org: &Org,
+        item: HashMap<String, AttributeValue>,
+        guard: Guard,
+        chunks: Chunks<'_>,
+    ) -> Result<Written, StoreError> {
+        let main = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(guard.expression)
+            .set_expression_attribute_values(Some(guard.values))
+            .build()
+            .map_err(|e| self.io("TransactWriteItems", &e))?;
+        let mut items = vec![TransactWriteItem::builder().put(main).build()];
+        for (i, part) in chunks.body.chunks(CHUNK).enumerate().take(chunks.new) {
+            let put = Put::builder()
+                .table_name(&self.table)
+                .item("org", s(chunk_key(org, i)))
+                .item("version", n(chunks.version))
+                .item("body", AttributeValue::B(Blob::new(part.to_vec())))
+                .build()
+                .map_err(|e| self.io("TransactWriteItems", &e))?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        for i in chunks.new..chunks.old {
+            let del = Delete::builder()
+                .table_name(&self.table)
+                .key("org", s(chunk_key(org, i)))
+                .build()
+                .map_err(|e| self.io("TransactWriteItems", &e))?;
+            items.push(TransactWriteItem::builder().delete(del).build());
+        }
+        let r = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(Written::Applied),
+            Err(e)
+                if e.as_service_error().is_some_and(|s| {
+                    s.is_transaction_canceled_exception()
+                        && format!("{s:?}").contains("ConditionalCheckFailed")
+                }) =>
+            {
+                Ok(Written::ConditionFailed)
+            }
+            Err(e) => Err(self.io("TransactWriteItems", &e)),
+        }
+    }
+}
+
 fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut gz = GzEncoder::new(Vec::new(), Compression::default());
     gz.write_all(bytes).expect("writing to memory");
@@ -389,103 +535,26 @@ impl Checkpoints for DynamoCheckpoints {
                 next.seen.len()
             )));
         }
-        let condition = if cp.version == 0 {
-            "attribute_not_exists(version) AND lease_owner = :me"
-        } else {
-            "version = :v AND lease_owner = :me"
-        };
-        let mut values = HashMap::from([(":me".to_string(), s(lease.owner.0.clone()))]);
-        if cp.version != 0 {
-            values.insert(":v".into(), n(cp.version));
-        }
-        // The whole main item is replaced (PutItem), lease included, so its size is the new
-        // item's alone.
+        let guard = Guard::for_save(lease, cp.version);
         // Names this very write, so a write that was applied but unanswered can be told
         // from another one when the SDK's retry fails its condition.
         let write_id = RunId::generate(self.clock.now()).0;
-        let mut item = HashMap::from([
-            ("org".to_string(), s(org.as_str())),
-            ("version".to_string(), n(next.version)),
-            ("write_id".to_string(), s(write_id.clone())),
-            ("chunks".to_string(), n(new_chunks)),
-            ("lease_owner".to_string(), s(lease.owner.0.clone())),
-            ("lease_until".to_string(), self.until()),
-            (
-                "watermark".to_string(),
-                s(next.watermark.map(rfc3339).unwrap_or_default()),
-            ),
-        ]);
+        let mut item = self.main_item(lease, &next, &write_id, new_chunks);
         if new_chunks == 0 {
             item.insert("body".into(), AttributeValue::B(Blob::new(body.clone())));
         }
-        let conditional_failed: bool;
-        if new_chunks == 0 && old_chunks == 0 {
-            let r = self
-                .client
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .condition_expression(condition)
-                .set_expression_attribute_values(Some(values))
-                .send()
-                .await;
-            conditional_failed = match r {
-                Ok(_) => false,
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-                {
-                    true
-                }
-                Err(e) => return Err(self.io("PutItem", &e)),
-            };
+        let written = if new_chunks == 0 && old_chunks == 0 {
+            self.put_inline(item, guard).await?
         } else {
-            let main = Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .condition_expression(condition)
-                .set_expression_attribute_values(Some(values))
-                .build()
-                .map_err(|e| self.io("TransactWriteItems", &e))?;
-            let mut items = vec![TransactWriteItem::builder().put(main).build()];
-            for (i, part) in body.chunks(CHUNK).enumerate().take(new_chunks) {
-                let put = Put::builder()
-                    .table_name(&self.table)
-                    .item("org", s(chunk_key(org, i)))
-                    .item("version", n(next.version))
-                    .item("body", AttributeValue::B(Blob::new(part.to_vec())))
-                    .build()
-                    .map_err(|e| self.io("TransactWriteItems", &e))?;
-                items.push(TransactWriteItem::builder().put(put).build());
-            }
-            for i in new_chunks..old_chunks {
-                let del = Delete::builder()
-                    .table_name(&self.table)
-                    .key("org", s(chunk_key(org, i)))
-                    .build()
-                    .map_err(|e| self.io("TransactWriteItems", &e))?;
-                items.push(TransactWriteItem::builder().delete(del).build());
-            }
-            let r = self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(items))
-                .send()
-                .await;
-            conditional_failed = match r {
-                Ok(_) => false,
-                Err(e)
-                    if e.as_service_error().is_some_and(|s| {
-                        s.is_transaction_canceled_exception()
-                            && format!("{s:?}").contains("ConditionalCheckFailed")
-                    }) =>
-                {
-                    true
-                }
-                Err(e) => return Err(self.io("TransactWriteItems", &e)),
+            let chunks = Chunks {
+                body: &body,
+                version: next.version,
+                new: new_chunks,
+                old: old_chunks,
             };
-        }
-        if conditional_failed && !self.is_ours(lease, &write_id).await? {
+            self.put_chunked(org, item, guard, chunks).await?
+        };
+        if written == Written::ConditionFailed && !self.is_ours(lease, &write_id).await? {
             return Err(self.taken_over(org));
         }
         lease.chunks.store(new_chunks as u32, Ordering::SeqCst);

@@ -4,6 +4,3 @@
 #[cfg(feature = "aws")]
 pub mod dynamodb;
 pub mod file;
-
-// The poller (src/collect) and the ports name the checkpoint by this older path.
-pub use crate::checkpoint_model::{Checkpoint, Intent, LastRun, PendingAlerts, PendingObject};

@@ -17,12 +17,13 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::commit::Durable;
+use super::{CollectError, LeasedRun, Poller, RunReport};
 use crate::alert::{self, Rules};
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint_model::Checkpoint;
 use crate::clock::Clock;
 use crate::event::encode;
 use crate::event::key::ObjectKey;
-use crate::ports::{AlertSink, Checkpoints, Sink, StoreError};
+use crate::ports::{AlertSink, AuditLog, Checkpoints, Sink, StoreError};
 use crate::types::Org;
 
 /// Alert rules and where their alerts go.
@@ -115,6 +116,41 @@ pub async fn deliver<K: Checkpoints, S: Sink + ?Sized>(
         done.failed += cp.alerts_pending.iter().map(|p| u64::from(p.alerts)).sum::<u64>();
     }
     Ok(done)
+}
+
+impl<A, K, S> Poller<'_, A, K, S>
+where
+    A: AuditLog + ?Sized,
+    K: Checkpoints,
+    S: Sink + ?Sized,
+{
+    /// Sends the outbox's alerts until the run's deadline, unless the destination already
+    /// failed in this run (then the count of those waiting is brought up to date: a later
+    /// run sends them).
+    pub(super) async fn deliver_alerts(
+        &self,
+        run: &LeasedRun<'_, K>,
+        cp: &mut Checkpoint,
+        report: &mut RunReport,
+    ) -> Result<(), CollectError> {
+        let Some(alerting) = self.alerts else {
+            return Ok(());
+        };
+        if report.alerts_down {
+            let waiting: u64 = cp.alerts_pending.iter().map(|p| u64::from(p.alerts)).sum();
+            report.alerts_failed = report.alerts_failed.max(waiting);
+            return Ok(());
+        }
+        if cp.alerts_pending.is_empty() {
+            return Ok(());
+        }
+        let durable = self.durable(run.keeper.lease());
+        let done = deliver(&durable, cp, &run.cfg.org, alerting, run.deadline, self.clock).await?;
+        report.alerts_raised += done.sent;
+        report.alerts_failed += done.failed;
+        report.alerts_down |= done.destination_failed;
+        Ok(())
+    }
 }
 
 /// Moves the outbox entry of `key` to the back.

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::alert::Rules;
-use crate::checkpoint::{Checkpoint, PendingObject};
+use crate::checkpoint_model::{Checkpoint, PendingObject};
 use crate::event::id::assign_ids;
 use crate::event::key::{object_key, ObjectKey};
 use crate::event::{encode, record, HubEvent};
@@ -115,23 +115,33 @@ impl Batch {
 }
 
 /// The objects of an interrupted commit, made again from a fresh read of their events.
-pub struct Rebuilt {
+pub struct RemadeObjects {
     pub objects: Vec<Object>,
     /// Recorded events the fresh read no longer served (expired from Docker Hub).
     pub lost: u64,
+}
+
+impl RemadeObjects {
+    /// Nothing to make again: every object of the commit is stored.
+    pub fn none() -> Self {
+        RemadeObjects {
+            objects: Vec::new(),
+            lost: 0,
+        }
+    }
 }
 
 /// Makes `missing` objects again, each under its **recorded key** and holding exactly the
 /// recorded events that `read` (a fresh read of their time range, with ids) still holds.
 /// The same key means a late upload of the original and this one cannot both land
 /// (`If-None-Match`), and the same events mean they hold the same trail.
-pub fn rebuild(
+pub fn remake_objects(
     org: &Org,
     missing: &[PendingObject],
     read: Vec<(EventId, HubEvent)>,
     prov: &record::Provenance,
     rules: Option<&Rules>,
-) -> Rebuilt {
+) -> RemadeObjects {
     let mut by_id: HashMap<EventId, HubEvent> = read.into_iter().collect();
     let mut lost = 0;
     let objects = missing
@@ -151,7 +161,7 @@ pub fn rebuild(
             (!events.is_empty()).then(|| object(org, o.key.clone(), events, prov, rules))
         })
         .collect();
-    Rebuilt { objects, lost }
+    RemadeObjects { objects, lost }
 }
 
 /// One object under `key`: records sorted by (timestamp, id), so the same events always

@@ -16,9 +16,9 @@
 
 use chrono::Duration;
 
-use super::batch::{Batch, Object, Rebuilt};
+use super::batch::{Batch, Object, RemadeObjects};
 use crate::alert::Rules;
-use crate::checkpoint::{Checkpoint, Intent, PendingObject};
+use crate::checkpoint_model::{Checkpoint, Intent, PendingObject};
 use crate::event::record::Provenance;
 use crate::ports::{Checkpoints, PutOutcome, Sink, StoreError};
 use crate::types::Org;
@@ -127,11 +127,19 @@ async fn put_all<K: Checkpoints, S: Sink + ?Sized>(
     Ok(done)
 }
 
+/// The objects of an intent, split by whether the sink holds them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntentObjects {
+    pub present: Vec<PendingObject>,
+    /// Not stored (yet: the run that recorded the intent may still upload them).
+    pub missing: Vec<PendingObject>,
+}
+
 /// The objects of `intent` that are stored, and those that are not (yet).
-pub async fn check<K: Checkpoints, S: Sink + ?Sized>(
+pub async fn stored_vs_intent<K: Checkpoints, S: Sink + ?Sized>(
     d: &Durable<'_, K, S>,
     intent: &Intent,
-) -> Result<(Vec<PendingObject>, Vec<PendingObject>), StoreError> {
+) -> Result<IntentObjects, StoreError> {
     let (mut present, mut missing) = (Vec::new(), Vec::new());
     for o in &intent.objects {
         if d.sink.exists(&o.key).await? {
@@ -140,27 +148,27 @@ pub async fn check<K: Checkpoints, S: Sink + ?Sized>(
             missing.push(o.clone());
         }
     }
-    Ok((present, missing))
+    Ok(IntentObjects { present, missing })
 }
 
-/// Completes an earlier run's `intent`: writes the `rebuilt` objects (made from a fresh read,
+/// Completes an earlier run's `intent`: writes the `remade` objects (made from a fresh read,
 /// under their recorded keys), then records every stored event and the intent's watermark.
-/// With nothing missing, `rebuilt` is empty and this only completes it.
+/// With nothing missing, `remade` is empty and this only completes it.
 pub async fn roll_forward<K: Checkpoints, S: Sink + ?Sized>(
     d: &Durable<'_, K, S>,
     cp: &mut Checkpoint,
     intent: &Intent,
     present: Vec<PendingObject>,
-    rebuilt: Rebuilt,
+    remade: RemadeObjects,
     overlap: Duration,
 ) -> Result<(Recovery, Committed), StoreError> {
-    let rewritten = rebuilt.objects.len();
-    let lost = rebuilt.lost;
+    let rewritten = remade.objects.len();
+    let lost = remade.lost;
     // What is stored now: the objects found, and the events of those written again (not the
     // lost ones: should Docker Hub serve them again, a later read stores them).
     let mut stored = present.clone();
-    stored.extend(rebuilt.objects.iter().map(|o| o.meta.clone()));
-    let done = put_all(d, rebuilt.objects).await?;
+    stored.extend(remade.objects.iter().map(|o| o.meta.clone()));
+    let done = put_all(d, remade.objects).await?;
     let completed = Intent {
         objects: stored,
         ..intent.clone()

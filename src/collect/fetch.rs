@@ -37,6 +37,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
 
+use super::page_size::PageSizeBelief;
 use crate::event::id::canonical;
 use crate::event::HubEvent;
 use crate::ports::{AuditLog, HubError, Page, PageQuery};
@@ -63,30 +64,32 @@ const MAX_PAGES: u32 = 1000;
 /// and the window is cut smaller.
 const MAX_SECONDS_AGAIN: usize = 16;
 
+/// How many times a dense second is read looking for a read that can be settled.
+const MAX_DENSE_READS: u32 = 5;
+
+/// Whether pages read of a window stand as one consistent multiset.
+#[derive(Debug)]
+enum Settled {
+    /// They do: its contents.
+    Page(Page),
+    /// They do not, and why (the window is cut smaller, or read another way).
+    Unsettled(String),
+}
+
+/// A dense second read whole, and judged.
+struct AgreeingRead {
+    /// The first read's contents when its pages were steady (its count is then right).
+    whole: Option<Page>,
+    verdict: Settled,
+}
+
 pub struct Fetcher<'a, A: AuditLog + ?Sized> {
     api: &'a A,
     org: &'a Org,
-    /// What we ask for.
-    page_size: u32,
-    /// The smallest page the server has given in full (never more than its real cap).
-    known_full: Option<u32>,
-    /// How many times a dense second is read looking for one that can be settled.
-    max_reads: u32,
+    /// What we ask for, and what we learned of the server's page size.
+    page_size: PageSizeBelief,
     /// What one read holds at most before it stands (the bound on its memory).
     limits: ReadLimits,
-    /// Whether the user was told that the server gives fewer than asked.
-    warned_cap: bool,
-    /// Whether `page_size` was lowered to what the server gives, in this run (each run
-    /// learns it again: a late event can fake a cap once, and it must not stay). How far a
-    /// server's page size may wander is known only relative to what it gives when asked for
-    /// more: asked for exactly that, a short page proves nothing, and only an empty next
-    /// page ends a read.
-    stepped_down: bool,
-    /// Whether the server answered a page past the end with an error, or with events (no
-    /// more probes).
-    probe_refused: bool,
-    /// Whether a page far past the end came back empty, as probes assume.
-    probe_trusted: bool,
     pub requests: u64,
 }
 
@@ -200,38 +203,20 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
         Fetcher {
             api,
             org,
-            page_size,
-            known_full: api.full_page_hint().map(|n| n.min(page_size)),
-            max_reads: 5,
+            page_size: PageSizeBelief::new(api, page_size),
             limits,
-            warned_cap: false,
-            stepped_down: false,
-            probe_refused: false,
-            probe_trusted: false,
             requests: 0,
         }
     }
 
     /// The page size asked for.
     pub fn page_size(&self) -> u32 {
-        self.page_size
+        self.page_size.asked()
     }
 
+    /// The server gave a page of `full` events in full.
     fn learn(&mut self, full: u32) {
-        // Keep the smallest: underestimating only costs extra requests, overestimating
-        // would take a full page for the last one.
-        let known = self.known_full.map_or(full, |k| k.min(full));
-        self.known_full = Some(known);
-        self.api.remember_full_page(known);
-    }
-
-    /// Whether a page of `n` events, asked with pages of `size`, is surely the last one.
-    fn surely_last(&self, n: u32, size: u32) -> bool {
-        n < size
-            && !self.stepped_down
-            && self
-                .known_full
-                .is_some_and(|full| n.saturating_mul(2) < full.min(size))
+        self.page_size.learn(self.api, full);
     }
 
     /// One page; `deadline` is absolute, shared by every request of a window.
@@ -278,10 +263,10 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
         events: usize,
         deadline: Option<Instant>,
     ) -> Result<bool, HubError> {
-        if self.probe_refused {
+        if self.page_size.probes_refused() {
             return Ok(false);
         }
-        let size = self.known_full.unwrap_or(self.page_size).max(1);
+        let size = self.page_size.probe_size();
         let proves = |page: u32, served: usize| (page as usize).saturating_mul(served) > events;
         let page = u32::try_from(events / size as usize + 1).unwrap_or(u32::MAX);
         let mut beyond = match self.probe_page(w, page, size, deadline).await? {
@@ -297,17 +282,17 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
                 }
             }
         };
-        if !beyond || self.probe_trusted {
+        if !beyond || self.page_size.probes_trusted() {
             return Ok(beyond);
         }
         // Docker Hub does not document what a page past the end holds. A server that
         // answers it with the last page (not an empty one) would make every probe say
         // "more": once, a page no window reaches must come back empty.
         match self.probe_page(w, 1_000_000, size, deadline).await? {
-            Some(0) => self.probe_trusted = true,
+            Some(0) => self.page_size.trust_probes(),
             _ => {
                 tracing::debug!(window = %w, "a page far past the end was not empty; no more probes");
-                self.probe_refused = true;
+                self.page_size.refuse_probes();
                 beyond = false;
             }
         }
@@ -327,7 +312,7 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
             Ok(p) => Ok(Some(p.len())),
             Err(HubError::Rejected(why)) => {
                 tracing::debug!(window = %w, page, %why, "the server refused a page past the end; no more probes");
-                self.probe_refused = true;
+                self.page_size.refuse_probes();
                 Ok(None)
             }
             Err(e) => Err(e),
@@ -336,13 +321,13 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
 
     /// Reads `w`: from one page when it fits, else page by page (see the module doc).
     pub async fn read(&mut self, w: Window, deadline: Option<Instant>) -> Result<Read, HubError> {
-        let size = self.page_size;
+        let size = self.page_size.asked();
         let first = self.get(w, 1, size, None, deadline).await?;
         let n = first.len() as u32;
         if n == 0 {
             return Ok(Read::Complete(Page::default()));
         }
-        if self.surely_last(n, size) {
+        if self.page_size.surely_last(n, size) {
             return Ok(Read::Complete(inside(w, first)));
         }
         if n < size {
@@ -361,11 +346,10 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
             // what it gives, once per run: its pages are then as large as asked, and paging
             // keeps its checks. A server that then gives fewer again (a size that wanders)
             // gets windows of one page, as before.
-            let step_down = !self.stepped_down
+            let step_down = self.page_size.may_step_down()
                 && second.len() == n as usize
                 && self.get(w, 1, size, None, deadline).await?.len() == n as usize;
-            if !self.warned_cap {
-                self.warned_cap = true;
+            if self.page_size.warn_cap_once() {
                 let then = if step_down {
                     format!("asking for {n} from now on (set the page size to {n} to skip this check)")
                 } else {
@@ -383,8 +367,7 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
             if !step_down {
                 return Ok(Read::TooMany);
             }
-            self.page_size = n;
-            self.stepped_down = true;
+            self.page_size.step_down(n);
             return Box::pin(self.read(w, deadline)).await;
         }
         self.learn(size);
@@ -392,8 +375,8 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
             return Ok(Read::TooMany);
         };
         match self.settle(w, pages, size, deadline).await? {
-            Ok(page) => Ok(Read::Complete(inside(w, page))),
-            Err(why) => {
+            Settled::Page(page) => Ok(Read::Complete(inside(w, page))),
+            Settled::Unsettled(why) => {
                 tracing::debug!(window = %w, %why, "reading the window again in smaller parts");
                 Ok(Read::TooMany)
             }
@@ -402,41 +385,41 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
 
     /// Whether paged-through `pages` stand as read; where an event came in two pages, its
     /// second is read again on its own and put in place of what the pages gave, and must
-    /// hold as many events as they gave of it. `Err(why)` (inside `Ok`) when
-    /// the pages cannot be settled that way.
+    /// hold as many events as they gave of it. `Unsettled(why)` when the pages cannot be
+    /// settled that way.
     async fn settle(
         &mut self,
         w: Window,
         pages: Pages,
         size: u32,
         deadline: Option<Instant>,
-    ) -> Result<Result<Page, String>, HubError> {
+    ) -> Result<Settled, HubError> {
         if !pages.whole(size) {
-            return Ok(Err(format!(
+            return Ok(Settled::Unsettled(format!(
                 "its pages came back in sizes that disagree ({:?})",
                 pages.sizes()
             )));
         }
         let again = match pages.repeated_seconds() {
             Ok(again) => again,
-            Err(why) => return Ok(Err(why)),
+            Err(why) => return Ok(Settled::Unsettled(why)),
         };
         if again.is_empty() {
-            return Ok(Ok(pages.into_page()));
+            return Ok(Settled::Page(pages.into_page()));
         }
         if w.len() <= Duration::seconds(1) {
-            return Ok(Err("an event came in two of its pages".into()));
+            return Ok(Settled::Unsettled("an event came in two of its pages".into()));
         }
         if again.len() > MAX_SECONDS_AGAIN.max(pages.0.len() / 10) {
-            return Ok(Err(format!(
+            return Ok(Settled::Unsettled(format!(
                 "events came in two pages in {} seconds",
                 again.len()
             )));
         }
         let mut page = pages.into_page();
         if !page.unreadable.is_empty() {
-            return Ok(Err(
-                "it holds unreadable items, which no second can single out".into()
+            return Ok(Settled::Unsettled(
+                "it holds unreadable items, which no second can single out".into(),
             ));
         }
         tracing::debug!(window = %w, seconds = again.len(), "reading again the seconds in which an event came in two pages");
@@ -460,14 +443,14 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
             // second holds as many events as its pages gave. An event read twice because a
             // page started early (a late event, a cut page) leaves it one short.
             if part.len() != n {
-                return Ok(Err(format!(
+                return Ok(Settled::Unsettled(format!(
                     "{second} read on its own holds {} events where the pages gave {n}",
                     part.len()
                 )));
             }
             page.extend(part);
         }
-        Ok(Ok(page))
+        Ok(Settled::Page(page))
     }
 
     /// Reads a window that cannot be cut (one second with more than a page of events). The
@@ -475,25 +458,25 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
     /// padding shifts the pages too.
     pub async fn read_dense(&mut self, w: Window, deadline: Option<Instant>) -> Result<Page, HubError> {
         let mut trouble = String::new();
-        for _ in 0..self.max_reads {
-            let (whole, verdict) = self.read_agreeing(w, None, deadline).await?;
+        for _ in 0..MAX_DENSE_READS {
+            let AgreeingRead { whole, verdict } = self.read_agreeing(w, None, deadline).await?;
             match verdict {
-                Ok(page) => return Ok(inside(w, page)),
-                Err(why) => trouble = why,
+                Settled::Page(page) => return Ok(inside(w, page)),
+                Settled::Unsettled(why) => trouble = why,
             }
             // Pages that disagree about the order of ties (or an event that landed
             // meanwhile): one action at a time, each part settled, adding up to the whole.
             if let Some(whole) = whole {
                 match self.read_by_action(w, &whole, deadline).await? {
-                    Ok(page) => return Ok(inside(w, page)),
-                    Err(why) => trouble = why,
+                    Settled::Page(page) => return Ok(inside(w, page)),
+                    Settled::Unsettled(why) => trouble = why,
                 }
             }
         }
         Err(HubError::Unavailable(format!(
             "{w} (one second holding more than a page of events) could not be read exactly in {} tries: {trouble}; \
              nothing from it was committed, and the next run reads it again",
-            self.max_reads
+            MAX_DENSE_READS
         )))
     }
 
@@ -506,71 +489,81 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
         w: Window,
         action: Option<&str>,
         deadline: Option<Instant>,
-    ) -> Result<(Option<Page>, Result<Page, String>), HubError> {
-        let first = self.read_all_pages(w, action, self.page_size, deadline).await?;
+    ) -> Result<AgreeingRead, HubError> {
+        let first = self
+            .read_all_pages(w, action, self.page_size.asked(), deadline)
+            .await?;
         if !first.steady() {
-            return Ok((
-                None,
-                Err(format!(
+            return Ok(AgreeingRead {
+                whole: None,
+                verdict: Settled::Unsettled(format!(
                     "its pages came back in sizes that disagree ({:?})",
                     first.sizes()
                 )),
-            ));
+            });
         }
         let settled = first.0.len() <= 1 || first.repeated_seconds().is_ok_and(|s| s.is_empty());
         let first = first.into_page();
         if settled || all_alike(&first) {
-            return Ok((Some(first.clone()), Ok(first)));
+            return Ok(AgreeingRead {
+                whole: Some(first.clone()),
+                verdict: Settled::Page(first),
+            });
         }
-        let served = self.known_full.unwrap_or(self.page_size).min(self.page_size);
+        let served = self.page_size.served();
         let other = (served * 2 / 3).max(1);
         let second = self.read_all_pages(w, action, other, deadline).await?;
         let same = fingerprint(&second.0.iter().collect::<Vec<_>>()) == fingerprint(&[&first]);
         let verdict = if second.steady() && same {
-            Ok(second.into_page())
+            Settled::Page(second.into_page())
         } else {
-            Err(format!(
+            Settled::Unsettled(format!(
                 "it was read with pages of {served} and of {other} events and the two disagree (the server orders \
                  events of the same second differently from page to page, or events landed meanwhile)"
             ))
         };
-        Ok((Some(first), verdict))
+        Ok(AgreeingRead {
+            whole: Some(first),
+            verdict,
+        })
     }
 
-    /// The second again, one action at a time. `Err(why)` (inside `Ok`) when a part cannot
-    /// be settled or the parts do not add up to `whole`.
+    /// The second again, one action at a time. `Unsettled(why)` when a part cannot be
+    /// settled or the parts do not add up to `whole`.
     async fn read_by_action(
         &mut self,
         w: Window,
         whole: &Page,
         deadline: Option<Instant>,
-    ) -> Result<Result<Page, String>, HubError> {
+    ) -> Result<Settled, HubError> {
         if !whole.unreadable.is_empty() || whole.events.iter().any(|e| e.action().is_none()) {
-            return Ok(Err(
+            return Ok(Settled::Unsettled(
                 "it holds items without an action, which no filter can single out".into(),
             ));
         }
         let actions: BTreeSet<&str> = whole.events.iter().filter_map(|e| e.action()).collect();
         if actions.len() < 2 {
-            return Ok(Err(
+            return Ok(Settled::Unsettled(
                 "all of its events share one action, so no filter divides them".into(),
             ));
         }
         let mut parts = Page::default();
         for action in actions {
-            match self.read_agreeing(w, Some(action), deadline).await?.1 {
-                Ok(part) => parts.extend(part),
-                Err(why) => return Ok(Err(format!("read for {action} alone, {why}"))),
+            match self.read_agreeing(w, Some(action), deadline).await?.verdict {
+                Settled::Page(part) => parts.extend(part),
+                Settled::Unsettled(why) => {
+                    return Ok(Settled::Unsettled(format!("read for {action} alone, {why}")))
+                }
             }
         }
         if parts.len() != whole.len() {
-            return Ok(Err(format!(
+            return Ok(Settled::Unsettled(format!(
                 "read one action at a time it holds {} events, read whole {}",
                 parts.len(),
                 whole.len()
             )));
         }
-        Ok(Ok(parts))
+        Ok(Settled::Page(parts))
     }
 
     /// Every page of the padded query with pages of `size`, unfiltered by time. More than
@@ -625,7 +618,7 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
             }
             // Only pages of the size asked for the run teach the cap: a smaller one asked to
             // check a dense second would lower it for nothing.
-            if n as u32 >= size && size == self.page_size {
+            if n as u32 >= size && size == self.page_size.asked() {
                 self.learn(size);
             }
             held += n;
@@ -637,11 +630,10 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
             // its last (a cap, or a size that wanders): otherwise the next page must be empty.
             let after_whole = whole
                 && number > 2
-                && !self.stepped_down
-                && self.known_full.is_some_and(|k| k >= size)
+                && self.page_size.trusts_whole_pages(size)
                 && pages.0.iter().all(|p| p.len() == size as usize);
             pages.0.push(got);
-            if self.surely_last(n as u32, size) || (after_whole && (n as u32) < size) {
+            if self.page_size.surely_last(n as u32, size) || (after_whole && (n as u32) < size) {
                 return Ok(Some(pages));
             }
             if number > max_pages {

@@ -9,6 +9,7 @@ use chrono::{DateTime, Duration, Utc};
 use super::fetch::{Fetcher, Read, ReadLimits};
 use super::window;
 use crate::clock::Clock;
+use crate::config::PollConfig;
 use crate::ports::{AuditLog, HubError, Page};
 use crate::types::{Org, Window};
 
@@ -46,6 +47,20 @@ impl<'a, A: AuditLog + ?Sized> Reader<'a, A> {
             deadline,
             clock,
         }
+    }
+
+    /// A reader for `cfg`'s org, page size and read limits.
+    pub fn for_run(
+        api: &'a A,
+        cfg: &'a PollConfig,
+        deadline: Option<DateTime<Utc>>,
+        clock: &'a dyn Clock,
+    ) -> Self {
+        let limits = ReadLimits {
+            events: cfg.read_events,
+            bytes: cfg.read_bytes,
+        };
+        Self::new(api, &cfg.org, cfg.page_size, limits, deadline, clock)
     }
 
     /// Starts the span for a range: its whole length, up to a day.

@@ -1,64 +1,23 @@
-//! A checkpoint rebuilt from what the output holds.
-//!
-//! A checkpoint deleted, restored from an older backup, or new (another checkpoint store
-//! pointed at the same output) does not remember the ids the output already holds, so a
-//! run would store re-read events a second time. Every run therefore first asks the output
-//! whether it holds objects this checkpoint does not know (one listing: the objects whose
-//! first event is at or after `seen_from`, which the checkpoint names in `recent`), and if
-//! so rebuilds what it must remember from the stored objects: the watermark and the ids
-//! inside the overlap.
-//!
-//! Why rebuild rather than refuse: the output is the truth the ids are about, the rebuild
-//! reads only the newest day or two, and a scheduled collector that refuses stops
-//! collecting until someone acts, while Docker Hub's retention runs.
+//! A checkpoint rebuilt from what the output holds: the watermark and the ids inside the
+//! overlap, read back from the stored objects. A run does it when the checkpoint is behind
+//! its output (see [`super::reconcile`]); `checkpoint rebuild` does it on demand, under the
+//! org's lease ([`rebuild_under_lease`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, Utc};
 
+use super::lease::LeaseKeeper;
 use super::stored;
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint_model::Checkpoint;
 use crate::clock::Clock;
 use crate::event::key::position;
 use crate::ports::{Checkpoints, Sink, StoreError};
 use crate::types::{floor_second, Org, RunId};
 
-/// Compares `cp` with what the output holds of its org: why it is older than the output,
-/// or `None` when it describes it.
-pub async fn check<S: Sink + ?Sized>(sink: &S, cp: &Checkpoint) -> Result<Option<String>, StoreError> {
-    let org = &cp.org;
-    let Some(w) = cp.watermark else {
-        let any = sink.list_after(org, &format!("org={org}/"), 1).await?;
-        return Ok(any.first().map(|o| {
-            format!(
-                "there is no checkpoint of {org}, but the output already holds its objects ({} among them)",
-                o.key
-            )
-        }));
-    };
-    let Some(recent) = &cp.recent else {
-        // Written by a version that did not name its objects: what it remembers cannot be
-        // checked against the output, so it is rebuilt once (reading a day or two).
-        return Ok(Some(format!(
-            "the checkpoint of {org} was written by an older version, which did not record its objects"
-        )));
-    };
-    let from = floor_second(cp.seen_from.unwrap_or(w).min(w));
-    // One more than it knows: a full listing then holds at least one unknown object.
-    let known = recent.len() + cp.pending.as_ref().map_or(0, |p| p.objects.len());
-    let listed = sink.list_after(org, &position(org, from), known + 1).await?;
-    Ok(listed.iter().find(|o| !cp.knows(&o.key)).map(|o| {
-        format!(
-            "the output holds {}, which the checkpoint of {org} does not know (a checkpoint restored from an \
-             older backup, or another checkpoint store writing to this output)",
-            o.key
-        )
-    }))
-}
-
-/// What [`rebuild`] found.
+/// What [`rebuild_checkpoint`] found.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Rebuilt {
+pub struct RebuiltCheckpoint {
     pub watermark_before: Option<DateTime<Utc>>,
     pub watermark: DateTime<Utc>,
     /// Objects read, and the ids remembered from them.
@@ -66,7 +25,7 @@ pub struct Rebuilt {
     pub ids: u64,
 }
 
-impl std::fmt::Display for Rebuilt {
+impl std::fmt::Display for RebuiltCheckpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let before = self
             .watermark_before
@@ -90,11 +49,11 @@ impl std::fmt::Display for Rebuilt {
 ///
 /// Sound because objects are written in time order and a checkpoint only records an
 /// event once it is stored: every event before the latest stored one was stored.
-pub async fn rebuild<S: Sink + ?Sized>(
+pub async fn rebuild_checkpoint<S: Sink + ?Sized>(
     sink: &S,
     cp: &mut Checkpoint,
     overlap: Duration,
-) -> Result<Option<Rebuilt>, StoreError> {
+) -> Result<Option<RebuiltCheckpoint>, StoreError> {
     let org = cp.org.clone();
     let days = sink.days(&org).await?;
     // The newest partition holding events gives the latest stored event (an object holds
@@ -132,7 +91,7 @@ pub async fn rebuild<S: Sink + ?Sized>(
         .collect();
     let mut recent = BTreeSet::new();
     for (key, events) in read {
-        // By key, as `check` lists them: an object named otherwise than by its first event
+        // By key, as `reconcile::behind_output` lists them: an object named otherwise than by its first event
         // (not by this tool) is known too, and not rebuilt for again.
         if key.0 >= position(&org, from) {
             recent.insert(key);
@@ -144,7 +103,7 @@ pub async fn rebuild<S: Sink + ?Sized>(
     cp.seen_from = Some(from);
     cp.seen = seen;
     cp.recent = Some(recent);
-    Ok(Some(Rebuilt {
+    Ok(Some(RebuiltCheckpoint {
         watermark_before: before,
         watermark,
         objects_read,
@@ -152,19 +111,29 @@ pub async fn rebuild<S: Sink + ?Sized>(
     }))
 }
 
+/// What `checkpoint rebuild` did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LeasedRebuild {
+    /// Another run holds the org's lease: nothing was done.
+    LeaseHeld,
+    /// The output holds nothing of the org: the checkpoint is as it was.
+    NothingStored,
+    /// The checkpoint was rebuilt and saved.
+    Rebuilt(RebuiltCheckpoint),
+}
+
 /// `checkpoint rebuild`: takes the org's lease and rebuilds its checkpoint from what the
-/// output holds, whether or not it looks stale. `Ok(None)` when another run holds the
-/// lease; `Ok(Some(None))` when the output holds nothing of the org.
-pub async fn rebuild_leased<K: Checkpoints, S: Sink + ?Sized>(
+/// output holds, whether or not it looks stale.
+pub async fn rebuild_under_lease<K: Checkpoints, S: Sink + ?Sized>(
     checkpoints: &K,
     sink: &S,
     clock: &dyn Clock,
     org: &Org,
     overlap: Duration,
-) -> Result<Option<Option<Rebuilt>>, StoreError> {
+) -> Result<LeasedRebuild, StoreError> {
     let run_id = RunId::generate(clock.now());
     let Some((lease, mut cp)) = checkpoints.acquire(org, &run_id).await? else {
-        return Ok(None);
+        return Ok(LeasedRebuild::LeaseHeld);
     };
     let result = async {
         let output = sink.identity().await?;
@@ -176,12 +145,15 @@ pub async fn rebuild_leased<K: Checkpoints, S: Sink + ?Sized>(
         }
         let mut next = cp.clone();
         next.output = Some(output);
-        let mut beat = super::Beat::new(checkpoints);
-        let done = super::renewing(checkpoints, &lease, &mut beat, rebuild(sink, &mut next, overlap)).await??;
-        if done.is_some() {
-            cp.save_changed(checkpoints, &lease, |c| *c = next).await?;
+        let mut keeper = LeaseKeeper::new(checkpoints, &lease);
+        let done = keeper.during(rebuild_checkpoint(sink, &mut next, overlap)).await??;
+        match done {
+            Some(done) => {
+                cp.save_changed(checkpoints, &lease, |c| *c = next).await?;
+                Ok(LeasedRebuild::Rebuilt(done))
+            }
+            None => Ok(LeasedRebuild::NothingStored),
         }
-        Ok(done)
     }
     .await
     .map_err(|e| match e {
@@ -194,7 +166,26 @@ pub async fn rebuild_leased<K: Checkpoints, S: Sink + ?Sized>(
     if let Err(e) = checkpoints.release(lease).await {
         tracing::warn!(error = %e, "could not release the lease; it expires by itself");
     }
-    result.map(Some)
+    result
+}
+
+/// [`rebuild_under_lease`] in the shape `src/cli/checkpoint.rs` still matches on:
+/// `None` when the lease is held, `Some(None)` when nothing is stored. To go once the CLI
+/// matches on [`LeasedRebuild`].
+pub async fn rebuild_leased<K: Checkpoints, S: Sink + ?Sized>(
+    checkpoints: &K,
+    sink: &S,
+    clock: &dyn Clock,
+    org: &Org,
+    overlap: Duration,
+) -> Result<Option<Option<RebuiltCheckpoint>>, StoreError> {
+    Ok(
+        match rebuild_under_lease(checkpoints, sink, clock, org, overlap).await? {
+            LeasedRebuild::LeaseHeld => None,
+            LeasedRebuild::NothingStored => Some(None),
+            LeasedRebuild::Rebuilt(done) => Some(Some(done)),
+        },
+    )
 }
 
 #[cfg(test)]

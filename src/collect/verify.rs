@@ -1,6 +1,7 @@
 //! `verify`: what the output holds of an org compared with what Docker Hub serves, day by
 //! day, as multisets of event ids; with `repair`, what is missing is written through the
-//! commit path under the org's lease, so a repair racing the poller cannot double anything.
+//! commit path under the org's lease (see [`super::repair`]), so a repair racing the poller
+//! cannot double anything.
 //!
 //! One day is held in memory at a time (its ids, and with `repair` its missing events), so
 //! a year costs no more memory than its busiest day. Docker Hub is read first, then the
@@ -11,18 +12,13 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::Serialize;
 
-use super::batch::Batch;
-use super::commit::{self, Durable};
-use super::fetch::ReadLimits;
 use super::reader::Reader;
 use super::{stored, Poller};
 use crate::config::PollConfig;
 use crate::event::id::assign_ids;
 use crate::event::key::ObjectKey;
-use crate::event::record::Provenance;
-use crate::event::HubEvent;
 use crate::ports::{AuditLog, Checkpoints, HubError, Sink, StoreError};
-use crate::types::{EventId, RunId, Window};
+use crate::types::{EventId, Org, RunId, Window};
 
 /// What to verify.
 #[derive(Debug, Clone)]
@@ -105,6 +101,35 @@ impl VerifyReport {
     /// readable.
     pub fn clean(&self) -> bool {
         self.complete && self.missing == self.repaired && self.duplicated == 0 && self.unreadable_objects == 0
+    }
+
+    /// The report of a verify of `org` from `from` that has verified nothing yet.
+    fn starting(org: &Org, from: DateTime<Utc>, estimated_requests: u64) -> Self {
+        VerifyReport {
+            org: org.to_string(),
+            from,
+            to: from,
+            days: 0,
+            at_docker_hub: 0,
+            stored: 0,
+            missing: 0,
+            duplicated: 0,
+            unexpected: 0,
+            days_past_retention: 0,
+            repaired: 0,
+            unreadable_objects: 0,
+            estimated_requests,
+            requests: 0,
+            complete: true,
+            stopped_early: None,
+            repair_skipped: None,
+        }
+    }
+
+    /// The verify stops before its last day, for `why`.
+    fn stop(&mut self, why: String) {
+        self.complete = false;
+        self.stopped_early = Some(why);
     }
 
     fn add(&mut self, d: &DayReport) {
@@ -196,6 +221,62 @@ where
     ) -> Result<VerifyReport, VerifyError> {
         let org = &cfg.org;
         let run_id = RunId::generate(self.clock.now());
+        let (from, to) = self.verify_scope(org, range).await?;
+        let days = days_of(from, to);
+        let estimated = self.estimate_requests(org, &days, cfg.page_size).await?;
+        progress(Progress::Plan {
+            from,
+            to,
+            days: days.len() as u64,
+            estimated_requests: estimated,
+        });
+        let mut report = VerifyReport::starting(org, from, estimated);
+        let mut reader = Reader::for_run(self.api, cfg, deadline, self.clock);
+        let old = self
+            .clock
+            .now()
+            .checked_sub_signed(Duration::days(30))
+            .unwrap_or(from);
+        let mut served_yet = false;
+        for (day, w) in days {
+            let read = hub_ids(&mut reader, org, w).await;
+            report.requests = reader.fetcher.requests;
+            let (hub, unreadable) = match read {
+                Ok(r) => r,
+                Err(HubError::OutOfTime(msg)) => {
+                    report.stop(msg);
+                    break;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let mut d = self
+                .compare_day(org, day, w, hub, unreadable, range.repair)
+                .await?;
+            served_yet |= d.report.at_docker_hub > 0;
+            d.report.past_retention = !served_yet && d.report.stored > 0 && w.to <= old;
+            let out_of_time = if d.report.missing > 0 {
+                self.repair_missing(cfg, &mut reader, &mut d, w, &run_id, &mut report)
+                    .await?
+            } else {
+                None
+            };
+            report.add(&d.report);
+            progress(Progress::Day(&d.report));
+            if let Some(msg) = out_of_time {
+                report.stop(msg);
+                break;
+            }
+        }
+        Ok(report)
+    }
+
+    /// The range a verify covers, `[from, to)`: `range` up to where the collection is final
+    /// (`seen_from`), once the checkpoint shows something was collected into this output.
+    async fn verify_scope(
+        &self,
+        org: &Org,
+        range: &VerifyRange,
+    ) -> Result<(DateTime<Utc>, DateTime<Utc>), VerifyError> {
         let Some(cp) = self.checkpoints.peek(org).await? else {
             return Err(VerifyError::Nothing(format!(
                 "there is no checkpoint of {org}: nothing was collected yet (or give the --checkpoint that goes \
@@ -219,234 +300,31 @@ where
         let settled = cp.seen_from.map_or(watermark, |f| f.min(watermark));
         let to = range.until.map_or(settled, |u| u.min(settled));
         let from = crate::types::floor_second(range.from.min(to));
-        let days = days_of(from, to);
+        Ok((from, to))
+    }
+
+    /// The Docker Hub requests verifying `days` should cost, from the bytes stored for each.
+    async fn estimate_requests(
+        &self,
+        org: &Org,
+        days: &[(NaiveDate, Window)],
+        page_size: u32,
+    ) -> Result<u64, StoreError> {
         // Listed only where there are partitions: a range reaching back years costs one
         // listing per stored day, not per calendar day. Each day is listed again when it is
         // compared: keeping a year's listings would undo the one-day memory bound.
         let stored_days: std::collections::BTreeSet<NaiveDate> =
             self.sink.days(org).await?.into_iter().collect();
         let mut estimated = 0;
-        for (day, _) in &days {
+        for (day, _) in days {
             let bytes: u64 = if stored_days.contains(day) {
                 self.sink.list_day(org, *day).await?.iter().map(|o| o.size).sum()
             } else {
                 0
             };
-            estimated += day_cost(bytes / STORED_BYTES_PER_EVENT, cfg.page_size);
+            estimated += day_cost(bytes / STORED_BYTES_PER_EVENT, page_size);
         }
-        progress(Progress::Plan {
-            from,
-            to,
-            days: days.len() as u64,
-            estimated_requests: estimated,
-        });
-        let mut report = VerifyReport {
-            org: org.to_string(),
-            from,
-            to: from,
-            days: 0,
-            at_docker_hub: 0,
-            stored: 0,
-            missing: 0,
-            duplicated: 0,
-            unexpected: 0,
-            days_past_retention: 0,
-            repaired: 0,
-            unreadable_objects: 0,
-            estimated_requests: estimated,
-            requests: 0,
-            complete: true,
-            stopped_early: None,
-            repair_skipped: None,
-        };
-        let mut reader = Reader::new(
-            self.api,
-            org,
-            cfg.page_size,
-            ReadLimits {
-                events: cfg.read_events,
-                bytes: cfg.read_bytes,
-            },
-            deadline,
-            self.clock,
-        );
-        let old = self
-            .clock
-            .now()
-            .checked_sub_signed(Duration::days(30))
-            .unwrap_or(from);
-        let mut served_yet = false;
-        for (day, w) in days {
-            let read = hub_ids(&mut reader, org, w).await;
-            report.requests = reader.fetcher.requests;
-            let (hub, unreadable) = match read {
-                Ok(r) => r,
-                Err(HubError::OutOfTime(msg)) => {
-                    report.complete = false;
-                    report.stopped_early = Some(msg);
-                    break;
-                }
-                Err(e) => return Err(e.into()),
-            };
-            let mut d = self
-                .compare_day(org, day, w, hub, unreadable, range.repair)
-                .await?;
-            served_yet |= d.report.at_docker_hub > 0;
-            d.report.past_retention = !served_yet && d.report.stored > 0 && w.to <= old;
-            if d.report.missing > 0 {
-                let blocked = if let Some(bad) = d.report.unreadable_objects.first() {
-                    // Its events may be the missing ones: written again, they would be
-                    // stored twice once the object is mended.
-                    Some(format!(
-                        "{bad} cannot be read: move it out of the output (or restore it from a version), then repair"
-                    ))
-                } else if d.report.unexpected > 0 {
-                    // Served events that are not stored, beside stored ones no longer
-                    // served: Docker Hub may have changed the events' fields (and so their
-                    // ids). Writing them would store the same events twice.
-                    Some(format!(
-                        "{day} also holds {} stored event(s) Docker Hub no longer serves as stored (changed \
-                         fields?); compare them before repairing that day",
-                        d.report.unexpected
-                    ))
-                } else {
-                    None
-                };
-                let outcome = match (blocked, d.missing_ids.take()) {
-                    (Some(why), _) => Some(Err(why)),
-                    (None, Some(ids)) => {
-                        // The day again, keeping only the missing events: what verify holds
-                        // stays ids, however large the day's events are.
-                        let missing = match hub_events(&mut reader, org, w, &ids).await {
-                            Ok(missing) => missing,
-                            Err(HubError::OutOfTime(msg)) => {
-                                report.complete = false;
-                                report.stopped_early = Some(msg);
-                                report.add(&d.report);
-                                progress(Progress::Day(&d.report));
-                                break;
-                            }
-                            Err(e) => return Err(e.into()),
-                        };
-                        report.requests = reader.fetcher.requests;
-                        Some(self.repair_day(cfg, day, w, missing, &run_id).await?)
-                    }
-                    (None, None) => None,
-                };
-                match outcome {
-                    None => {}
-                    Some(Ok((written, stored_meanwhile))) => {
-                        d.report.repaired = written;
-                        // Stored by a poll between the comparison and the lease: not missing.
-                        d.report.missing -= stored_meanwhile;
-                        d.report.stored += stored_meanwhile;
-                    }
-                    Some(Err(why)) => {
-                        tracing::warn!(%org, %day, reason = %why, "missing events not repaired");
-                        report.repair_skipped.get_or_insert(why);
-                    }
-                }
-            }
-            report.add(&d.report);
-            progress(Progress::Day(&d.report));
-        }
-        Ok(report)
-    }
-
-    /// Writes the `missing` events of `day` under the org's lease: those the output still
-    /// does not hold, through the commit protocol. Returns how many it wrote and how many a
-    /// poll stored meanwhile; `Err(why)` when the repair must wait (the lease is held, a
-    /// commit is pending).
-    async fn repair_day(
-        &self,
-        cfg: &PollConfig,
-        day: NaiveDate,
-        w: Window,
-        missing: Vec<(EventId, HubEvent)>,
-        run_id: &RunId,
-    ) -> Result<Result<(u64, u64), String>, StoreError> {
-        let org = &cfg.org;
-        let Some((lease, mut cp)) = self.checkpoints.acquire(org, run_id).await? else {
-            return Ok(Err(
-                "a poll held the org's lease: run verify --repair again when it has finished".into(),
-            ));
-        };
-        let mut beat = super::Beat::new(self.checkpoints);
-        let work = async {
-            if cp.watermark.is_none() {
-                return Ok(Err(
-                    "the checkpoint went away meanwhile: the next poll rebuilds it; verify again after it"
-                        .into(),
-                ));
-            }
-            if cp.pending.is_some() {
-                return Ok(Err(
-                    "an interrupted commit is pending: the next poll finishes it; verify again after it"
-                        .into(),
-                ));
-            }
-            let mut stored = std::collections::HashSet::new();
-            for (_, events) in stored::of_day(self.sink, org, day).await? {
-                stored.extend(events.into_iter().map(|(id, _)| id));
-            }
-            let found = missing.len();
-            let still: Vec<_> = missing
-                .into_iter()
-                .filter(|(id, _)| !stored.contains(id))
-                .collect();
-            let stored_meanwhile = (found - still.len()) as u64;
-            // The overlap that keeps `seen_from` where the poller put it (a repair must not
-            // change which range the next poll reads again).
-            let keep = match (cp.watermark, cp.seen_from) {
-                (Some(wm), Some(f)) if f <= wm => wm - f,
-                _ => cfg.overlap,
-            };
-            // Apart at `seen_from`, so an object holding remembered ids starts inside the
-            // range the checkpoint names its objects from (`recent`).
-            let split = cp.seen_from.unwrap_or(w.to).clamp(w.from, w.to);
-            let (before, after): (Vec<_>, Vec<_>) =
-                still.into_iter().partition(|(_, e)| e.timestamp() < split);
-            let durable = Durable {
-                store: self.checkpoints,
-                lease: &lease,
-                sink: self.sink,
-            };
-            let mut written = 0;
-            for (part, events) in [
-                (Window::new(w.from, split), before),
-                (Window::new(split, w.to), after),
-            ] {
-                if events.is_empty() {
-                    continue;
-                }
-                let prov = Provenance {
-                    ingested_at: self.clock.now(),
-                    window: part,
-                    run_id: run_id.clone(),
-                };
-                let batch = Batch::of(part.from, part.to, events);
-                written += commit::commit(&durable, &mut cp, org, batch, keep, &prov, None)
-                    .await?
-                    .events;
-            }
-            tracing::info!(%org, %day, events = written, "repaired: missing events written");
-            Ok(Ok((written, stored_meanwhile)))
-        };
-        // Reading a busy day's objects again can take a while: the lease is kept meanwhile.
-        let result = match super::renewing(self.checkpoints, &lease, &mut beat, work)
-            .await
-            .and_then(|r| r)
-        {
-            // Taken over (it paused past its lease): what it committed stands; the rest waits.
-            Err(StoreError::Conflict(why)) => Ok(Err(format!(
-                "another run took the org's lease during the repair ({why}): run verify --repair again"
-            ))),
-            r => r,
-        };
-        if let Err(e) = self.checkpoints.release(lease).await {
-            tracing::warn!(error = %e, "could not release the lease; it expires by itself");
-        }
-        result
+        Ok(estimated)
     }
 
     /// Compares one day: `hub` (the ids of the events as served) with what the output
@@ -531,10 +409,11 @@ where
     }
 }
 
-struct Day {
-    report: DayReport,
+/// One day compared, as the verify goes.
+pub(super) struct Day {
+    pub(super) report: DayReport,
     /// Served, not stored: kept when repairing.
-    missing_ids: Option<HashSet<EventId>>,
+    pub(super) missing_ids: Option<HashSet<EventId>>,
 }
 
 /// The ids of every event Docker Hub serves for `w` (given per complete window, as the
@@ -557,29 +436,6 @@ async fn hub_ids<A: AuditLog + ?Sized>(
         cursor = got.to;
     }
     Ok((ids, unreadable))
-}
-
-/// The events of `w` whose ids are in `wanted`, read again, sorted by id.
-async fn hub_events<A: AuditLog + ?Sized>(
-    reader: &mut Reader<'_, A>,
-    org: &crate::types::Org,
-    w: Window,
-    wanted: &HashSet<EventId>,
-) -> Result<Vec<(EventId, HubEvent)>, HubError> {
-    let mut events = Vec::new();
-    reader.start(w);
-    let mut cursor = w.from;
-    while cursor < w.to {
-        let (got, page) = reader.next(cursor, w.to).await?;
-        events.extend(
-            assign_ids(org, page.events)
-                .into_iter()
-                .filter(|(id, _)| wanted.contains(id)),
-        );
-        cursor = got.to;
-    }
-    events.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(events)
 }
 
 #[cfg(test)]

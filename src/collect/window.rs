@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint_model::Checkpoint;
 use crate::config::PollConfig;
 use crate::types::{floor_second, Window};
 

@@ -104,6 +104,16 @@ enum Verdict<T> {
     Fail(HubError),
 }
 
+/// What one attempt of a request came to, short of stopping it.
+enum Attempt<T> {
+    /// `judge` accepted the answer.
+    Answered(T),
+    /// A 429, with the headers that say how long to wait.
+    Throttled(HeaderMap),
+    /// A failure a retry may fix (transport, 5xx, a body cut off or refused by `judge`).
+    Failed(String),
+}
+
 /// Why `execute` stopped without a result.
 enum Stop {
     Hub(HubError),
@@ -268,66 +278,110 @@ impl HubClient {
             if timeout.is_zero() {
                 return Err(out_of_time(what).into());
             }
-            let problem = match make().timeout(timeout).send().await {
-                Err(e) => describe_transport(&e),
-                Ok(resp) => {
-                    let status = resp.status();
-                    let headers = resp.headers().clone();
-                    if status == StatusCode::TOO_MANY_REQUESTS {
-                        throttles += 1;
-                        bump(&self.stats.throttled);
-                        let wait = self.throttle_wait(&headers, throttles);
-                        tracing::warn!(
-                            request = what,
-                            wait_ms = wait.as_millis() as u64,
-                            "rate limited (429)"
-                        );
-                        if throttles > self.cfg.max_throttles || wait > self.cfg.max_rate_wait {
-                            return Err(Stop::Hub(HubError::OutOfTime(format!(
-                                "{what}: Docker Hub kept rate-limiting (429, asked to wait {}s); the next run continues from the checkpoint",
-                                wait.as_secs()
-                            ))));
-                        }
-                        self.sleep_within(what, wait, deadline).await?;
-                        continue;
-                    }
-                    // On a 429, Retry-After is the instruction; the limit headers pace the rest.
-                    self.note_rate_limit(&headers);
-                    if status.is_redirection() {
-                        // Not followed (see `new`) and not retried: the same request would be
-                        // redirected again.
-                        return Err(Stop::Hub(redirected(what, status, &headers)));
-                    }
-                    if status.is_server_error() {
-                        format!("HTTP {}", status.as_u16())
-                    } else {
-                        match read_body(resp, self.cfg.max_body_bytes).await {
-                            Err(e) => e,
-                            Ok(body) => match judge(status, &body) {
-                                Verdict::Done(t) => return Ok(t),
-                                Verdict::Fail(e) => return Err(Stop::Hub(e)),
-                                Verdict::Unauthorized(msg) => return Err(Stop::Unauthorized(msg)),
-                                Verdict::Retry(msg) => msg,
-                            },
-                        }
-                    }
+            let problem = match self.attempt(what, make().timeout(timeout), &judge).await? {
+                Attempt::Answered(t) => return Ok(t),
+                Attempt::Throttled(headers) => {
+                    throttles += 1;
+                    self.wait_out_throttle(what, &headers, throttles, deadline)
+                        .await?;
+                    continue;
                 }
+                Attempt::Failed(problem) => problem,
             };
             failures += 1;
-            if failures >= self.cfg.max_attempts {
-                return Err(Stop::Hub(HubError::Unavailable(format!(
-                    "{what} failed {failures} times, last: {problem}. Docker Hub may be down or answering badly; \
-                     nothing after the last checkpoint was committed, and the next run retries"
-                ))));
-            }
-            bump(&self.stats.retries);
-            let wait = {
-                let mut j = self.jitter.lock().unwrap_or_else(|e| e.into_inner());
-                backoff(failures - 1, self.cfg.retry_base, self.cfg.retry_cap, &mut j)
-            };
-            tracing::warn!(request = what, attempt = failures, wait_ms = wait.as_millis() as u64, problem = %problem, "retrying");
-            self.sleep_within(what, wait, deadline).await?;
+            self.back_off(what, failures, &problem, deadline).await?;
         }
+    }
+
+    /// Sends the request once and reads its answer: `judge`'s result, a 429 (with its
+    /// headers), or a failure worth retrying (described). A redirect, or an answer `judge`
+    /// refuses, stops the request.
+    async fn attempt<T>(
+        &self,
+        what: &str,
+        request: RequestBuilder,
+        judge: &impl Fn(StatusCode, &[u8]) -> Verdict<T>,
+    ) -> Result<Attempt<T>, Stop> {
+        let resp = match request.send().await {
+            Err(e) => return Ok(Attempt::Failed(describe_transport(&e))),
+            Ok(resp) => resp,
+        };
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            return Ok(Attempt::Throttled(headers));
+        }
+        // On a 429, Retry-After is the instruction; the limit headers pace the rest.
+        self.note_rate_limit(&headers);
+        if status.is_redirection() {
+            // Not followed (see `new`) and not retried: the same request would be
+            // redirected again.
+            return Err(Stop::Hub(redirected(what, status, &headers)));
+        }
+        if status.is_server_error() {
+            return Ok(Attempt::Failed(format!("HTTP {}", status.as_u16())));
+        }
+        match read_body(resp, self.cfg.max_body_bytes).await {
+            Err(e) => Ok(Attempt::Failed(e)),
+            Ok(body) => match judge(status, &body) {
+                Verdict::Done(t) => Ok(Attempt::Answered(t)),
+                Verdict::Fail(e) => Err(Stop::Hub(e)),
+                Verdict::Unauthorized(msg) => Err(Stop::Unauthorized(msg)),
+                Verdict::Retry(msg) => Ok(Attempt::Failed(msg)),
+            },
+        }
+    }
+
+    /// After the `throttles`-th 429 of a request: waits what the server asks (or a
+    /// backoff), unless it has throttled too often or asks too long, which ends the run's
+    /// reading for now.
+    async fn wait_out_throttle(
+        &self,
+        what: &str,
+        headers: &HeaderMap,
+        throttles: u32,
+        deadline: Option<Instant>,
+    ) -> Result<(), Stop> {
+        bump(&self.stats.throttled);
+        let wait = self.throttle_wait(headers, throttles);
+        tracing::warn!(
+            request = what,
+            wait_ms = wait.as_millis() as u64,
+            "rate limited (429)"
+        );
+        if throttles > self.cfg.max_throttles || wait > self.cfg.max_rate_wait {
+            return Err(Stop::Hub(HubError::OutOfTime(format!(
+                "{what}: Docker Hub kept rate-limiting (429, asked to wait {}s); the next run continues from the checkpoint",
+                wait.as_secs()
+            ))));
+        }
+        self.sleep_within(what, wait, deadline).await?;
+        Ok(())
+    }
+
+    /// After the `failures`-th failed attempt of a request: gives up once the attempts are
+    /// spent, else waits a backoff with jitter before the next.
+    async fn back_off(
+        &self,
+        what: &str,
+        failures: u32,
+        problem: &str,
+        deadline: Option<Instant>,
+    ) -> Result<(), Stop> {
+        if failures >= self.cfg.max_attempts {
+            return Err(Stop::Hub(HubError::Unavailable(format!(
+                "{what} failed {failures} times, last: {problem}. Docker Hub may be down or answering badly; \
+                 nothing after the last checkpoint was committed, and the next run retries"
+            ))));
+        }
+        bump(&self.stats.retries);
+        let wait = {
+            let mut j = self.jitter.lock().unwrap_or_else(|e| e.into_inner());
+            backoff(failures - 1, self.cfg.retry_base, self.cfg.retry_cap, &mut j)
+        };
+        tracing::warn!(request = what, attempt = failures, wait_ms = wait.as_millis() as u64, problem = %problem, "retrying");
+        self.sleep_within(what, wait, deadline).await?;
+        Ok(())
     }
 
     fn throttle_wait(&self, h: &HeaderMap, throttles: u32) -> Duration {

@@ -196,7 +196,7 @@ struct Queued {
 
 impl Queued {
     /// The checkpoint's outbox.
-    async fn pending(&self) -> Vec<crate::checkpoint::PendingAlerts> {
+    async fn pending(&self) -> Vec<crate::checkpoint_model::PendingAlerts> {
         self.cps.peek(&self.c.org).await.unwrap().unwrap().alerts_pending
     }
 
