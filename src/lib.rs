@@ -1,7 +1,8 @@
 //! dockerhub-audit: collects a Docker Hub organization's audit log, exactly once.
 //!
-//! Layers (dependencies point down):
-//! - entry points (`main.rs`, `cli`) build a [`config::PollConfig`] and wire adapters;
+//! Layers (dependencies point down; ARCHITECTURE.md draws them):
+//! - entry points (`main.rs` and [`cli`], `bin/lambda.rs` and [`lambda`]) build a
+//!   [`config::PollConfig`], wire adapters and call the [`service`];
 //! - [`collect`] is the poller: windows, dedupe, batching, deadlines, the commit protocol;
 //! - [`ports`] are the small traits the poller needs, and [`checkpoint_model`] the state it
 //!   keeps per org between runs;
@@ -9,10 +10,6 @@
 //!   for one outside system;
 //! - [`event`] is the record: canonical form, `event_id`, encoding, object keys;
 //! - [`alert`] is the alert rules and the alert a matching record raises.
-
-// Lets the unit tests share the integration tests' helpers, which name the crate.
-#[cfg(test)]
-extern crate self as dockerhub_audit;
 
 pub mod alert;
 #[cfg(feature = "aws")]
@@ -33,6 +30,8 @@ pub mod notify;
 pub mod ports;
 pub mod service;
 pub mod sink;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 pub mod types;
 
 #[cfg(feature = "cli")]

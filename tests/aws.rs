@@ -3,20 +3,15 @@
 //! leases, versions and the 400 KB limit, Secrets Manager errors and rotation, and the
 //! exactly-once pipeline on S3 + DynamoDB.
 
-#[path = "common/aws.rs"]
-mod awsenv;
 mod common;
-#[path = "common/gate.rs"]
-mod gate;
-#[path = "common/proxy.rs"]
-mod proxy;
 
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
-use awsenv::*;
 use chrono::Duration;
+use common::aws::*;
 use common::*;
+use common::{gate, proxy};
 use dockerhub_audit::checkpoint::dynamodb::DynamoCheckpoints;
 use dockerhub_audit::checkpoint_model::Checkpoint;
 use dockerhub_audit::clock::{Clock, ManualClock, Skewed};

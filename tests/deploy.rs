@@ -5,8 +5,6 @@
 //! compared with the emulator's events (exact multisets), and the Glue table, the alarms and
 //! the function's metric lines are checked as deployed.
 
-#[path = "common/aws.rs"]
-mod awsenv;
 mod common;
 
 use std::collections::BTreeMap;
@@ -16,7 +14,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use awsenv::*;
+use common::aws::*;
 use common::*;
 use dockerhub_audit::clock::SystemClock;
 use dockerhub_audit_emulator::{start_many, Emulator};

@@ -2,8 +2,6 @@
 //! API serves it invocations, the Docker Hub emulator and moto (S3, DynamoDB, Secrets
 //! Manager) serve it over HTTP, and what it answers, writes and prints is checked.
 
-#[path = "common/aws.rs"]
-mod awsenv;
 mod common;
 
 use std::collections::VecDeque;
@@ -11,12 +9,12 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use awsenv::*;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
+use common::aws::*;
 use common::*;
 use dockerhub_audit::clock::SystemClock;
 use serde_json::{json, Value};

@@ -3,12 +3,11 @@
 //! a manual one shared with the emulator, so every scenario is deterministic.
 
 mod common;
-#[path = "common/gate.rs"]
-mod gate;
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
+use common::gate;
 use common::*;
 use dockerhub_audit::clock::{Clock, ManualClock};
 use dockerhub_audit::collect::CollectError;

@@ -3,15 +3,13 @@
 //! reports is checked against what was done to the output, and the output against the
 //! emulator's events (exact multisets).
 
-#[path = "common/aws.rs"]
-mod awsenv;
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 
-use awsenv::*;
+use common::aws::*;
 use common::*;
 use dockerhub_audit::clock::SystemClock;
 use dockerhub_audit::inspect;
@@ -279,7 +277,10 @@ async fn aws_store() -> Store {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(not(feature = "integration"), ignore = "needs moto: cargo test --features integration")]
+#[cfg_attr(
+    not(feature = "integration"),
+    ignore = "needs moto: cargo test --features integration"
+)]
 async fn verify_and_repair_on_s3_and_dynamodb() {
     verify_drill(aws_store().await).await;
 }
@@ -378,7 +379,10 @@ async fn a_lost_restored_or_second_checkpoint_stores_nothing_twice() {
 
 /// The same on S3 + DynamoDB: the checkpoint item deleted, then a poll.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(not(feature = "integration"), ignore = "needs moto: cargo test --features integration")]
+#[cfg_attr(
+    not(feature = "integration"),
+    ignore = "needs moto: cargo test --features integration"
+)]
 async fn a_lost_checkpoint_on_dynamodb_is_rebuilt_from_s3() {
     let store = aws_store().await;
     let (emu, hub) = start(emulator_config(600, 10, 95), Arc::new(SystemClock)).await;

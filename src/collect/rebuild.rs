@@ -169,25 +169,6 @@ pub async fn rebuild_under_lease<K: Checkpoints, S: Sink + ?Sized>(
     result
 }
 
-/// [`rebuild_under_lease`] in the shape `src/cli/checkpoint.rs` still matches on:
-/// `None` when the lease is held, `Some(None)` when nothing is stored. To go once the CLI
-/// matches on [`LeasedRebuild`].
-pub async fn rebuild_leased<K: Checkpoints, S: Sink + ?Sized>(
-    checkpoints: &K,
-    sink: &S,
-    clock: &dyn Clock,
-    org: &Org,
-    overlap: Duration,
-) -> Result<Option<Option<RebuiltCheckpoint>>, StoreError> {
-    Ok(
-        match rebuild_under_lease(checkpoints, sink, clock, org, overlap).await? {
-            LeasedRebuild::LeaseHeld => None,
-            LeasedRebuild::NothingStored => Some(None),
-            LeasedRebuild::Rebuilt(done) => Some(Some(done)),
-        },
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

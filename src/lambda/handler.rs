@@ -362,44 +362,42 @@ mod tests {
     use super::*;
     use crate::checkpoint::file::FileCheckpoints;
     use crate::clock::ManualClock;
-    use crate::credentials::env::StaticCredentials;
-    use crate::ports::Secret;
     use crate::sink::local::LocalSink;
+    use crate::testkit::fakes::{FakeHub, Order};
     use crate::types::RunId;
 
-    fn app(dir: &std::path::Path, clock: &ManualClock) -> App<HubClient, FileCheckpoints, LocalSink> {
-        app_counting(dir, clock, Arc::default())
+    /// The handler over the in-process fake Hub (empty unless a test fills it).
+    fn app(dir: &std::path::Path, clock: &ManualClock) -> App<FakeHub, FileCheckpoints, LocalSink> {
+        app_with(
+            dir,
+            clock,
+            Arc::new(FakeHub::new(clock.clone(), 100, Order::NewestFirst)),
+            Arc::default(),
+        )
     }
 
-    /// The app, counting the credential sources it builds in `secrets`.
-    fn app_counting(
+    /// The app over `hub`, counting in `built` the Hub ports it builds (in production each
+    /// reads the org's secret).
+    fn app_with(
         dir: &std::path::Path,
         clock: &ManualClock,
-        secrets: Arc<std::sync::atomic::AtomicUsize>,
-    ) -> App<HubClient, FileCheckpoints, LocalSink> {
+        hub: Arc<FakeHub>,
+        built: Arc<std::sync::atomic::AtomicUsize>,
+    ) -> App<FakeHub, FileCheckpoints, LocalSink> {
         let get = |k: &str| match k {
             "DOCKERHUB_AUDIT_TABLE" | "DOCKERHUB_AUDIT_BUCKET" => Some("unused".to_string()),
             "DOCKERHUB_AUDIT_ORGS" => Some("acme".to_string()),
-            // Nothing listens there: these tests never reach Docker Hub.
-            "DOCKERHUB_AUDIT_HUB_URL" => Some("http://127.0.0.1:9".to_string()),
             _ => None,
         };
-        let settings = Settings::from_env(get).unwrap();
-        let clock: Arc<dyn Clock> = Arc::new(clock.clone());
-        let hubs = hub_clients(
-            &settings,
-            clock.clone(),
-            Box::new(move |_: &str| -> Arc<dyn CredentialSource> {
-                secrets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                Arc::new(StaticCredentials::new("acme", Secret::new("unused")))
-            }),
-        );
         App::new(
-            settings,
+            Settings::from_env(get).unwrap(),
             FileCheckpoints::new(dir.join("_checkpoints")),
             LocalSink::new(dir),
-            clock,
-            hubs,
+            Arc::new(clock.clone()),
+            Box::new(move |_: &Org, _: Purpose| {
+                built.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Ok(hub.clone())
+            }),
         )
     }
 
@@ -472,7 +470,8 @@ mod tests {
         let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
         let clock = ManualClock::new(now);
         let secrets = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let app = app_counting(dir.path(), &clock, secrets.clone());
+        let hub = Arc::new(FakeHub::new(clock.clone(), 100, Order::NewestFirst));
+        let app = app_with(dir.path(), &clock, hub, secrets.clone());
         let deadline = now + chrono::Duration::minutes(4);
         for input in [
             json!({"org": "acmecorp"}),
@@ -510,5 +509,49 @@ mod tests {
             }
         }
         out
+    }
+
+    #[tokio::test]
+    async fn a_poll_through_the_handler_answers_the_shared_summary() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let clock = ManualClock::new(now);
+        let hub = Arc::new(FakeHub::new(clock.clone(), 40, Order::Shuffled));
+        hub.generate(
+            7,
+            300,
+            now - chrono::Duration::days(3),
+            now - chrono::Duration::hours(1),
+        );
+        let app = app_with(dir.path(), &clock, hub.clone(), Arc::default());
+        let (answer, doc) = app
+            .handle_measured(json!({"org": "acme"}), now + chrono::Duration::minutes(4))
+            .await;
+        let answer = answer.unwrap();
+        assert_eq!(answer["ok"], true, "{answer}");
+        assert_eq!(answer["events_written"], 300, "{answer}");
+        assert_eq!(answer["caught_up"], true);
+        // What landed: every event once.
+        let stored: Vec<String> = crate::inspect::records(dir.path())
+            .unwrap()
+            .iter()
+            .map(|r| crate::inspect::hub_canonical(r).unwrap())
+            .collect();
+        assert!(crate::inspect::compare(&hub.visible_before(now), &stored).exact());
+        // The answer is the shared summary, field for field.
+        let summary: Vec<&String> = answer.as_object().unwrap().keys().collect();
+        for key in [
+            "ok",
+            "org",
+            "run_id",
+            "events_written",
+            "api_requests",
+            "throttled_requests",
+            "retries",
+        ] {
+            assert!(summary.iter().any(|k| *k == key), "{key} missing: {summary:?}");
+        }
+        assert_eq!(doc["EventsWritten"], 300);
+        assert_eq!(doc["org"], "acme");
     }
 }

@@ -5,12 +5,16 @@
 //! its own.
 //!
 //! - [`summary`]: the one summary of a poll that both shells print or answer.
+//!
+//! `poll` and `verify` read Docker Hub; `rebuild` reads only the output (over
+//! [`NoDockerHub`]).
 
 pub mod summary;
 
 use chrono::{DateTime, Utc};
 
 use crate::clock::Clock;
+use crate::collect::rebuild::{rebuild_under_lease, LeasedRebuild};
 use crate::collect::verify::{Progress, VerifyError, VerifyRange, VerifyReport};
 use crate::collect::{Alerting, Poller, RunReport};
 use crate::config::PollConfig;
@@ -45,6 +49,24 @@ impl Failure {
             message: clip(&message.to_string(), MAX_ERROR_CHARS),
             retry_helps,
         }
+    }
+}
+
+/// The Hub port of a service whose commands read only the output (`checkpoint rebuild`):
+/// asked for a page, it refuses, saying so.
+pub struct NoDockerHub;
+
+#[async_trait::async_trait]
+impl AuditLog for NoDockerHub {
+    async fn page(
+        &self,
+        _org: &crate::types::Org,
+        _query: crate::ports::PageQuery,
+        _budget: Option<std::time::Duration>,
+    ) -> Result<crate::ports::Page, crate::ports::HubError> {
+        Err(crate::ports::HubError::Rejected(
+            "this command reads only the output, not Docker Hub".into(),
+        ))
     }
 }
 
@@ -94,6 +116,19 @@ where
                 requests,
             },
         }
+    }
+
+    /// `org`'s checkpoint rebuilt from what the output holds (under its lease, whether or
+    /// not it looks stale), remembering `overlap` of ids. No Docker Hub request.
+    pub async fn rebuild(
+        &self,
+        org: &crate::types::Org,
+        overlap: chrono::Duration,
+    ) -> Result<LeasedRebuild, Failure> {
+        let p = &self.poller;
+        rebuild_under_lease(p.checkpoints, p.sink, p.clock, org, overlap)
+            .await
+            .map_err(|e| Failure::new(&e, e.is_transient()))
     }
 
     /// A verification of `range` against Docker Hub (and a repair, if it asks for one).

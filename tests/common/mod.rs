@@ -2,6 +2,14 @@
 //! adapters, and multiset comparison of what landed against what the emulator holds.
 #![allow(dead_code)] // each test binary uses its own part
 
+/// moto and ministack through the real SDK clients.
+pub mod aws;
+/// A fault proxy between the SDK and the AWS emulator.
+pub mod proxy;
+/// The failpoint of the drills (it lives with the crate's test support).
+#[allow(unused_imports)]
+pub use dockerhub_audit::testkit::gate;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,15 +1,14 @@
 //! A failpoint for drills, compiled only into the tests: it stops one run at its `at`-th
 //! checkpoint or sink operation (before the operation acts, or after it acted and before it
 //! answers) until the test lets it go, as a laptop that sleeps or a stalled network would.
-#![allow(dead_code)]
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use crate::checkpoint_model::Checkpoint;
+use crate::event::key::ObjectKey;
+use crate::ports::{Checkpoints, Listed, PutOutcome, Sink, StoreError};
+use crate::types::{Org, RunId};
 use async_trait::async_trait;
-use dockerhub_audit::checkpoint_model::Checkpoint;
-use dockerhub_audit::event::key::ObjectKey;
-use dockerhub_audit::ports::{Checkpoints, Listed, PutOutcome, Sink, StoreError};
-use dockerhub_audit::types::{Org, RunId};
 
 pub struct Gate {
     at: u32,
