@@ -100,16 +100,6 @@ pub trait AuditLog: Send + Sync {
     /// time spent including retries and rate-limit waits.
     async fn page(&self, org: &Org, query: PageQuery, budget: Option<Duration>) -> Result<Page, HubError>;
 
-    /// The smallest page this server has been seen to give in full, if this adapter
-    /// remembers one from an earlier run of the same process (a warm Lambda): with it, a
-    /// run that finds less than half a page needs no second request to know it has all.
-    fn full_page_hint(&self) -> Option<u32> {
-        None
-    }
-
-    /// Records a full page the server gave, for [`AuditLog::full_page_hint`].
-    fn remember_full_page(&self, _events: u32) {}
-
     /// The requests this adapter has made so far (a run's are the difference between two
     /// readings); zero where it does not count.
     fn request_stats(&self) -> RequestStats {

@@ -323,6 +323,7 @@ async fn the_pipeline_on_s3_and_dynamodb_stores_each_event_once() {
         sink: &sink,
         clock: &clock,
         alerts: None,
+        page_sizes: None,
     };
     let r = poller.run(&pc, None).await.unwrap();
     assert!(r.caught_up && r.objects_written >= 5, "{r:?}");
@@ -362,6 +363,7 @@ async fn the_pipeline_on_s3_and_dynamodb_stores_each_event_once() {
         sink: &elsewhere,
         clock: &clock,
         alerts: None,
+        page_sizes: None,
     };
     let failed = wrong.run(&pc, None).await.unwrap_err();
     assert!(matches!(
@@ -411,6 +413,7 @@ async fn a_burst_inside_one_overlap_crosses_the_item_limit_and_still_lands_once(
         sink: &sink,
         clock: &clock,
         alerts: None,
+        page_sizes: None,
     };
     poller.run(&pc, None).await.unwrap();
     let chunk0 = aws_sdk_dynamodb::Client::new(&cfg)
@@ -638,6 +641,7 @@ async fn stall_on_aws(at: u32, after: bool, skew_a: Duration, skew_b: Duration) 
         sink: &a,
         clock: &clock_a,
         alerts: None,
+        page_sizes: None,
     };
     let run_b = Poller {
         api: &hub_client,
@@ -645,6 +649,7 @@ async fn stall_on_aws(at: u32, after: bool, skew_a: Duration, skew_b: Duration) 
         sink: &b_sink,
         clock: &clock_b,
         alerts: None,
+        page_sizes: None,
     };
     let reached = gate::stall_while(
         &gate,
@@ -674,6 +679,7 @@ async fn stall_on_aws(at: u32, after: bool, skew_a: Duration, skew_b: Duration) 
             sink: &c_sink,
             clock: &base,
             alerts: None,
+            page_sizes: None,
         };
         p.run(&pc, None).await.unwrap_or_else(|f| panic!("{}", f.error));
     }
@@ -794,6 +800,7 @@ async fn alerts_reach_a_queue_through_an_eventbridge_rule_once_and_survive_a_mis
             rules: &rules,
             out: &out,
         }),
+        page_sizes: None,
     };
 
     // The bus does not exist yet: collection goes on, the alerts wait in the checkpoint.

@@ -355,6 +355,7 @@ async fn a_run_stalled_at_any_step_on_local_files_doubles_nothing() {
             sink: &a,
             clock: &base,
             alerts: None,
+            page_sizes: None,
         };
         let reached = gate::stall_while(
             &gate,
@@ -567,6 +568,7 @@ async fn after_hours_of_outage_one_run_catches_up_within_the_rate_limit() {
         sink: &dockerhub_audit::sink::local::LocalSink::new(dir.path()),
         clock: &clock,
         alerts: None,
+        page_sizes: None,
     };
     let r = p
         .run(&pc, Some(clock.now() + Duration::minutes(4)))

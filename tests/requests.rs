@@ -11,6 +11,7 @@ use serde_json::json;
 
 use common::*;
 use dockerhub_audit::clock::{Clock, ManualClock};
+use dockerhub_audit::collect::page_size::PageSizeMemory;
 
 /// One request per page of events is the least a run can make.
 fn ideal(events: usize) -> u64 {
@@ -116,11 +117,12 @@ async fn a_burst_within_one_minute_costs_about_one_request_per_page() {
     let mut cfg = emulator_config(2_000, 5, 82);
     cfg.twin_fraction = 0.02;
     let (emu, hub) = start(cfg, Arc::new(clock.clone())).await;
-    // One client for every run, as a warm Lambda keeps it.
+    // One client and one page-size memory for every run, as a warm Lambda keeps them.
     let c = client(&hub.url(), Arc::new(clock.clone()), SECRET);
+    let warm = PageSizeMemory::default();
     let dir = tempfile::tempdir().unwrap();
     let pc = poll_config(6);
-    run(&c, &clock, dir.path(), &pc).await.unwrap();
+    run_warm(&c, &warm, &clock, dir.path(), &pc).await.unwrap();
 
     // 4,564 events within one minute, young (inside the next run's overlap): a CI system
     // pushing every tag of a release at once.
@@ -136,7 +138,7 @@ async fn a_burst_within_one_minute_costs_about_one_request_per_page() {
     }
     clock.advance(Duration::minutes(5));
     let before = emu.stats().list_requests;
-    let r = run(&c, &clock, dir.path(), &pc).await.unwrap();
+    let r = run_warm(&c, &warm, &clock, dir.path(), &pc).await.unwrap();
     let requests = emu.stats().list_requests - before;
     assert_exact(&expected(&emu, clock.now() - pc.lag), dir.path());
     assert_eq!(r.events_written, 4_564);
@@ -157,9 +159,10 @@ async fn an_idle_run_of_a_warm_process_costs_one_request() {
     let clock = ManualClock::new(t0());
     let (emu, hub) = start(emulator_config(1_500, 3, 83), Arc::new(clock.clone())).await;
     let c = client(&hub.url(), Arc::new(clock.clone()), SECRET);
+    let warm = PageSizeMemory::default();
     let dir = tempfile::tempdir().unwrap();
     let pc = poll_config(4);
-    run(&c, &clock, dir.path(), &pc).await.unwrap();
+    run_warm(&c, &warm, &clock, dir.path(), &pc).await.unwrap();
     // A few events in five minutes: less than half a page.
     for i in 0..3 {
         let at = clock.now() + Duration::seconds(20 * i);
@@ -172,7 +175,7 @@ async fn an_idle_run_of_a_warm_process_costs_one_request() {
     for round in 0..3 {
         clock.advance(Duration::minutes(5));
         let before = emu.stats().list_requests;
-        let r = run(&c, &clock, dir.path(), &pc).await.unwrap();
+        let r = run_warm(&c, &warm, &clock, dir.path(), &pc).await.unwrap();
         let requests = emu.stats().list_requests - before;
         assert_eq!(
             requests, 1,

@@ -9,7 +9,7 @@
 //! - a window that fits in **one page** is taken from that page: one response is one
 //!   snapshot, whatever the order;
 //! - a page is the last one only when it is **less than half** the smallest full page seen
-//!   (in this run, or by the same client in an earlier run of the process): a server whose
+//!   (in this run, or in an earlier run of the process: [`PageSizeMemory`](super::page_size::PageSizeMemory)): a server whose
 //!   page size wanders (by up to half) cannot pass a cut page for the end; otherwise the
 //!   next page must come back empty;
 //! - a window with more than a page is **paged through** (up to [`ReadLimits`], the bound
@@ -37,7 +37,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::page_size::PageSizeBelief;
+use super::page_size::{PageSizeBelief, PageSizeMemory};
 use crate::event::id::canonical;
 use crate::event::HubEvent;
 use crate::ports::{AuditLog, HubError, Page, PageQuery};
@@ -86,6 +86,8 @@ struct AgreeingRead {
 pub struct Fetcher<'a, A: AuditLog + ?Sized> {
     api: &'a A,
     org: &'a Org,
+    /// What the process remembers of the server's page size, across runs.
+    memory: &'a PageSizeMemory,
     /// What we ask for, and what we learned of the server's page size.
     page_size: PageSizeBelief,
     /// What one read holds at most before it stands (the bound on its memory).
@@ -199,11 +201,18 @@ impl Pages {
 impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
     /// A fetcher asking for pages of `page_size` and holding at most `limits` in one read.
     /// It starts from what the client already learned of the server's page size.
-    pub fn new(api: &'a A, org: &'a Org, page_size: u32, limits: ReadLimits) -> Self {
+    pub fn new(
+        api: &'a A,
+        org: &'a Org,
+        page_size: u32,
+        limits: ReadLimits,
+        memory: &'a PageSizeMemory,
+    ) -> Self {
         Fetcher {
             api,
             org,
-            page_size: PageSizeBelief::new(api, page_size),
+            memory,
+            page_size: PageSizeBelief::new(memory, page_size),
             limits,
             requests: 0,
         }
@@ -216,7 +225,7 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
 
     /// The server gave a page of `full` events in full.
     fn learn(&mut self, full: u32) {
-        self.page_size.learn(self.api, full);
+        self.page_size.learn(self.memory, full);
     }
 
     /// One page; `deadline` is absolute, shared by every request of a window.

@@ -46,6 +46,7 @@ use serde::Serialize;
 pub use self::alerts::Alerting;
 use self::commit::Durable;
 use self::lease::LeaseKeeper;
+use self::page_size::PageSizeMemory;
 use self::reader::Reader;
 use crate::checkpoint_model::{Checkpoint, LastRun};
 use crate::clock::Clock;
@@ -124,6 +125,9 @@ pub struct Poller<'a, A: ?Sized, K, S: ?Sized> {
     pub clock: &'a dyn Clock,
     /// Alert rules and their destination; `None`: no alerts.
     pub alerts: Option<Alerting<'a>>,
+    /// What the process remembers of the server's page size across runs (a warm Lambda
+    /// keeps one per org); `None`: this run learns it alone.
+    pub page_sizes: Option<&'a PageSizeMemory>,
 }
 
 impl RunReport {
@@ -262,7 +266,9 @@ where
     ) -> Result<(), CollectError> {
         let output = self.sink.identity().await?;
         reconcile::claim_output(&run.cfg.org, cp, output)?;
-        let mut reader = Reader::for_run(self.api, run.cfg, run.deadline, self.clock);
+        let fresh = PageSizeMemory::default();
+        let memory = self.page_sizes.unwrap_or(&fresh);
+        let mut reader = Reader::for_run(self.api, run.cfg, memory, run.deadline, self.clock);
         if let Some(intent) = cp.pending.clone() {
             let finished = self.recover(run, &mut reader, cp, &intent, report).await;
             report.pages_requested = reader.fetcher.requests;

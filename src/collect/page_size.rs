@@ -5,11 +5,32 @@
 //! the server gave in full (a page less than half of it is surely the last), whether it
 //! lowered its own page size to the server's cap in this run, whether the user was told
 //! of the cap, and whether pages far past the end come back empty (so probes can be
-//! trusted). The smallest full page is also remembered across runs of one process by the
-//! Hub port ([`AuditLog::full_page_hint`] / [`AuditLog::remember_full_page`]); this type
-//! is the one place that reads and feeds that memory.
+//! trusted). The smallest full page is also remembered across runs of one process in a
+//! [`PageSizeMemory`] (a warm Lambda keeps one per org); [`PageSizeBelief`] is the one
+//! place that reads and feeds it.
 
-use crate::ports::AuditLog;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// The smallest page a server has given in full, kept across the runs of one process (a
+/// warm Lambda's next run): the page cap is the server's, not a run's. With it, a run that
+/// finds less than half a page needs no second request to know it has all.
+#[derive(Debug, Default)]
+pub struct PageSizeMemory(AtomicU32);
+
+impl PageSizeMemory {
+    /// The smallest full page remembered, if any.
+    pub fn hint(&self) -> Option<u32> {
+        Some(self.0.load(Ordering::Relaxed)).filter(|&n| n > 0)
+    }
+
+    /// Remembers a full page of `events`; the smallest wins (an underestimate costs a
+    /// request, an overestimate an event).
+    pub fn remember(&self, events: u32) {
+        let _ = self.0.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |k| {
+            (k == 0 || events < k).then_some(events)
+        });
+    }
+}
 
 /// What pages far past the end of a window have shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,12 +63,12 @@ pub struct PageSizeBelief {
 }
 
 impl PageSizeBelief {
-    /// Asking for pages of `asked`, starting from what the client already learned of the
-    /// server's page size (in an earlier run of the process).
-    pub fn new<A: AuditLog + ?Sized>(api: &A, asked: u32) -> Self {
+    /// Asking for pages of `asked`, starting from what `memory` holds of the server's page
+    /// size (from an earlier run of the process).
+    pub fn new(memory: &PageSizeMemory, asked: u32) -> Self {
         PageSizeBelief {
             asked,
-            full: api.full_page_hint().map(|n| n.min(asked)),
+            full: memory.hint().map(|n| n.min(asked)),
             stepped_down: false,
             warned_cap: false,
             probes: Probes::Untried,
@@ -61,11 +82,11 @@ impl PageSizeBelief {
 
     /// The server gave a page of `full` events in full. Keeps the smallest (underestimating
     /// only costs extra requests, overestimating would take a full page for the last one),
-    /// and has the client remember it for later runs.
-    pub fn learn<A: AuditLog + ?Sized>(&mut self, api: &A, full: u32) {
+    /// and has `memory` keep it for later runs.
+    pub fn learn(&mut self, memory: &PageSizeMemory, full: u32) {
         let known = self.full.map_or(full, |k| k.min(full));
         self.full = Some(known);
-        api.remember_full_page(known);
+        memory.remember(known);
     }
 
     /// Whether a page of `n` events, asked with pages of `size`, is surely the last one:

@@ -7,6 +7,7 @@ use std::time::Instant;
 use chrono::{DateTime, Duration, Utc};
 
 use super::fetch::{Fetcher, Read, ReadLimits};
+use super::page_size::PageSizeMemory;
 use super::window;
 use crate::clock::Clock;
 use crate::config::PollConfig;
@@ -35,11 +36,12 @@ impl<'a, A: AuditLog + ?Sized> Reader<'a, A> {
         org: &'a Org,
         page_size: u32,
         limits: ReadLimits,
+        memory: &'a PageSizeMemory,
         deadline: Option<DateTime<Utc>>,
         clock: &'a dyn Clock,
     ) -> Self {
         Reader {
-            fetcher: Fetcher::new(api, org, page_size, limits),
+            fetcher: Fetcher::new(api, org, page_size, limits, memory),
             limits,
             target: limits.events / 2,
             probe: false,
@@ -49,10 +51,12 @@ impl<'a, A: AuditLog + ?Sized> Reader<'a, A> {
         }
     }
 
-    /// A reader for `cfg`'s org, page size and read limits.
+    /// A reader for `cfg`'s org, page size and read limits, starting from what `memory`
+    /// holds of the server's page size.
     pub fn for_run(
         api: &'a A,
         cfg: &'a PollConfig,
+        memory: &'a PageSizeMemory,
         deadline: Option<DateTime<Utc>>,
         clock: &'a dyn Clock,
     ) -> Self {
@@ -60,7 +64,7 @@ impl<'a, A: AuditLog + ?Sized> Reader<'a, A> {
             events: cfg.read_events,
             bytes: cfg.read_bytes,
         };
-        Self::new(api, &cfg.org, cfg.page_size, limits, deadline, clock)
+        Self::new(api, &cfg.org, cfg.page_size, limits, memory, deadline, clock)
     }
 
     /// Starts the span for a range: its whole length, up to a day.

@@ -43,6 +43,7 @@ async fn run(
         sink,
         clock,
         alerts: None,
+        page_sizes: None,
     };
     p.run(c, None).await
 }
@@ -273,6 +274,7 @@ async fn a_deadline_stops_early_with_everything_committed() {
         sink: &sink,
         clock: &clock,
         alerts: None,
+        page_sizes: None,
     };
     // Already past the deadline: reads nothing, commits nothing, fails nothing.
     let r = p.run(&c, Some(t0() - Duration::seconds(1))).await.unwrap();
@@ -477,6 +479,7 @@ async fn interleave(at: u32, after: bool, skew_a: Duration, skew_b: Duration) ->
         sink: &a,
         clock: &clock_a,
         alerts: None,
+        page_sizes: None,
     };
     let b = LeaseView {
         store: &store,
@@ -489,6 +492,7 @@ async fn interleave(at: u32, after: bool, skew_a: Duration, skew_b: Duration) ->
         sink: &sink,
         clock: &clock_b,
         alerts: None,
+        page_sizes: None,
     };
 
     let a_done = std::sync::atomic::AtomicBool::new(false);
@@ -529,6 +533,7 @@ async fn interleave(at: u32, after: bool, skew_a: Duration, skew_b: Duration) ->
             sink: &sink,
             clock: &base,
             alerts: None,
+            page_sizes: None,
         };
         p.run(&c, None).await.unwrap_or_else(|f| panic!("{}", f.error));
     }

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::Serialize;
 
+use super::page_size::PageSizeMemory;
 use super::reader::Reader;
 use super::{stored, Poller};
 use crate::config::PollConfig;
@@ -231,7 +232,9 @@ where
             estimated_requests: estimated,
         });
         let mut report = VerifyReport::starting(org, from, estimated);
-        let mut reader = Reader::for_run(self.api, cfg, deadline, self.clock);
+        let fresh = PageSizeMemory::default();
+        let memory = self.page_sizes.unwrap_or(&fresh);
+        let mut reader = Reader::for_run(self.api, cfg, memory, deadline, self.clock);
         let old = self
             .clock
             .now()

@@ -1,6 +1,6 @@
 //! The HTTP client for Docker Hub's audit-log API.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -91,9 +91,6 @@ pub struct HubClient {
     /// A fingerprint of the credentials Docker Hub refused last: never sent again (failed
     /// logins lock the account), until the source hands out others.
     refused: Mutex<Option<[u8; 32]>>,
-    /// The smallest page the server gave in full, 0 while unknown: kept for the process's
-    /// life (a warm Lambda's next run), as the page cap is the server's, not a run's.
-    full_page: AtomicU32,
 }
 
 /// What one answer means to the retry loop.
@@ -162,7 +159,6 @@ impl HubClient {
             jitter: Mutex::new(Jitter::from_time()),
             stats: Arc::new(ApiStats::default()),
             refused: Mutex::new(None),
-            full_page: AtomicU32::new(0),
         })
     }
 
@@ -533,10 +529,6 @@ async fn read_body(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>, S
 
 #[async_trait]
 impl AuditLog for HubClient {
-    fn full_page_hint(&self) -> Option<u32> {
-        Some(self.full_page.load(Ordering::Relaxed)).filter(|&n| n > 0)
-    }
-
     fn request_stats(&self) -> crate::ports::RequestStats {
         let s = &self.stats;
         crate::ports::RequestStats {
@@ -544,15 +536,6 @@ impl AuditLog for HubClient {
             throttled: ApiStats::get(&s.throttled),
             retries: ApiStats::get(&s.retries),
         }
-    }
-
-    fn remember_full_page(&self, events: u32) {
-        // The smallest wins: an underestimate costs a request, an overestimate an event.
-        let _ = self
-            .full_page
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |k| {
-                (k == 0 || events < k).then_some(events)
-            });
     }
 
     async fn page(&self, org: &Org, q: PageQuery, budget: Option<Duration>) -> Result<Page, HubError> {

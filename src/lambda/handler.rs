@@ -11,6 +11,7 @@ use super::metrics::{emf, RunMetrics};
 use super::settings::{Input, Settings};
 use crate::alert::Rules;
 use crate::clock::Clock;
+use crate::collect::page_size::PageSizeMemory;
 use crate::collect::verify::{Progress, VerifyRange, VerifyReport};
 use crate::collect::Alerting;
 use crate::config::PollConfig;
@@ -76,6 +77,9 @@ pub fn hub_clients(
     })
 }
 
+/// An org's Hub port and what its runs learned of the server's page size.
+type OrgHub<A> = (Arc<A>, Arc<PageSizeMemory>);
+
 /// Built once per cold start; reused by every invocation of a warm Lambda.
 pub struct App<A, K, S> {
     pub settings: Settings,
@@ -83,8 +87,9 @@ pub struct App<A, K, S> {
     pub sink: S,
     pub clock: Arc<dyn Clock>,
     hubs: HubFactory<A>,
-    /// One Hub port per org, so its token and the secret cache survive between runs.
-    clients: Mutex<HashMap<Org, Arc<A>>>,
+    /// One Hub port per org, so its token and the secret cache survive between runs, and
+    /// what the org's runs learned of the server's page size.
+    clients: Mutex<HashMap<Org, OrgHub<A>>>,
     /// Alert rules and where their alerts go; `None`: no alerts.
     alerts: Option<(Rules, Box<dyn AlertSink>)>,
 }
@@ -114,16 +119,17 @@ impl<A: AuditLog, K: Checkpoints, S: Sink> App<A, K, S> {
         self
     }
 
-    /// The org's Hub port for `purpose`: a poll's is kept for the next run.
-    async fn client(&self, org: &Org, purpose: Purpose) -> Result<Arc<A>, String> {
+    /// The org's Hub port for `purpose`, with its page-size memory: a poll's are kept for
+    /// the next run, a verification's are its own.
+    async fn client(&self, org: &Org, purpose: Purpose) -> Result<OrgHub<A>, String> {
         if purpose == Purpose::Verify {
-            return (self.hubs)(org, purpose);
+            return Ok(((self.hubs)(org, purpose)?, Arc::default()));
         }
         let mut clients = self.clients.lock().await;
         if let Some(c) = clients.get(org) {
             return Ok(c.clone());
         }
-        let c = (self.hubs)(org, purpose)?;
+        let c = ((self.hubs)(org, purpose)?, Arc::default());
         clients.insert(org.clone(), c.clone());
         Ok(c)
     }
@@ -200,7 +206,7 @@ impl<A: AuditLog, K: Checkpoints, S: Sink> App<A, K, S> {
         } else {
             Purpose::Poll
         };
-        let client = match self.client(&cfg.org, purpose).await {
+        let (client, memory) = match self.client(&cfg.org, purpose).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "could not build the Docker Hub client");
@@ -213,6 +219,7 @@ impl<A: AuditLog, K: Checkpoints, S: Sink> App<A, K, S> {
             &self.sink,
             self.clock.as_ref(),
         )
+        .with_page_memory(memory.as_ref())
         .with_alerts(self.alerts.as_ref().map(|(rules, out)| Alerting {
             rules,
             out: out.as_ref(),

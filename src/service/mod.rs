@@ -14,6 +14,7 @@ pub mod summary;
 use chrono::{DateTime, Utc};
 
 use crate::clock::Clock;
+use crate::collect::page_size::PageSizeMemory;
 use crate::collect::rebuild::{rebuild_under_lease, LeasedRebuild};
 use crate::collect::verify::{Progress, VerifyError, VerifyRange, VerifyReport};
 use crate::collect::{Alerting, Poller, RunReport};
@@ -89,8 +90,16 @@ where
                 sink,
                 clock,
                 alerts: None,
+                page_sizes: None,
             },
         }
+    }
+
+    /// Starts each run from what `memory` holds of the server's page size, and keeps what it
+    /// learns there (a warm Lambda keeps one per org).
+    pub fn with_page_memory(mut self, memory: &'a PageSizeMemory) -> Self {
+        self.poller.page_sizes = Some(memory);
+        self
     }
 
     /// Raises alerts under `alerting`'s rules, delivered to its destination.

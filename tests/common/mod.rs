@@ -17,6 +17,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use dockerhub_audit::checkpoint::file::FileCheckpoints;
 use dockerhub_audit::clock::{Clock, ManualClock};
+use dockerhub_audit::collect::page_size::PageSizeMemory;
 use dockerhub_audit::collect::{Poller, RunFailed, RunReport};
 use dockerhub_audit::config::PollConfig;
 use dockerhub_audit::credentials::env::StaticCredentials;
@@ -91,6 +92,18 @@ pub async fn run(
     dir: &Path,
     cfg: &PollConfig,
 ) -> Result<RunReport, RunFailed> {
+    run_warm(client, &PageSizeMemory::default(), clock, dir, cfg).await
+}
+
+/// [`run`] in a warm process: `memory` keeps what earlier runs learned of the server's
+/// page size, as a warm Lambda keeps it per org.
+pub async fn run_warm(
+    client: &HubClient,
+    memory: &PageSizeMemory,
+    clock: &ManualClock,
+    dir: &Path,
+    cfg: &PollConfig,
+) -> Result<RunReport, RunFailed> {
     let checkpoints = FileCheckpoints::new(dir.join("_checkpoints"));
     let sink = LocalSink::new(dir);
     let poller = Poller {
@@ -99,6 +112,7 @@ pub async fn run(
         sink: &sink,
         clock,
         alerts: None,
+        page_sizes: Some(memory),
     };
     poller.run(cfg, None).await
 }

@@ -69,6 +69,7 @@ async fn run_alerting(
         sink,
         clock,
         alerts: Some(Alerting { rules, out }),
+        page_sizes: None,
     };
     p.run(c, None).await
 }
@@ -329,6 +330,7 @@ async fn delivery_stops_at_the_deadline_and_the_next_run_goes_on() {
             rules: &q.rules,
             out: &q.out,
         }),
+        page_sizes: None,
     };
     let r = p.run(&q.c, Some(q.clock.now())).await.unwrap();
     assert_eq!(r.alerts_raised, 0, "nothing is sent past the deadline");

@@ -130,6 +130,7 @@ async fn verify(
         sink,
         clock,
         alerts: None,
+        page_sizes: None,
     };
     let range = VerifyRange {
         from: t0() - Duration::days(4),
@@ -293,6 +294,7 @@ async fn a_repair_crashing_anywhere_loses_and_doubles_nothing() {
             sink: &sink_c,
             clock: &clock,
             alerts: None,
+            page_sizes: None,
         };
         let range = VerifyRange {
             from: t0() - Duration::days(4),
