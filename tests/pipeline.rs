@@ -579,3 +579,44 @@ async fn after_hours_of_outage_one_run_catches_up_within_the_rate_limit() {
     assert_eq!(emu.stats().throttled, throttled_before, "no 429 on the way");
     assert_exact(&expected(&emu, clock.now() - pc.lag), dir.path());
 }
+
+/// An existing deployment upgrades in place: a checkpoint as the code of `4d72f06` (before
+/// the service and the collect restructure) writes it, with a pending commit, an alert
+/// outbox and a last error, is read by this code field for field, and written back the same.
+/// (The model's file, `src/checkpoint_model.rs`, is unchanged since that commit.)
+#[tokio::test]
+async fn a_checkpoint_written_before_the_restructure_reads_back_unchanged() {
+    use dockerhub_audit::checkpoint::file::FileCheckpoints;
+    use dockerhub_audit::ports::Checkpoints;
+    let fixture = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/checkpoint-4d72f06.json"),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("_checkpoints")).unwrap();
+    std::fs::write(dir.path().join("_checkpoints/acme.json"), &fixture).unwrap();
+    let store = FileCheckpoints::new(dir.path().join("_checkpoints"));
+    let cp = store
+        .peek(&org())
+        .await
+        .unwrap()
+        .expect("the old checkpoint is read");
+    assert_eq!(cp.version, 41);
+    assert_eq!(cp.seen.len(), 3);
+    let intent = cp.pending.as_ref().expect("its pending commit");
+    assert_eq!(intent.objects.len(), 2);
+    assert_eq!(intent.objects[0].alerts, 1);
+    assert_eq!(cp.alerts_pending.len(), 1);
+    assert_eq!(cp.output.as_deref(), Some("s3://audit-bucket/dockerhub-audit"));
+    assert!(cp
+        .last_run
+        .as_ref()
+        .unwrap()
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("HTTP 503"));
+    let back = serde_json::to_value(&cp).unwrap();
+    let old: serde_json::Value = serde_json::from_str(&fixture).unwrap();
+    assert_eq!(back, old, "nothing of the old checkpoint is lost or renamed");
+}
