@@ -180,6 +180,13 @@ impl ConfigError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HumanDuration(pub Duration);
 
+impl HumanDuration {
+    /// From a standard duration (a timeout's default, say); saturates far past any setting.
+    pub fn from_std(d: std::time::Duration) -> Self {
+        HumanDuration(Duration::from_std(d).unwrap_or(Duration::MAX))
+    }
+}
+
 impl std::fmt::Display for HumanDuration {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let s = self.0.num_seconds();

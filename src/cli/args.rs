@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{parse_duration, HumanBytes, HumanDuration, PollConfig};
+use crate::hub::HubConfig;
 use crate::types::Org;
 
 #[derive(Debug, Parser)]
@@ -156,13 +157,13 @@ pub struct HubArgs {
 #[derive(Debug, Args)]
 pub struct HttpArgs {
     /// Timeout of one request, body included.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
-    pub request_timeout: chrono::Duration,
+    #[arg(long, default_value_t = HumanDuration::from_std(HubConfig::DEFAULT_REQUEST_TIMEOUT))]
+    pub request_timeout: HumanDuration,
     /// First backoff after a failure (doubles each time, with jitter).
-    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
-    pub retry_base: chrono::Duration,
+    #[arg(long, default_value_t = HumanDuration::from_std(HubConfig::DEFAULT_RETRY_BASE))]
+    pub retry_base: HumanDuration,
     /// Attempts per request on 5xx, timeouts and malformed answers.
-    #[arg(long, default_value_t = 6)]
+    #[arg(long, default_value_t = HubConfig::DEFAULT_MAX_ATTEMPTS)]
     pub max_attempts: u32,
 }
 

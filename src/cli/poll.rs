@@ -23,8 +23,8 @@ pub fn hub_config(url: url::Url, http: &HttpArgs) -> Result<HubConfig, String> {
     let std = |d: chrono::Duration, flag: &str| d.to_std().map_err(|_| format!("{flag} cannot be negative"));
     Ok(HubConfig {
         base_url: url,
-        request_timeout: std(http.request_timeout, "--request-timeout")?,
-        retry_base: std(http.retry_base, "--retry-base")?,
+        request_timeout: std(http.request_timeout.0, "--request-timeout")?,
+        retry_base: std(http.retry_base.0, "--retry-base")?,
         max_attempts: http.max_attempts.max(1),
         ..HubConfig::default()
     })

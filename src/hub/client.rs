@@ -41,14 +41,20 @@ pub struct HubConfig {
     pub leave_for_others: f64,
 }
 
+impl HubConfig {
+    pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const DEFAULT_RETRY_BASE: Duration = Duration::from_millis(500);
+    pub const DEFAULT_MAX_ATTEMPTS: u32 = 6;
+}
+
 impl Default for HubConfig {
     fn default() -> Self {
         HubConfig {
             base_url: Url::parse(crate::config::PollConfig::DEFAULT_HUB_URL).expect("static URL"),
             connect_timeout: Duration::from_secs(10),
-            request_timeout: Duration::from_secs(30),
-            max_attempts: 6,
-            retry_base: Duration::from_millis(500),
+            request_timeout: Self::DEFAULT_REQUEST_TIMEOUT,
+            max_attempts: Self::DEFAULT_MAX_ATTEMPTS,
+            retry_base: Self::DEFAULT_RETRY_BASE,
             retry_cap: Duration::from_secs(30),
             max_throttles: 10,
             max_rate_wait: Duration::from_secs(300),
