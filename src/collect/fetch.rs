@@ -200,7 +200,7 @@ impl Pages {
 
 impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
     /// A fetcher asking for pages of `page_size` and holding at most `limits` in one read.
-    /// It starts from what the client already learned of the server's page size.
+    /// It starts from what `memory` holds of the server's page size (earlier runs).
     pub fn new(
         api: &'a A,
         org: &'a Org,
