@@ -56,12 +56,14 @@ where
             (None, Some(ids)) => {
                 // The day again, keeping only the missing events: what verify holds stays
                 // ids, however large the day's events are.
-                let missing = match hub_events(reader, org, w, &ids).await {
+                let read = hub_events(reader, org, w, &ids).await;
+                // Counted whether or not the read finished.
+                report.requests = reader.fetcher.requests;
+                let missing = match read {
                     Ok(missing) => missing,
                     Err(HubError::OutOfTime(msg)) => return Ok(Some(msg)),
                     Err(e) => return Err(e.into()),
                 };
-                report.requests = reader.fetcher.requests;
                 self.repair_day(cfg, day, w, missing, run_id).await?
             }
             (None, None) => return Ok(None),
