@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
-use super::metrics::{emf, RunMetrics};
+use super::metrics::{age_seconds, emf, RunMetrics};
 use super::settings::{Input, Settings};
 use crate::alert::Rules;
 use crate::clock::Clock;
@@ -358,10 +358,6 @@ fn refuse(error: String) -> Value {
     let error = crate::types::clip(&error, crate::types::MAX_ERROR_CHARS);
     tracing::error!(%error, "invalid input");
     json!({"ok": false, "error": error})
-}
-
-fn age_seconds(now: DateTime<Utc>, watermark: DateTime<Utc>) -> f64 {
-    (now - watermark).num_milliseconds() as f64 / 1000.0
 }
 
 #[cfg(test)]

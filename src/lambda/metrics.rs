@@ -41,6 +41,11 @@ pub struct RunMetrics {
     pub alerts_on: bool,
 }
 
+/// Seconds from `watermark` to `now`: what `WatermarkAge` publishes.
+pub fn age_seconds(now: DateTime<Utc>, watermark: DateTime<Utc>) -> f64 {
+    (now - watermark).num_milliseconds() as f64 / 1000.0
+}
+
 impl RunMetrics {
     /// A poll's metrics, from the summary both shells share, with the watermark's age at
     /// `now`.
@@ -53,7 +58,7 @@ impl RunMetrics {
             api_requests: s.api_requests,
             throttled_requests: s.throttled_requests,
             events_quarantined: r.events_quarantined,
-            watermark_age_seconds: r.watermark.map(|w| (now - w).num_milliseconds() as f64 / 1000.0),
+            watermark_age_seconds: r.watermark.map(|w| age_seconds(now, w)),
             alerts_raised: r.alerts_raised,
             alerts_failed: r.alerts_failed,
             ..RunMetrics::default()

@@ -235,7 +235,7 @@ impl Input {
                 return Err(format!(
                     "input field \"lookback\" ({v}) is shorter than the stack's ({}): a first run would skip the \
                      events between; an input may only reach further back",
-                    short_duration(s.lookback)
+                    HumanDuration(s.lookback)
                 ));
             }
             c.lookback = asked;
@@ -243,11 +243,6 @@ impl Input {
         c.validate().map_err(|e| e.describe(setting_name))?;
         Ok(c)
     }
-}
-
-/// `90d`, `36h`, `15m` or `42s`, as the settings are written.
-fn short_duration(d: Duration) -> String {
-    HumanDuration(d).to_string()
 }
 
 /// How the Lambda names a setting in an error: the variable that sets it (and the input
