@@ -50,6 +50,41 @@ pub struct Checkpoint {
     /// succeed, so an alert is raised once per stored event and retried until delivered.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alerts_pending: Vec<PendingAlerts>,
+    /// The time a verify found complete: nothing missing once repaired, no duplicate, every
+    /// object readable. Contiguous clean verifies extend it. Compaction takes only days
+    /// inside it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<Verified>,
+}
+
+/// A span of time verified clean, `[from, to)`, and when that was last found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verified {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub at: DateTime<Utc>,
+}
+
+impl Verified {
+    /// The span after a clean verify of `[from, to)` at `at`: joined with this one when they
+    /// meet or overlap, else the newer of the two (a gap was never verified clean).
+    pub fn extended(
+        old: Option<Verified>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        at: DateTime<Utc>,
+    ) -> Verified {
+        let new = Verified { from, to, at };
+        match old {
+            Some(o) if from <= o.to && to >= o.from => Verified {
+                from: o.from.min(from),
+                to: o.to.max(to),
+                at,
+            },
+            Some(o) if o.to > to => Verified { at, ..o },
+            _ => new,
+        }
+    }
 }
 
 /// The most objects the alert outbox keeps while delivery fails: past it the oldest are let
@@ -112,6 +147,7 @@ impl Checkpoint {
             quarantined: 0,
             recent: Some(BTreeSet::new()),
             alerts_pending: Vec::new(),
+            verified: None,
         }
     }
 

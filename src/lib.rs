@@ -18,6 +18,8 @@ pub mod checkpoint;
 pub mod checkpoint_model;
 pub mod clock;
 pub mod collect;
+#[cfg(feature = "compact")]
+pub mod compact;
 pub mod config;
 pub mod credentials;
 pub mod event;
@@ -30,6 +32,7 @@ pub mod notify;
 pub mod ports;
 pub mod service;
 pub mod sink;
+pub mod surface;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod types;

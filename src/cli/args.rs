@@ -40,6 +40,9 @@ pub enum Command {
     /// Compare what is stored with what Docker Hub serves, day by day, as multisets of
     /// event ids (exit 0: nothing missing or duplicated; 1: something is; 2: usage error).
     Verify(VerifyArgs),
+    /// Write each closed day (verified complete, past its late horizon) again as one Parquet
+    /// object that queries read in place of its raw objects (a local output).
+    Compact(CompactArgs),
     /// Checkpoint maintenance.
     Checkpoint {
         #[command(subcommand)]
@@ -210,6 +213,21 @@ fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
         .and_then(|d| d.and_hms_opt(0, 0, 0))
         .map(|t| t.and_utc())
         .ok_or_else(|| format!("{s:?} is not a time; write 2026-11-01 or 2026-11-01T12:00:00Z"))
+}
+
+#[derive(Debug, Args)]
+pub struct CompactArgs {
+    /// The organization (Docker Hub namespace).
+    #[arg(long)]
+    pub org: Org,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// How long after a day ends it may still change; only older days are compacted.
+    #[arg(long, default_value_t = HumanDuration(crate::compact::CompactConfig::DEFAULT_LATE_HORIZON))]
+    pub late_horizon: HumanDuration,
+    /// Stop starting days after this long (the rest waits for the next run).
+    #[arg(long, value_parser = parse_duration)]
+    pub max_duration: Option<chrono::Duration>,
 }
 
 #[derive(Debug, Subcommand)]

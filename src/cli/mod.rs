@@ -13,6 +13,7 @@ macro_rules! say {
 
 mod args;
 mod checkpoint;
+mod compact;
 mod demo;
 mod emulator;
 mod poll;
@@ -76,6 +77,7 @@ pub fn main() -> ExitCode {
             },
             Command::Status(a) => poll::status(a).await.map_err(Failed::from),
             Command::Verify(a) => verify::verify(a, format).await,
+            Command::Compact(a) => compact::compact(a, format).await,
             Command::Checkpoint {
                 command: args::CheckpointCommand::Rebuild(a),
             } => checkpoint::rebuild(a).await.map_err(Failed::from),

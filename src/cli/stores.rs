@@ -114,6 +114,12 @@ impl Stores {
         }
     }
 
+    /// The compacted side of a local output (`None` for s3://: the compactor function and
+    /// the Glue view own it there).
+    pub fn local_surface(&self) -> Option<crate::surface::local::LocalSurface> {
+        (!self.is_s3()).then(|| crate::surface::local::LocalSurface::new(&self.output))
+    }
+
     pub async fn sink(&self) -> Result<Box<dyn Sink>, String> {
         if self.is_s3() {
             let (bucket, prefix) = parse_s3_url(&self.output)?;

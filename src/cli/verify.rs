@@ -30,10 +30,15 @@ pub async fn verify(a: VerifyArgs, format: LogFormat) -> Result<(), Failed> {
     let deadline = a.max_duration.and_then(|d| now.checked_add_signed(d));
     let text = matches!(format, LogFormat::Text);
     let mut progress = |p: Progress<'_>| show_progress(&a.org, text, p);
-    let outcome = wired
-        .service(None)
-        .verify(&cfg, &range, deadline, &mut progress)
-        .await;
+    // On a local output, a repair takes a compacted day off the compacted side first, and
+    // each compacted day is compared with its raw objects.
+    let surface = a.store.stores().local_surface();
+    let checked = surface.as_ref().map(crate::compact::Checked);
+    let mut service = wired.service(None);
+    if let Some(c) = &checked {
+        service = service.with_surface(c);
+    }
+    let outcome = service.verify(&cfg, &range, deadline, &mut progress).await;
     let report = match (outcome.report, outcome.failure) {
         (Some(report), None) => report,
         (_, Some(f)) => return Err(Failed::from(f.message)),
@@ -161,6 +166,16 @@ fn day_lines(d: &DayReport) {
     for key in &d.unreadable_objects {
         say!("  cannot read {key} (damaged, or not written by this tool)");
     }
+    if let Some(c) = d.compacted.as_ref().filter(|c| !c.agrees()) {
+        match &c.unreadable {
+            Some(why) => say!("  the compacted object cannot be read: {why}"),
+            None => say!(
+                "  the compacted object differs from the raw objects: {} raw event(s) not in it, {} row(s) not raw",
+                c.missing,
+                c.extra
+            ),
+        }
+    }
 }
 
 fn summary_line(r: &VerifyReport) -> String {
@@ -184,6 +199,12 @@ fn summary_line(r: &VerifyReport) -> String {
     }
     if r.unreadable_objects > 0 {
         s += &format!(", {} unreadable object(s)", r.unreadable_objects);
+    }
+    if r.compacted_days_disagreeing > 0 {
+        s += &format!(
+            ", {} compacted day(s) differ from their raw objects",
+            r.compacted_days_disagreeing
+        );
     }
     s += &format!("; {} Docker Hub requests", r.requests);
     s += if r.clean() { "; OK" } else { "; NOT OK" };
@@ -213,6 +234,13 @@ fn problem(r: &VerifyReport) -> String {
             "{} event(s) stored more than once (the objects are listed above; the deduplicated view in Athena \
              hides the copies)",
             r.duplicated
+        ));
+    }
+    if r.compacted_days_disagreeing > 0 {
+        parts.push(format!(
+            "{} compacted day(s) differ from their raw objects (listed above; queries read the compacted object): \
+             run compact, which takes such a day off the compacted side and compacts it again",
+            r.compacted_days_disagreeing
         ));
     }
     if r.unreadable_objects > 0 {

@@ -128,6 +128,9 @@ pub struct Poller<'a, A: ?Sized, K, S: ?Sized> {
     /// What the process remembers of the server's page size across runs (a warm Lambda
     /// keeps one per org); `None`: this run learns it alone.
     pub page_sizes: Option<&'a PageSizeMemory>,
+    /// The query surface a repair takes a compacted day off before writing into it (and
+    /// verify reads compacted days from); `None`: nothing is compacted.
+    pub surface: Option<&'a dyn crate::surface::QuerySurface>,
 }
 
 impl RunReport {

@@ -109,6 +109,13 @@ where
                 return Ok(Repair::Skipped(why.into()));
             }
             let (still, stored_meanwhile) = self.still_missing(org, day, missing).await?;
+            // Off the compacted side first: from here on queries read the day's raw
+            // objects, which then gain the missing events.
+            if let (false, Some(surface)) = (still.is_empty(), self.surface) {
+                if surface.reopen(org, day).await? {
+                    tracing::info!(%org, %day, "a compacted day was reopened for a repair; the compactor compacts it again");
+                }
+            }
             let events = self
                 .commit_missing(cfg, &lease, &mut cp, w, still, run_id)
                 .await?;

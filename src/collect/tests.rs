@@ -44,6 +44,7 @@ async fn run(
         clock,
         alerts: None,
         page_sizes: None,
+        surface: None,
     };
     p.run(c, None).await
 }
@@ -275,6 +276,7 @@ async fn a_deadline_stops_early_with_everything_committed() {
         clock: &clock,
         alerts: None,
         page_sizes: None,
+        surface: None,
     };
     // Already past the deadline: reads nothing, commits nothing, fails nothing.
     let r = p.run(&c, Some(t0() - Duration::seconds(1))).await.unwrap();
@@ -480,6 +482,7 @@ async fn interleave(at: u32, after: bool, skew_a: Duration, skew_b: Duration) ->
         clock: &clock_a,
         alerts: None,
         page_sizes: None,
+        surface: None,
     };
     let b = LeaseView {
         store: &store,
@@ -493,6 +496,7 @@ async fn interleave(at: u32, after: bool, skew_a: Duration, skew_b: Duration) ->
         clock: &clock_b,
         alerts: None,
         page_sizes: None,
+        surface: None,
     };
 
     let a_done = std::sync::atomic::AtomicBool::new(false);
@@ -534,6 +538,7 @@ async fn interleave(at: u32, after: bool, skew_a: Duration, skew_b: Duration) ->
             clock: &base,
             alerts: None,
             page_sizes: None,
+            surface: None,
         };
         p.run(&c, None).await.unwrap_or_else(|f| panic!("{}", f.error));
     }

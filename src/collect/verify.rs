@@ -67,6 +67,29 @@ pub struct DayReport {
     /// Stored objects that cannot be read (damaged, or not written by this tool): their
     /// events count as missing, and the day is not repaired while they are there.
     pub unreadable_objects: Vec<ObjectKey>,
+    /// The day's compacted object compared with its raw objects, when the day is compacted
+    /// (and this verify can read compacted objects).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compacted: Option<CompactedCheck>,
+}
+
+/// A compacted day against its raw objects, over the part of the day verified.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CompactedCheck {
+    /// Rows of the compacted object.
+    pub events: u64,
+    /// Raw events (every copy) the compacted object does not hold.
+    pub missing: u64,
+    /// Rows of the compacted object no raw object holds.
+    pub extra: u64,
+    /// The compacted object could not be read (the message says why).
+    pub unreadable: Option<String>,
+}
+
+impl CompactedCheck {
+    pub fn agrees(&self) -> bool {
+        self.missing == 0 && self.extra == 0 && self.unreadable.is_none()
+    }
 }
 
 /// What a verify did, in all.
@@ -86,6 +109,8 @@ pub struct VerifyReport {
     pub repaired: u64,
     /// Stored objects that could not be read.
     pub unreadable_objects: u64,
+    /// Compacted days whose compacted object does not hold exactly their raw events.
+    pub compacted_days_disagreeing: u64,
     /// Docker Hub requests, before the verify started (estimated) and in fact.
     pub estimated_requests: u64,
     pub requests: u64,
@@ -101,7 +126,11 @@ impl VerifyReport {
     /// Every day verified, nothing missing (once repaired), nothing doubled, every object
     /// readable.
     pub fn clean(&self) -> bool {
-        self.complete && self.missing == self.repaired && self.duplicated == 0 && self.unreadable_objects == 0
+        self.complete
+            && self.missing == self.repaired
+            && self.duplicated == 0
+            && self.unreadable_objects == 0
+            && self.compacted_days_disagreeing == 0
     }
 
     /// The report of a verify of `org` from `from` that has verified nothing yet.
@@ -119,6 +148,7 @@ impl VerifyReport {
             days_past_retention: 0,
             repaired: 0,
             unreadable_objects: 0,
+            compacted_days_disagreeing: 0,
             estimated_requests,
             requests: 0,
             complete: true,
@@ -144,6 +174,7 @@ impl VerifyReport {
         self.days_past_retention += u64::from(d.past_retention);
         self.repaired += d.repaired;
         self.unreadable_objects += d.unreadable_objects.len() as u64;
+        self.compacted_days_disagreeing += u64::from(d.compacted.as_ref().is_some_and(|c| !c.agrees()));
     }
 }
 
@@ -270,7 +301,43 @@ where
                 break;
             }
         }
+        if report.clean() && report.days > 0 {
+            self.record_verified(org, &run_id, report.from, report.to).await;
+        }
         Ok(report)
+    }
+
+    /// Records `[from, to)` as verified clean in the checkpoint (what compaction waits for).
+    /// Best effort: when the lease is busy or the save fails, the next clean verify records
+    /// it, and nothing else depends on it.
+    async fn record_verified(&self, org: &Org, run_id: &RunId, from: DateTime<Utc>, to: DateTime<Utc>) {
+        let now = self.clock.now();
+        let result = async {
+            let Some((lease, mut cp)) = self.checkpoints.acquire(org, run_id).await? else {
+                return Ok(false);
+            };
+            cp.verified = Some(crate::checkpoint_model::Verified::extended(
+                cp.verified,
+                from,
+                to,
+                now,
+            ));
+            let saved = self.checkpoints.save(&lease, &mut cp).await;
+            if let Err(e) = self.checkpoints.release(lease).await {
+                tracing::warn!(error = %e, "could not release the lease; it expires by itself");
+            }
+            saved.map(|()| true)
+        }
+        .await;
+        match result {
+            Ok(true) => tracing::debug!(%org, %from, %to, "recorded as verified"),
+            Ok(false) => {
+                tracing::info!(%org, "a poll held the lease: the verified span is recorded by the next verify")
+            }
+            Err(e) => {
+                tracing::warn!(%org, error = %e, "could not record the verified span; the next verify does")
+            }
+        }
     }
 
     /// The range a verify covers, `[from, to)`: `range` up to where the collection is final
@@ -381,6 +448,7 @@ where
                 *groups.entry(at.clone()).or_default() += 1;
             }
         }
+        let compacted = self.check_compacted(org, day, w, &copies).await?;
         // What is left of `hub` is what the output does not hold.
         let missing = hub.len() as u64;
         let duplicates = groups
@@ -406,9 +474,67 @@ where
                 duplicates,
                 unreadable_served: unreadable,
                 unreadable_objects,
+                compacted,
             },
             missing_ids,
         })
+    }
+}
+
+impl<A, K, S> Poller<'_, A, K, S>
+where
+    A: AuditLog + ?Sized,
+    K: Checkpoints,
+    S: Sink + ?Sized,
+{
+    /// When `day` is compacted, its compacted object against `raw` (each id with its raw
+    /// copies), over `w`.
+    async fn check_compacted(
+        &self,
+        org: &Org,
+        day: NaiveDate,
+        w: Window,
+        raw: &HashMap<EventId, Vec<u32>>,
+    ) -> Result<Option<CompactedCheck>, StoreError> {
+        let Some(surface) = self.surface else {
+            return Ok(None);
+        };
+        let rows = match surface.compacted_events(org, day).await {
+            Ok(Some(rows)) => rows,
+            Ok(None) => return Ok(None),
+            Err(StoreError::Invalid(why)) => {
+                return Ok(Some(CompactedCheck {
+                    events: 0,
+                    missing: 0,
+                    extra: 0,
+                    unreadable: Some(why),
+                }))
+            }
+            Err(e) => return Err(e),
+        };
+        let mut left: HashMap<&EventId, usize> = raw.iter().map(|(id, at)| (id, at.len())).collect();
+        let (mut events, mut extra) = (0, 0);
+        for (id, ts) in &rows {
+            if !w.contains(*ts) {
+                continue;
+            }
+            events += 1;
+            match left.get_mut(id) {
+                Some(n) if *n > 0 => *n -= 1,
+                _ => extra += 1,
+            }
+        }
+        let missing = left.values().map(|n| *n as u64).sum();
+        let check = CompactedCheck {
+            events,
+            missing,
+            extra,
+            unreadable: None,
+        };
+        if !check.agrees() {
+            tracing::error!(%org, %day, missing, extra, "the compacted day differs from its raw objects: the compactor compacts it again");
+        }
+        Ok(Some(check))
     }
 }
 

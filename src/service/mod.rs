@@ -91,6 +91,7 @@ where
                 clock,
                 alerts: None,
                 page_sizes: None,
+                surface: None,
             },
         }
     }
@@ -99,6 +100,13 @@ where
     /// learns there (a warm Lambda keeps one per org).
     pub fn with_page_memory(mut self, memory: &'a PageSizeMemory) -> Self {
         self.poller.page_sizes = Some(memory);
+        self
+    }
+
+    /// Takes compacted days off `surface` before a repair writes into them, and checks them
+    /// in a verify.
+    pub fn with_surface(mut self, surface: &'a dyn crate::surface::QuerySurface) -> Self {
+        self.poller.surface = Some(surface);
         self
     }
 

@@ -70,6 +70,7 @@ async fn run_alerting(
         clock,
         alerts: Some(Alerting { rules, out }),
         page_sizes: None,
+        surface: None,
     };
     p.run(c, None).await
 }
@@ -331,6 +332,7 @@ async fn delivery_stops_at_the_deadline_and_the_next_run_goes_on() {
             out: &q.out,
         }),
         page_sizes: None,
+        surface: None,
     };
     let r = p.run(&q.c, Some(q.clock.now())).await.unwrap();
     assert_eq!(r.alerts_raised, 0, "nothing is sent past the deadline");

@@ -131,6 +131,7 @@ async fn verify(
         clock,
         alerts: None,
         page_sizes: None,
+        surface: None,
     };
     let range = VerifyRange {
         from: t0() - Duration::days(4),
@@ -295,6 +296,7 @@ async fn a_repair_crashing_anywhere_loses_and_doubles_nothing() {
             clock: &clock,
             alerts: None,
             page_sizes: None,
+            surface: None,
         };
         let range = VerifyRange {
             from: t0() - Duration::days(4),
