@@ -324,6 +324,7 @@ async fn the_pipeline_on_s3_and_dynamodb_stores_each_event_once() {
         clock: &clock,
         alerts: None,
         page_sizes: None,
+        surface: None,
     };
     let r = poller.run(&pc, None).await.unwrap();
     assert!(r.caught_up && r.objects_written >= 5, "{r:?}");
@@ -364,6 +365,7 @@ async fn the_pipeline_on_s3_and_dynamodb_stores_each_event_once() {
         clock: &clock,
         alerts: None,
         page_sizes: None,
+        surface: None,
     };
     let failed = wrong.run(&pc, None).await.unwrap_err();
     assert!(matches!(
@@ -414,6 +416,7 @@ async fn a_burst_inside_one_overlap_crosses_the_item_limit_and_still_lands_once(
         clock: &clock,
         alerts: None,
         page_sizes: None,
+        surface: None,
     };
     poller.run(&pc, None).await.unwrap();
     let chunk0 = aws_sdk_dynamodb::Client::new(&cfg)
@@ -642,6 +645,7 @@ async fn stall_on_aws(at: u32, after: bool, skew_a: Duration, skew_b: Duration) 
         clock: &clock_a,
         alerts: None,
         page_sizes: None,
+        surface: None,
     };
     let run_b = Poller {
         api: &hub_client,
@@ -650,6 +654,7 @@ async fn stall_on_aws(at: u32, after: bool, skew_a: Duration, skew_b: Duration) 
         clock: &clock_b,
         alerts: None,
         page_sizes: None,
+        surface: None,
     };
     let reached = gate::stall_while(
         &gate,
@@ -680,6 +685,7 @@ async fn stall_on_aws(at: u32, after: bool, skew_a: Duration, skew_b: Duration) 
             clock: &base,
             alerts: None,
             page_sizes: None,
+            surface: None,
         };
         p.run(&pc, None).await.unwrap_or_else(|f| panic!("{}", f.error));
     }
@@ -801,6 +807,7 @@ async fn alerts_reach_a_queue_through_an_eventbridge_rule_once_and_survive_a_mis
             out: &out,
         }),
         page_sizes: None,
+        surface: None,
     };
 
     // The bus does not exist yet: collection goes on, the alerts wait in the checkpoint.

@@ -252,10 +252,12 @@ async fn sam_deploy_then_each_schedule_input_collects_its_org_exactly() {
             .collect();
     for key in [
         "FunctionName",
+        "CompactorFunctionName",
         "BucketName",
         "TableName",
         "GlueDatabase",
         "GlueTable",
+        "GlueView",
         "WorkGroup",
         "DeadLetterQueueUrl",
         "AlarmTopicArn",
@@ -305,9 +307,20 @@ async fn sam_deploy_then_each_schedule_input_collects_its_org_exactly() {
         .collect();
     assert_eq!(
         names.len(),
-        2 * ORGS.len(),
-        "a collect and a verify schedule per org: {listed}"
+        3 * ORGS.len(),
+        "a collect, a verify and a compact schedule per org: {listed}"
     );
+    // The compact schedules invoke the compactor, with the org alone as input.
+    let (compacts, names): (Vec<String>, Vec<String>) =
+        names.into_iter().partition(|n| n.starts_with("compact-"));
+    assert_eq!(compacts.len(), ORGS.len(), "{listed}");
+    for schedule in &compacts {
+        let sch = stack.schedule(group, schedule);
+        let compactor = format!(":function:{}", outputs["CompactorFunctionName"]);
+        assert!(s(&sch["Target"]["Arn"]).ends_with(&compactor), "{sch}");
+        let input: Value = serde_json::from_str(&s(&sch["Target"]["Input"])).unwrap();
+        assert_eq!(input, json!({"org": &schedule["compact-".len()..]}), "{sch}");
+    }
     let out_dir = tempfile::tempdir().unwrap();
     let mut answers: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     let (verifies, collects): (Vec<&String>, Vec<&String>) =

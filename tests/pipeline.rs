@@ -356,6 +356,7 @@ async fn a_run_stalled_at_any_step_on_local_files_doubles_nothing() {
             clock: &base,
             alerts: None,
             page_sizes: None,
+            surface: None,
         };
         let reached = gate::stall_while(
             &gate,
@@ -569,6 +570,7 @@ async fn after_hours_of_outage_one_run_catches_up_within_the_rate_limit() {
         clock: &clock,
         alerts: None,
         page_sizes: None,
+        surface: None,
     };
     let r = p
         .run(&pc, Some(clock.now() + Duration::minutes(4)))

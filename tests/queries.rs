@@ -325,3 +325,241 @@ async fn every_named_query_answers_what_the_emulator_holds() {
     assert_eq!(after[2], vec![vec![json!(all.len())]]);
     assert_eq!(by_day(&after[3]), per_day("2021-01-01"));
 }
+
+/// Every named query with parameters that cover `all` of the history.
+fn named_queries(from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Value> {
+    let iso = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let days = json!(["2021-01-01", "2099-12-31"]);
+    let mut out = Vec::new();
+    for name in [
+        "events-per-day-per-category",
+        "tag-pushes-by-actor",
+        "member-and-role-changes",
+        "sso-scim-domain-changes",
+        "access-token-lifecycle",
+        "access-management-disabled",
+        "repositories-made-public",
+    ] {
+        let mut q = query(name);
+        q["params"] = days.clone();
+        out.push(q);
+    }
+    let mut q = query("actor-activity");
+    q["params"] = json!(["jdoe", iso(from), iso(to), iso(from), iso(to)]);
+    out.push(q);
+    out.push(query("deduplicated-view"));
+    out.push(json!({"sql": "SELECT count(*) FROM events_deduplicated"}));
+    out.push(json!({"sql": "SELECT org, dt, count(*), count(DISTINCT event_id) FROM events GROUP BY ALL ORDER BY ALL"}));
+    out
+}
+
+/// The answers over the raw trail alone, whatever is compacted.
+fn raw_answers(output: &Path, statements: Vec<Value>) -> Vec<Vec<Vec<Value>>> {
+    duckdb_with(output, json!({"raw_only": true}), statements)
+}
+
+fn duckdb_with(output: &Path, variables: Value, statements: Vec<Value>) -> Vec<Vec<Vec<Value>>> {
+    let mut child = Command::new(python())
+        .arg(root().join("tests/support/duckdb_queries.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python starts");
+    let request = json!({"output": output, "variables": variables, "statements": statements});
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(request.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "DuckDB failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the runner prints JSON")
+}
+
+/// Every raw object's path and bytes: what compaction must never change.
+fn raw_trail(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    dockerhub_audit::inspect::objects(dir)
+        .unwrap()
+        .into_iter()
+        .map(|p| {
+            let bytes = std::fs::read(&p).unwrap();
+            (p, bytes)
+        })
+        .collect()
+}
+
+fn compacted_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let base = dir.join("compacted/org=acme");
+    for day in std::fs::read_dir(&base).into_iter().flatten() {
+        let day = day.unwrap().path();
+        for f in std::fs::read_dir(&day).unwrap() {
+            let f = f.unwrap().path();
+            if f.file_name().unwrap() == "events.parquet" {
+                out.push(f);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Compaction keeps the query surface exact: the same answers to every named query over
+/// the compacted history as over the raw trail, before and after a late event reaches a day
+/// already compacted (the repair takes the day off the compacted side; compact puts it
+/// back), while a compaction is half done (written, not published), and after a compacted
+/// day is tampered with (verify reports it; compact repairs it). The raw trail is never
+/// changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compacted_history_answers_every_query_as_the_raw_one_does() {
+    use dockerhub_audit::checkpoint::file::FileCheckpoints;
+    use dockerhub_audit::collect::verify::VerifyRange;
+    use dockerhub_audit::compact::{compact, Checked, CompactConfig};
+    use dockerhub_audit::service::Service;
+    use dockerhub_audit::sink::local::LocalSink;
+    use dockerhub_audit::surface::local::LocalSurface;
+    use dockerhub_audit::surface::{CompactedDays, QuerySurface};
+
+    let clock = ManualClock::new(t0());
+    let mut cfg = emulator_config(4000, 30, 97);
+    cfg.twin_fraction = 0.02;
+    cfg.fractional_timestamps = true;
+    let (emu, hub) = start(cfg, Arc::new(clock.clone())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = client(&hub.url(), Arc::new(clock.clone()), SECRET);
+    let pc = poll_config(35);
+    assert!(run(&c, &clock, dir.path(), &pc).await.unwrap().caught_up);
+    let checkpoints = FileCheckpoints::new(dir.path().join("_checkpoints"));
+    let sink = LocalSink::new(dir.path());
+    let surface = LocalSurface::new(dir.path());
+    let checked = Checked(&surface);
+    let verify = |repair: bool| {
+        let range = VerifyRange {
+            from: t0() - Duration::days(40),
+            until: None,
+            repair,
+        };
+        let (c, checkpoints, sink, clock, checked, pc) = (&c, &checkpoints, &sink, &clock, &checked, &pc);
+        async move {
+            Service::new(c, checkpoints, sink, clock)
+                .with_surface(checked)
+                .verify(pc, &range, None, &mut |_| {})
+                .await
+                .report
+                .expect("verify runs")
+        }
+    };
+    let cc = CompactConfig::new(org());
+    let statements = named_queries(t0() - Duration::days(40), t0());
+
+    // Before any compaction the view reads the raw trail: the baseline.
+    let before = raw_answers(dir.path(), statements.clone());
+    assert_eq!(duckdb(dir.path(), statements.clone()), before);
+    let trail = raw_trail(dir.path());
+
+    // Nothing is compacted before a verify found the days complete.
+    let r = compact(&sink, &surface, &checkpoints, &clock, &cc, None)
+        .await
+        .unwrap();
+    assert!(r.compacted.is_empty() && r.unverified > 20, "{r:?}");
+    assert!(verify(false).await.clean());
+    let r = compact(&sink, &surface, &checkpoints, &clock, &cc, None)
+        .await
+        .unwrap();
+    assert!(r.ok(), "{r:?}");
+    let days = r.compacted.len();
+    assert!(days >= 25, "closed days compacted: {days}");
+    assert!(r.open >= 1, "the last days are not closed yet: {r:?}");
+    let events: u64 = r.compacted.iter().map(|d| d.events).sum();
+    assert!(events > 3000);
+    assert_eq!(compacted_files(dir.path()).len(), days, "one object per org-day");
+    assert_eq!(raw_trail(dir.path()), trail, "the raw trail is unchanged");
+
+    // The same answers, to every query, from the compacted history.
+    assert_eq!(duckdb(dir.path(), statements.clone()), before);
+    // A compaction half done (written, not published) changes nothing either.
+    let day = *surface.days(&org()).await.unwrap().iter().next().unwrap();
+    assert!(surface.reopen(&org(), day).await.unwrap());
+    surface.put(&org(), day, b"not published".to_vec()).await.unwrap();
+    assert_eq!(duckdb(dir.path(), statements.clone()), before);
+    let r = compact(&sink, &surface, &checkpoints, &clock, &cc, None)
+        .await
+        .unwrap();
+    assert_eq!(r.compacted.iter().map(|d| d.day).collect::<Vec<_>>(), vec![day]);
+    assert_eq!(duckdb(dir.path(), statements.clone()), before);
+
+    // A late event in a day already compacted: the repair takes the day off the compacted
+    // side before it writes, so the event is in every answer at once.
+    let late_day = surface
+        .days(&org())
+        .await
+        .unwrap()
+        .into_iter()
+        .nth(days / 2)
+        .unwrap();
+    let late_at = late_day.and_hms_opt(13, 14, 15).unwrap().and_utc();
+    emu.add_event(
+        json!({"account": "acme", "action": "repo.change_privacy", "name": "acme/late",
+               "actor": "jdoe", "data": {"privacy": "public"},
+               "timestamp": late_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+               "action_description": "changed the repository acme/late to public"}),
+        t0(),
+    );
+    let v = verify(true).await;
+    assert_eq!((v.missing, v.repaired), (1, 1), "{v:?}");
+    assert!(
+        !surface.days(&org()).await.unwrap().contains(&late_day),
+        "reopened"
+    );
+    let after_late = raw_answers(dir.path(), statements.clone());
+    assert_ne!(after_late, before);
+    assert_eq!(duckdb(dir.path(), statements.clone()), after_late);
+    let r = compact(&sink, &surface, &checkpoints, &clock, &cc, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        r.compacted.iter().map(|d| d.day).collect::<Vec<_>>(),
+        vec![late_day]
+    );
+    assert_eq!(duckdb(dir.path(), statements.clone()), after_late);
+    let public = duckdb(
+        dir.path(),
+        vec![{
+            let mut q = query("repositories-made-public");
+            q["params"] = json!([late_day.to_string(), late_day.to_string()]);
+            q
+        }],
+    );
+    assert!(public[0].iter().any(|r| r[3] == "acme/late"), "{public:?}");
+
+    // A compacted day that no longer holds its raw events (tampered with): verify says so,
+    // and compact (which compares recent days again) compacts it anew.
+    let recent = *surface.days(&org()).await.unwrap().iter().next_back().unwrap();
+    let other = *surface.days(&org()).await.unwrap().iter().next().unwrap();
+    let wrong = surface.get(&org(), other).await.unwrap();
+    std::fs::write(
+        dir.path()
+            .join(dockerhub_audit::surface::compacted_key(&org(), recent)),
+        wrong,
+    )
+    .unwrap();
+    // (Queries read the compacted object, not the raw trail: they see the damage.)
+    assert_ne!(duckdb(dir.path(), statements.clone()), after_late);
+    let v = verify(false).await;
+    assert_eq!(v.compacted_days_disagreeing, 1, "{v:?}");
+    assert!(!v.clean());
+    let r = compact(&sink, &surface, &checkpoints, &clock, &cc, None)
+        .await
+        .unwrap();
+    assert_eq!(r.disagreeing, vec![recent]);
+    assert!(r.compacted.iter().any(|d| d.day == recent));
+    assert!(verify(false).await.clean());
+    assert_eq!(duckdb(dir.path(), statements), after_late);
+    drop(hub);
+}

@@ -47,7 +47,16 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     };
     let clock: Arc<dyn dockerhub_audit::clock::Clock> = Arc::new(SystemClock);
     let hubs = dockerhub_audit::lambda::handler::hub_clients(&settings, clock.clone(), credentials);
+    // With compaction, a repair takes a compacted day off the view before writing into it.
+    let view = settings.view.clone();
     let mut app = App::new(settings, checkpoints, sink, clock, hubs);
+    if let Some((database, table)) = view {
+        let glue = dockerhub_audit::surface::glue::Glue::new(&sdk)?;
+        let view = dockerhub_audit::surface::glue::ViewName { database, table };
+        app = app.with_surface(Box::new(dockerhub_audit::surface::glue::GlueSurface::view_only(
+            glue, view,
+        )));
+    }
     if let Some((rules, out)) = alerts {
         tracing::info!(rules = rules.len(), "alerts on");
         app = app.with_alerts(rules, Box::new(out));

@@ -92,6 +92,8 @@ pub struct App<A, K, S> {
     clients: Mutex<HashMap<Org, OrgHub<A>>>,
     /// Alert rules and where their alerts go; `None`: no alerts.
     alerts: Option<(Rules, Box<dyn AlertSink>)>,
+    /// The query surface a repair takes a compacted day off first; `None`: no compaction.
+    surface: Option<Box<dyn crate::surface::QuerySurface>>,
 }
 
 impl<A: AuditLog, K: Checkpoints, S: Sink> App<A, K, S> {
@@ -110,12 +112,19 @@ impl<A: AuditLog, K: Checkpoints, S: Sink> App<A, K, S> {
             hubs,
             clients: Mutex::new(HashMap::new()),
             alerts: None,
+            surface: None,
         }
     }
 
     /// Raises alerts under `rules`, delivered to `out`.
     pub fn with_alerts(mut self, rules: Rules, out: Box<dyn AlertSink>) -> Self {
         self.alerts = Some((rules, out));
+        self
+    }
+
+    /// A repair takes a compacted day off `surface` before writing into it.
+    pub fn with_surface(mut self, surface: Box<dyn crate::surface::QuerySurface>) -> Self {
+        self.surface = Some(surface);
         self
     }
 
@@ -213,7 +222,7 @@ impl<A: AuditLog, K: Checkpoints, S: Sink> App<A, K, S> {
                 return Err(RetryableError(e));
             }
         };
-        let service = Service::new(
+        let mut service = Service::new(
             client.as_ref(),
             &self.checkpoints,
             &self.sink,
@@ -224,6 +233,9 @@ impl<A: AuditLog, K: Checkpoints, S: Sink> App<A, K, S> {
             rules,
             out: out.as_ref(),
         }));
+        if let Some(surface) = &self.surface {
+            service = service.with_surface(surface.as_ref());
+        }
         // A margin longer than a third of the time left (a short timeout) would stop every
         // run before it starts.
         let margin = self.settings.safety_margin.min((deadline - started) / 3);

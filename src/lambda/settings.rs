@@ -32,6 +32,9 @@ pub struct Settings {
     pub alert_bus: Option<String>,
     /// Where the alert rules come from (when alerts are on).
     pub alert_rules: RulesFrom,
+    /// The Glue view whose compacted days a repair reopens: (database, view); `None`
+    /// without compaction.
+    pub view: Option<(String, String)>,
 }
 
 /// The source of the Lambda's alert rules.
@@ -62,6 +65,21 @@ pub const ENV_BATCH_EVENTS: &str = "DOCKERHUB_AUDIT_BATCH_EVENTS";
 pub const ENV_ALERT_BUS: &str = "DOCKERHUB_AUDIT_ALERT_BUS";
 pub const ENV_ALERT_RULES: &str = "DOCKERHUB_AUDIT_ALERT_RULES";
 pub const ENV_ALERT_RULES_S3: &str = "DOCKERHUB_AUDIT_ALERT_RULES_S3";
+pub const ENV_GLUE_DATABASE: &str = "DOCKERHUB_AUDIT_GLUE_DATABASE";
+pub const ENV_VIEW: &str = "DOCKERHUB_AUDIT_VIEW";
+
+/// The view the template creates, when only the database is given.
+pub const DEFAULT_VIEW: &str = "events";
+
+/// The Glue view from the environment: both names, or neither (no compaction).
+pub fn view_from_env(get: impl Fn(&str) -> Option<String>) -> Option<(String, String)> {
+    let get = |k: &str| get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    let database = get(ENV_GLUE_DATABASE)?;
+    Some((
+        database,
+        get(ENV_VIEW).unwrap_or_else(|| DEFAULT_VIEW.to_string()),
+    ))
+}
 
 impl Settings {
     /// How long before the Lambda's deadline a run stops starting requests.
@@ -138,6 +156,7 @@ impl Settings {
             orgs,
             alert_bus: get(ENV_ALERT_BUS),
             alert_rules,
+            view: view_from_env(get),
             table: required(ENV_TABLE, "the DynamoDB checkpoint table's name")?,
             bucket: required(ENV_BUCKET, "the S3 bucket for the audit events")?,
             prefix: get(ENV_PREFIX).unwrap_or_else(|| Self::DEFAULT_PREFIX.into()),

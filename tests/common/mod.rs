@@ -113,6 +113,7 @@ pub async fn run_warm(
         clock,
         alerts: None,
         page_sizes: Some(memory),
+        surface: None,
     };
     poller.run(cfg, None).await
 }

@@ -1,6 +1,6 @@
 """Runs SQL on DuckDB over a dockerhub-audit output folder, for tests/queries.rs.
 
-Reads a JSON request on stdin: {"output": DIR, "statements": [{"file": PATH} | {"sql": TEXT},
+Reads a JSON request on stdin: {"output": DIR, "variables": {NAME: VALUE} (optional), "statements": [{"file": PATH} | {"sql": TEXT},
 optionally with "params": [...]]}. Loads infra/duckdb/events.sql first (the `events` view and
 the documented translation of Athena's functions), runs each statement in order, and prints a
 JSON list with one entry per statement: its rows, each a list of values (timestamps in
@@ -33,6 +33,12 @@ def main() -> int:
     request = json.load(sys.stdin)
     con = duckdb.connect()
     con.execute("SET VARIABLE output = ?", [request["output"]])
+    # e.g. {"raw_only": true}: read every day from the raw trail, whatever is compacted.
+    for name, value in (request.get("variables") or {}).items():
+        if not name.isidentifier():
+            print(f"not a variable name: {name!r}", file=sys.stderr)
+            return 1
+        con.execute(f"SET VARIABLE {name} = ?", [value])
     con.execute((ROOT / "infra" / "duckdb" / "events.sql").read_text())
     results = []
     for statement in request["statements"]:

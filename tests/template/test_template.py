@@ -3,6 +3,7 @@
 Run by ./scripts/test with the SAM venv's Python (cfn-lint's parser reads the template's
 short-form intrinsics): python -m unittest discover -s tests/template
 """
+import base64
 import json
 import pathlib
 import re
@@ -72,6 +73,11 @@ def resources_of(kind):
             yield name, res
 
 
+def src_text():
+    """Every Rust source file of the crate, concatenated."""
+    return "\n".join(f.read_text() for f in sorted((ROOT / "src").rglob("*.rs")))
+
+
 def rust_strings(path, const):
     """The string items of `pub const NAME: [&str; N] = [...]` in a Rust file."""
     text = (ROOT / path).read_text()
@@ -83,17 +89,23 @@ def rust_strings(path, const):
 # How docs/aws.md writes what the template computes (see "IAM permissions").
 PSEUDO = {"${AWS::Partition}": "aws", "${AWS::Region}": "<region>", "${AWS::AccountId}": "<account>"}
 # The variables of Fn::Sub's second form.
-SUB_VARS = {"${Name}": "<bucket>", "${Bus}": "<alert bus>", "${RulesObject}": "<rules bucket>/<rules key>"}
+# The variables of Fn::Sub's second form, and the Glue names (the view's is fixed).
+SUB_VARS = {"${Name}": "<bucket>", "${Bus}": "<alert bus>", "${RulesObject}": "<rules bucket>/<rules key>",
+            "${GlueDatabase}": "<database>", "${GlueView}": "events"}
 ATTS = {
     ("Table", "Arn"): "arn:aws:dynamodb:<region>:<account>:table/<table>",
     ("DeadLetterQueue", "Arn"): "arn:aws:sqs:<region>:<account>:<dead-letter queue>",
     ("FunctionLogGroup", "Arn"): "arn:aws:logs:<region>:<account>:log-group:<log group>:*",
+    ("CompactorLogGroup", "Arn"): "arn:aws:logs:<region>:<account>:log-group:<compactor log group>:*",
 }
 
 
 def readable(resource):
     if isinstance(resource, str):
         return resource
+    if isinstance(resource, list):
+        # Several resources (or condition values): as docs/aws.md lists them.
+        return ", ".join(readable(r) for r in resource)
     if "Fn::If" in resource:
         # The default deployment: the stack creates the resource.
         return readable(resource["Fn::If"][1])
@@ -123,10 +135,10 @@ def readable_condition(condition):
                      for op, keys in condition.items() for key, value in keys.items())
 
 
-def role_statements():
-    """The statements of the function's role, the optional ones as when enabled."""
+def role_statements(role="FunctionRole"):
+    """The statements of a role (the collector's by default), the optional ones as when enabled."""
     out = []
-    for policy in RESOURCES["FunctionRole"]["Properties"]["Policies"]:
+    for policy in RESOURCES[role]["Properties"]["Policies"]:
         if "Fn::If" in policy:
             policy = policy["Fn::If"][1]
         for st in policy["PolicyDocument"]["Statement"]:
@@ -141,9 +153,59 @@ def actions_of(statement):
     return statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
 
 
-def function_statements():
+def function_statements(role="FunctionRole"):
     return [(frozenset(actions_of(st)), readable(st["Resource"]), readable_condition(st.get("Condition")))
-            for st in role_statements()]
+            for st in role_statements(role)]
+
+
+def documented_statements(heading):
+    """The rows of the IAM table under a heading of docs/aws.md, as function_statements."""
+    section = AWS_DOC.split(heading + "\n", 1)[1].split("\n#", 1)[0]
+    rows = []
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 4 and cells[0].startswith("`") and ":" in cells[0]:
+            actions = frozenset(a.strip(" `") for a in cells[0].split(","))
+            rows.append((actions, cells[1].replace("`", ""), cells[2].replace("`", "") or None))
+    return rows
+
+
+# A deployment as CloudFormation would resolve it: the stack creates the bucket and table,
+# with these names (the DDL's placeholders for the bucket and prefix).
+DEPLOYED = {
+    "AWS::Partition": "aws", "AWS::Region": "us-east-1", "AWS::AccountId": "123456789012",
+    "Organizations": ["acme", "example"], "Bucket": "BUCKET", "KeyPrefix": "PREFIX",
+    "GlueDatabase": "dockerhub_audit", "GlueTable": "events_raw", "GlueCompactedTable": "events_compacted",
+    "GlueView": "events", "Table.Arn": "arn:aws:dynamodb:us-east-1:123456789012:table/checkpoints",
+}
+
+
+def resolve(node, env=DEPLOYED):
+    """A template value with its intrinsic functions evaluated in `env` (Fn::If: the first
+    branch, the default deployment's)."""
+    if isinstance(node, str):
+        return node
+    if isinstance(node, list):
+        return [resolve(n, env) for n in node]
+    if not (isinstance(node, dict) and len(node) == 1):
+        return {k: resolve(v, env) for k, v in node.items()}
+    (fn, args), = node.items()
+    if fn == "Ref":
+        return env[args]
+    if fn == "Fn::GetAtt":
+        return env[".".join(args) if isinstance(args, list) else args]
+    if fn == "Fn::If":
+        return resolve(args[1], env)
+    if fn == "Fn::Join":
+        return args[0].join(resolve(args[1], env))
+    if fn == "Fn::Base64":
+        return base64.b64encode(resolve(args, env).encode()).decode()
+    if fn == "Fn::Sub":
+        text, local = (args, {}) if isinstance(args, str) else args
+        scope = {**env, **{k: resolve(v, env) for k, v in local.items()}}
+        return re.sub(r"\$\{(!?)([\w:.]+)\}",
+                      lambda m: "${" + m.group(2) + "}" if m.group(1) else scope[m.group(2)], text)
+    return {fn: resolve(args, env)}
 
 
 class Template(unittest.TestCase):
@@ -157,6 +219,18 @@ class Template(unittest.TestCase):
                   "WatermarkAgeAlarmMinutes", "Architecture", "DockerHubUrl", "LogRetentionDays",
                   "Alerts", "AlertBus", "AlertEmail", "AlertRulesS3Uri"]:
             self.assertIn(p, params)
+        # The compactor's (docs/aws.md lists them with these defaults).
+        compaction = {k: TEMPLATE["Parameters"][k]["Default"]
+                      for k in ["CompactScheduleExpression", "LateHorizon", "CompactionLateAfter"]}
+        self.assertEqual(compaction, {"CompactScheduleExpression": "cron(47 5 * * ? *)", "LateHorizon": "1d",
+                                      "CompactionLateAfter": "3d"})
+        for name in ["LateHorizon", "CompactionLateAfter"]:
+            self.assertEqual(PARAMETERS[name]["AllowedPattern"], PARAMETERS["VerifyRange"]["AllowedPattern"])
+            self.assertTrue(allowed(name, "36h"))
+            self.assertFalse(allowed(name, "1 day"))
+            self.assertFalse(allowed(name, ""))
+        for name, default in compaction.items():
+            self.assertIn(f"| `{name}` | `{default}` |", AWS_DOC)
         # Alerts are on by default, to a bus the stack creates, with the built-in rules.
         defaults = {k: TEMPLATE["Parameters"][k]["Default"]
                     for k in ["Alerts", "AlertBus", "AlertEmail", "AlertRulesS3Uri"]}
@@ -167,25 +241,42 @@ class Template(unittest.TestCase):
         self.assertEqual(TEMPLATE["Parameters"]["Architecture"]["Default"], "arm64")
         outputs = set(TEMPLATE["Outputs"])
         for o in ["FunctionName", "BucketName", "TableName", "GlueDatabase", "GlueTable", "WorkGroup",
-                  "DeadLetterQueueUrl", "AlarmTopicArn", "AlertBusName", "AlertTopicArn", "AlertDeadLetterQueueUrl"]:
+                  "DeadLetterQueueUrl", "AlarmTopicArn", "AlertBusName", "AlertTopicArn", "AlertDeadLetterQueueUrl",
+                  "CompactorFunctionName", "GlueView"]:
             self.assertIn(o, outputs)
+        self.assertEqual(TEMPLATE["Outputs"]["CompactorFunctionName"]["Value"], {"Ref": "Compactor"})
+        self.assertEqual(TEMPLATE["Outputs"]["GlueView"]["Value"], {"Ref": "GlueView"})
 
     def test_one_schedule_per_org_with_retries_and_a_dead_letter_queue(self):
         loop = RESOURCES["Fn::ForEach::Schedules"]
         self.assertEqual(loop[0], "Org")
         self.assertEqual(loop[1], {"Ref": "Organizations"})
-        self.assertEqual(set(loop[2]), {"OrgSchedule&{Org}", "OrgVerifySchedule&{Org}"})
+        self.assertEqual(set(loop[2]), {"OrgSchedule&{Org}", "OrgVerifySchedule&{Org}", "OrgCompactSchedule&{Org}"})
         inputs = {
             "OrgSchedule&{Org}": '{"org": "${Org}"}',
             "OrgVerifySchedule&{Org}": '{"org": "${Org}", "verify": "${VerifyRange}", "repair": true}',
+            "OrgCompactSchedule&{Org}": '{"org": "${Org}"}',
         }
+        targets = {"OrgSchedule&{Org}": "Function", "OrgVerifySchedule&{Org}": "Function",
+                   "OrgCompactSchedule&{Org}": "Compactor"}
         for name, schedule in loop[2].items():
             target = schedule["Properties"]["Target"]
             self.assertEqual(target["Input"], {"Fn::Sub": inputs[name]})
+            self.assertEqual(target["Arn"], {"Fn::GetAtt": [targets[name], "Arn"]}, name)
             self.assertIn("RetryPolicy", target)
             self.assertEqual(target["DeadLetterConfig"]["Arn"], {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]})
         verify = loop[2]["OrgVerifySchedule&{Org}"]["Properties"]
         self.assertEqual(verify["ScheduleExpression"], {"Ref": "VerifyScheduleExpression"})
+        # The compaction: daily, after the verify's window, spread like the verify.
+        compact = loop[2]["OrgCompactSchedule&{Org}"]["Properties"]
+        self.assertEqual(compact["Name"], {"Fn::Sub": "compact-${Org}"})
+        self.assertEqual(compact["ScheduleExpression"], {"Ref": "CompactScheduleExpression"})
+        self.assertEqual(compact["FlexibleTimeWindow"], verify["FlexibleTimeWindow"])
+        self.assertEqual(compact["Target"]["RetryPolicy"], verify["Target"]["RetryPolicy"])
+        # The scheduler's role may invoke both functions, and nothing else.
+        [invoke] = [st for st in RESOURCES["SchedulerRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+                    if st["Action"] == "lambda:InvokeFunction"]
+        self.assertEqual(invoke["Resource"], [{"Fn::GetAtt": ["Function", "Arn"]}, {"Fn::GetAtt": ["Compactor", "Arn"]}])
         on_failure = RESOURCES["Function"]["Properties"]["EventInvokeConfig"]["DestinationConfig"]["OnFailure"]
         self.assertEqual(on_failure["Destination"], {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]})
 
@@ -198,33 +289,101 @@ class Template(unittest.TestCase):
         cargo = tomllib.loads((ROOT / "Cargo.toml").read_text())
         build = cargo["package"]["metadata"]["lambda"]["build"]
         self.assertTrue(build["no_default_features"])
-        self.assertEqual(build["features"], ["lambda"], "sam build must not bring the CLI features")
+        # One feature set builds both functions (SAM's BuildProperties name the binary only):
+        # the compactor's, which must not bring the CLI.
+        self.assertEqual(build["features"], ["compactor"])
+        features = cargo["features"]
+
+        def closure(names):
+            out = set()
+            while names:
+                name = names.pop()
+                if name not in out and name in features:
+                    out.add(name)
+                    names += features[name]
+            return out
+        enabled = closure(list(build["features"]))
+        self.assertTrue({"lambda", "compact"} <= enabled, enabled)
+        self.assertNotIn("cli", enabled, "sam build must not bring the CLI features")
+        self.assertNotIn("emulator", enabled)
+        bins = {b["name"]: b for b in cargo["bin"]}
+        self.assertEqual(bins["dockerhub-audit-compactor"]["required-features"], ["compactor"])
+
+    def test_the_compactor_is_its_own_function_with_one_attempt_a_day(self):
+        fn, collector = RESOURCES["Compactor"], RESOURCES["Function"]["Properties"]
+        self.assertEqual(fn["Type"], "AWS::Serverless::Function")
+        self.assertEqual(fn["Metadata"], {"BuildMethod": "rust-cargolambda",
+                                          "BuildProperties": {"Binary": "dockerhub-audit-compactor"}})
+        p = fn["Properties"]
+        self.assertEqual((p["Runtime"], p["Handler"], p["MemorySize"], p["Timeout"]),
+                         ("provided.al2023", "bootstrap", 512, 900))
+        self.assertEqual(p["Architectures"], collector["Architectures"])
+        self.assertEqual(p["Role"], {"Fn::GetAtt": ["CompactorRole", "Arn"]})
+        self.assertEqual(p["LoggingConfig"], {"LogFormat": "JSON", "LogGroup": {"Ref": "CompactorLogGroup"}})
+        self.assertEqual(RESOURCES["CompactorLogGroup"]["Properties"],
+                         RESOURCES["FunctionLogGroup"]["Properties"])
+        # The next day's run retries; a failure is alarmed, not queued.
+        self.assertEqual(p["EventInvokeConfig"], {"MaximumRetryAttempts": 0})
 
     def test_the_environment_names_variables_the_lambda_reads(self):
-        settings = (ROOT / "src/lambda/settings.rs").read_text()
-        known = set(re.findall(r'pub const ENV_\w+: &str = "(\w+)";', settings))
         env = RESOURCES["Function"]["Properties"]["Environment"]["Variables"]
-        self.assertTrue(set(env) <= known, set(env) - known)
         for required in ["DOCKERHUB_AUDIT_TABLE", "DOCKERHUB_AUDIT_BUCKET", "DOCKERHUB_AUDIT_SECRET_PATTERN",
                          "DOCKERHUB_AUDIT_ALERT_BUS", "DOCKERHUB_AUDIT_ALERT_RULES_S3", "DOCKERHUB_AUDIT_ORGS"]:
             self.assertIn(required, env)
         # The function's allow-list is exactly the orgs the stack schedules.
         self.assertEqual(env["DOCKERHUB_AUDIT_ORGS"], {"Fn::Join": [",", {"Ref": "Organizations"}]})
         self.assertEqual(RESOURCES["Fn::ForEach::Schedules"][1], {"Ref": "Organizations"})
+        # A repair takes a compacted day out of the view: the collector knows which view.
+        self.assertEqual(env["DOCKERHUB_AUDIT_GLUE_DATABASE"], {"Ref": "GlueDatabase"})
+        self.assertEqual(env["DOCKERHUB_AUDIT_VIEW"], {"Ref": "GlueView"})
+
+    def test_the_compactors_environment_is_the_collectors_storage_and_the_view(self):
+        env = RESOURCES["Compactor"]["Properties"]["Environment"]["Variables"]
+        collector = RESOURCES["Function"]["Properties"]["Environment"]["Variables"]
+        self.assertEqual(set(env), {
+            "DOCKERHUB_AUDIT_ORGS", "DOCKERHUB_AUDIT_TABLE", "DOCKERHUB_AUDIT_BUCKET", "DOCKERHUB_AUDIT_PREFIX",
+            "DOCKERHUB_AUDIT_KMS_KEY_ID", "DOCKERHUB_AUDIT_GLUE_DATABASE", "DOCKERHUB_AUDIT_VIEW",
+            "DOCKERHUB_AUDIT_LATE_HORIZON", "DOCKERHUB_AUDIT_COMPACTION_LATE"})
+        for shared in ["DOCKERHUB_AUDIT_ORGS", "DOCKERHUB_AUDIT_TABLE", "DOCKERHUB_AUDIT_BUCKET",
+                       "DOCKERHUB_AUDIT_PREFIX", "DOCKERHUB_AUDIT_KMS_KEY_ID", "DOCKERHUB_AUDIT_GLUE_DATABASE",
+                       "DOCKERHUB_AUDIT_VIEW"]:
+            self.assertEqual(env[shared], collector[shared], shared)
+        self.assertEqual(env["DOCKERHUB_AUDIT_LATE_HORIZON"], {"Ref": "LateHorizon"})
+        self.assertEqual(env["DOCKERHUB_AUDIT_COMPACTION_LATE"], {"Ref": "CompactionLateAfter"})
+        self.assertEqual(resolve(env["DOCKERHUB_AUDIT_VIEW"]), "events")
+        self.assertEqual(RESOURCES["GlueView"]["Properties"]["TableInput"]["Name"], "events")
+
+    def test_the_code_reads_every_variable_the_template_sets(self):
+        # Wherever the code defines them: `pub const ENV_...: &str = "..."`.
+        known = set(re.findall(r'pub const ENV_\w+: &str = "(\w+)";', src_text()))
+        for function in ["Function", "Compactor"]:
+            env = set(RESOURCES[function]["Properties"]["Environment"]["Variables"])
+            self.assertTrue(env <= known, f"{function}: the code defines no ENV_ constant for {sorted(env - known)}")
 
     def test_iam_is_least_privilege_and_the_documented_table_says_the_same(self):
         statements = function_statements()
         for actions, resource, _ in statements:
             self.assertNotEqual(resource, "*", f"{actions} on every resource")
-        section = AWS_DOC.split("### IAM permissions", 1)[1].split("\n#", 1)[0]
-        rows = []
-        for line in section.splitlines():
-            cells = [c.strip() for c in line.strip().strip("|").split("|")]
-            if len(cells) >= 4 and cells[0].startswith("`") and ":" in cells[0]:
-                actions = frozenset(a.strip(" `") for a in cells[0].split(","))
-                resource = cells[1].strip("`")
-                rows.append((actions, resource, cells[2].strip("`") or None))
+        rows = documented_statements("### IAM permissions")
         self.assertEqual(sorted(rows, key=str), sorted(statements, key=str))
+
+    def test_the_compactors_iam_is_least_privilege_and_documented(self):
+        statements = function_statements("CompactorRole")
+        for actions, resource, _ in statements:
+            self.assertNotIn("*", resource.split(", "), f"{actions} on every resource")
+        rows = documented_statements("### The compactor's IAM permissions")
+        self.assertEqual(sorted(rows, key=str), sorted(statements, key=str))
+        # Exactly these actions: it reads checkpoints, reads and lists the trail, writes its own
+        # objects, rewrites the view, logs; KMS through S3 only.
+        actions = set().union(*(a for a, _, _ in statements))
+        self.assertEqual(actions, {"dynamodb:GetItem", "s3:GetObject", "s3:PutObject", "s3:ListBucket",
+                                   "glue:GetTable", "glue:UpdateTable", "logs:CreateLogStream", "logs:PutLogEvents",
+                                   "kms:GenerateDataKey", "kms:Decrypt"})
+        [kms] = [st for st in role_statements("CompactorRole") if "kms:Decrypt" in actions_of(st)]
+        self.assertEqual(kms["Condition"],
+                         {"StringEquals": {"kms:ViaService": {"Fn::Sub": "s3.${AWS::Region}.amazonaws.com"}}})
+        kms_policy = RESOURCES["CompactorRole"]["Properties"]["Policies"][1]["Fn::If"]
+        self.assertEqual((kms_policy[0], kms_policy[2]), ("HasKms", {"Ref": "AWS::NoValue"}))
 
     def test_the_cli_policy_holds_the_functions_data_actions(self):
         policy = json.loads((ROOT / "infra/iam/cli-backfill-policy.json").read_text())
@@ -233,9 +392,9 @@ class Template(unittest.TestCase):
             cli |= set(st["Action"] if isinstance(st["Action"], list) else [st["Action"]])
             self.assertNotEqual(st["Resource"], "*")
         function = set().union(*(a for a, _, _ in function_statements()))
-        # Logs, the dead-letter queue and alerts are the Lambda's alone.
+        # Logs, the dead-letter queue, alerts and the stack's view are the Lambda's alone.
         self.assertEqual(cli, function - {"logs:CreateLogStream", "logs:PutLogEvents", "sqs:SendMessage",
-                                          "events:PutEvents"})
+                                          "events:PutEvents", "glue:GetTable", "glue:UpdateTable"})
 
     def test_storage_is_private_encrypted_and_retained(self):
         for name in ["Bucket", "AthenaResultsBucket"]:
@@ -260,6 +419,12 @@ class Template(unittest.TestCase):
     def test_alarms_watch_metrics_the_function_publishes(self):
         per_org = set(rust_strings("src/lambda/metrics.rs", "PER_ORG"))
         deployment = set(rust_strings("src/lambda/metrics.rs", "DEPLOYMENT"))
+        # The compactor's, without dimension (wherever the code names them).
+        compactor = {"CompactionFailed", "DaysAwaitingCompaction"}
+        code = src_text()
+        for metric in sorted(compactor):
+            self.assertTrue(f'"{metric}"' in code, f"the code never names the metric {metric}")
+        deployment |= compactor
         seen = {}
         for name, alarm in resources_of("AWS::CloudWatch::Alarm"):
             p = alarm["Properties"]
@@ -280,6 +445,24 @@ class Template(unittest.TestCase):
                          ("AlertsFailed", None, "Sum", 900))
         self.assertEqual((failed["Threshold"], failed["ComparisonOperator"], failed["TreatMissingData"]),
                          (1, "GreaterThanOrEqualToThreshold", "notBreaching"))
+        # The compactor: any failed day or run, and any closed day left uncompacted too long, in
+        # the last day (it runs daily). Its crashes and timeouts: Lambda's Errors of it.
+        compaction = seen["CompactionFailedAlarm"]
+        self.assertEqual((compaction["MetricName"], compaction.get("Dimensions"), compaction["Statistic"],
+                          compaction["Period"], compaction["Threshold"], compaction["ComparisonOperator"]),
+                         ("CompactionFailed", None, "Sum", 86400, 1, "GreaterThanOrEqualToThreshold"))
+        late = seen["CompactionLateAlarm"]
+        self.assertEqual((late["MetricName"], late.get("Dimensions"), late["Statistic"], late["Period"],
+                          late["Threshold"], late["ComparisonOperator"]),
+                         ("DaysAwaitingCompaction", None, "Maximum", 86400, 0, "GreaterThanThreshold"))
+        errors = RESOURCES["CompactorErrorsAlarm"]["Properties"]
+        self.assertEqual((errors["Namespace"], errors["MetricName"], errors["Dimensions"], errors["Statistic"]),
+                         ("AWS/Lambda", "Errors", [{"Name": "FunctionName", "Value": {"Ref": "Compactor"}}], "Sum"))
+        self.assertEqual(errors["AlarmActions"], [{"Ref": "AlarmTopic"}])
+        for name in ["CompactionFailedAlarm", "CompactorErrorsAlarm", "CompactionLateAlarm"]:
+            # Emulators refuse metric math: every alarm is a plain one.
+            self.assertNotIn("Metrics", RESOURCES[name]["Properties"], name)
+            self.assertIn(f"`{name}`", AWS_DOC)
 
     def test_alerts_go_from_the_bus_to_their_own_topic(self):
         bus = {"Fn::If": ["NoAlertBusName", {"Ref": "AlertEventBus"}, {"Ref": "AlertBus"}]}
@@ -326,20 +509,60 @@ class Template(unittest.TestCase):
             "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${Bus}",
             {"Bus": {"Fn::If": ["NoAlertBusName", created_name, {"Ref": "AlertBus"}]}}]})
 
-    def test_glue_table_duckdb_view_and_ddl_agree(self):
-        ddl = (ROOT / "infra/athena/events-table.sql").read_text()
-        body = ddl.split("CREATE EXTERNAL TABLE", 1)[1].split("PARTITIONED BY", 1)[0]
-        ddl_columns = re.findall(r"`(\w+)` ([^\n]+?),?\n", body)
-        table = RESOURCES["GlueTable"]["Properties"]["TableInput"]
-        columns = [(c["Name"], c["Type"]) for c in table["StorageDescriptor"]["Columns"]]
-        self.assertEqual(columns, ddl_columns)
-        self.assertEqual([k["Name"] for k in table["PartitionKeys"]], ["org", "dt"])
-        ddl_props = dict(re.findall(r"'([\w.]+)' = '([^']*)'", ddl.split("TBLPROPERTIES", 1)[1]))
-        self.assertEqual(set(ddl_props), set(table["Parameters"]))
-        self.assertEqual(table["StorageDescriptor"]["SerdeInfo"]["SerializationLibrary"],
-                         "org.apache.hive.hcatalog.data.JsonSerDe")
+    def test_glue_tables_and_ddl_agree(self):
+        statements = ddl_statements()
+        tables = [s for s in statements if s.startswith("CREATE EXTERNAL TABLE")]
+        self.assertEqual(len(tables), 2)
+        parsed = {}
+        for text in tables:
+            table = parse_ddl_table(text)
+            parsed[table["Name"]] = table
+        # The raw table first (tests/deploy.rs reads the first table's columns).
+        self.assertEqual(list(parsed), ["events_raw", "events_compacted"])
+        deployed = {}
+        for logical in ["GlueTable", "GlueCompactedTable"]:
+            res = RESOURCES[logical]
+            self.assertEqual(res["Type"], "AWS::Glue::Table")
+            self.assertEqual(res["Properties"]["DatabaseName"], {"Ref": "GlueDatabase"})
+            table = resolve(res["Properties"]["TableInput"])
+            deployed[table["Name"]] = table
+            self.assertEqual(table["TableType"], "EXTERNAL_TABLE")
+        self.assertEqual(set(deployed), set(parsed))
+        for name, ddl in parsed.items():
+            table = deployed[name]
+            sd = table["StorageDescriptor"]
+            self.assertEqual([(c["Name"], c["Type"]) for c in sd["Columns"]], ddl["Columns"], name)
+            self.assertEqual([(k["Name"], k["Type"]) for k in table["PartitionKeys"]], ddl["PartitionKeys"], name)
+            self.assertEqual((sd["SerdeInfo"]["SerializationLibrary"], sd["InputFormat"], sd["OutputFormat"]),
+                             (ddl["Serde"], ddl["InputFormat"], ddl["OutputFormat"]), name)
+            self.assertEqual(sd["Location"], ddl["Location"], name)
+            # Projection included: the same properties with the same values.
+            self.assertEqual(table["Parameters"], ddl["Parameters"], name)
+        raw, compacted = parsed["events_raw"], parsed["events_compacted"]
+        self.assertEqual(raw["Serde"], "org.apache.hive.hcatalog.data.JsonSerDe")
+        self.assertEqual((compacted["Serde"], compacted["InputFormat"], compacted["OutputFormat"]), PARQUET)
+        self.assertEqual(raw["Parameters"]["classification"], "json")
+        self.assertEqual(compacted["Parameters"]["classification"], "parquet")
+        self.assertEqual(raw["Parameters"]["storage.location.template"], "s3://BUCKET/PREFIX/org=${org}/dt=${dt}/")
+        self.assertEqual(compacted["Parameters"]["storage.location.template"],
+                         "s3://BUCKET/PREFIX/compacted/org=${org}/dt=${dt}/")
+        self.assertEqual(compacted["Location"], "s3://BUCKET/PREFIX/compacted/")
+        projection = {k: v for k, v in raw["Parameters"].items() if k.startswith("projection.")}
+        self.assertEqual(projection, {k: v for k, v in compacted["Parameters"].items() if k.startswith("projection.")})
+        self.assertEqual(projection["projection.org.values"], "acme,example")
+        # The same columns; only the timestamp's type differs (a string in the raw trail).
+        self.assertEqual(raw["PartitionKeys"], [("org", "string"), ("dt", "string")])
+        self.assertEqual(compacted["PartitionKeys"], raw["PartitionKeys"])
+        self.assertEqual([c for c in compacted["Columns"] if c[0] != "timestamp"],
+                         [c for c in raw["Columns"] if c[0] != "timestamp"])
+        self.assertEqual(dict(raw["Columns"])["timestamp"], "string")
+        self.assertEqual(dict(compacted["Columns"])["timestamp"], "timestamp")
+        self.assertEqual([c for c, _ in raw["Columns"]], VIEW_COLUMNS[:-2])
+
+    def test_duckdb_view_has_the_raw_tables_columns(self):
+        ddl_columns = parse_ddl_table(ddl_statements()[0])["Columns"]
         duck = (ROOT / "infra/duckdb/events.sql").read_text()
-        duck_columns = re.findall(r"'(\w+)': '([^']+)'", duck.split("columns = {", 1)[1])
+        duck_columns = re.findall(r"'(\w+)': '([^']+)'", duck.split("columns = {", 1)[1].split("}", 1)[0])
         self.assertEqual([c for c, _ in duck_columns], [c for c, _ in ddl_columns])
         hive_to_duck = {"string": "VARCHAR", "map<string,string>": "MAP(VARCHAR, VARCHAR)"}
         for (name, hive), (_, duck_type) in zip(ddl_columns, duck_columns):
@@ -348,6 +571,48 @@ class Template(unittest.TestCase):
                 self.assertEqual(duck_type, "STRUCT(" + ", ".join(f"{f} VARCHAR" for f in fields) + ")", name)
             else:
                 self.assertEqual(duck_type, hive_to_duck[hive], name)
+
+    def test_the_view_is_athenas_presto_view_of_both_tables_with_nothing_compacted(self):
+        view = RESOURCES["GlueView"]["Properties"]
+        self.assertEqual(view["DatabaseName"], {"Ref": "GlueDatabase"})
+        table = resolve(view["TableInput"])
+        self.assertEqual(table["Name"], "events")
+        self.assertEqual(table["TableType"], "VIRTUAL_VIEW")
+        self.assertEqual(table["Parameters"],
+                         {"presto_view": "true", "comment": "Presto View", "dockerhub_audit.compacted": "{}"})
+        self.assertEqual(table["ViewExpandedText"], "/* Presto View */")
+        self.assertEqual(table["PartitionKeys"], [])
+        m = re.fullmatch(r"/\* Presto View: ([A-Za-z0-9+/=]+) \*/", table["ViewOriginalText"])
+        self.assertIsNotNone(m, table["ViewOriginalText"][:80])
+        presto = json.loads(base64.b64decode(m.group(1), validate=True))
+        self.assertEqual(set(presto), {"originalSql", "catalog", "schema", "columns"})
+        self.assertEqual((presto["catalog"], presto["schema"]), ("awsdatacatalog", DEPLOYED["GlueDatabase"]))
+        # The initial predicate: nothing compacted. The DDL's view is the same text.
+        self.assertEqual(presto["originalSql"], VIEW_SQL.format(C="false"))
+        [ddl_view] = [s for s in ddl_statements() if s.startswith("CREATE OR REPLACE VIEW")]
+        self.assertEqual(ddl_view, "CREATE OR REPLACE VIEW events AS\n" + VIEW_SQL.format(C="false"))
+        # Its 12 columns: the raw table's, then the partitions, all strings; the Presto types
+        # are the Hive types of the Glue columns.
+        hive = [(c["Name"], c["Type"]) for c in table["StorageDescriptor"]["Columns"]]
+        raw = resolve(RESOURCES["GlueTable"]["Properties"]["TableInput"])
+        self.assertEqual(hive, [(c["Name"], c["Type"]) for c in raw["StorageDescriptor"]["Columns"]]
+                         + [(k["Name"], k["Type"]) for k in raw["PartitionKeys"]])
+        self.assertEqual([c["name"] for c in presto["columns"]], VIEW_COLUMNS)
+        self.assertEqual([(c["name"], c["type"]) for c in presto["columns"]],
+                         [(name, presto_type(ty)) for name, ty in hive])
+        self.assertEqual(dict((c["name"], c["type"]) for c in presto["columns"])["collector"],
+                         "row(ingested_at varchar,window_from varchar,window_to varchar,run_id varchar)")
+        # Each branch selects the view's columns, in order, from its table; one is the other's
+        # complement.
+        branches = presto["originalSql"].split(" UNION ALL ")
+        self.assertEqual(len(branches), 2)
+        sources = []
+        for branch in branches:
+            bm = re.fullmatch(r"SELECT (.*) FROM (\w+) WHERE (.*)", branch)
+            self.assertIsNotNone(bm, branch)
+            self.assertEqual(select_names(bm.group(1)), VIEW_COLUMNS, branch)
+            sources.append((bm.group(2), bm.group(3)))
+        self.assertEqual(sources, [("events_raw", "NOT (false)"), ("events_compacted", "false")])
 
     def test_named_queries_are_the_sql_files_verbatim(self):
         check = subprocess.run([sys.executable, str(ROOT / "infra/named-queries.py"), "--check"])
@@ -363,6 +628,74 @@ class Template(unittest.TestCase):
         for command in ["build", "deploy", "package", "validate", "sync"]:
             self.assertTrue(cfg[command]["parameters"]["language_extensions"], command)
         self.assertIn("CAPABILITY_AUTO_EXPAND", cfg["deploy"]["parameters"]["capabilities"])
+
+
+# The view of the spec: a day comes from exactly one side. C lists the compacted (org, day)
+# pairs; `false` when nothing is compacted (the template's and the DDL's).
+VIEW_SQL = ('SELECT account, action, action_description, actor, category, collector, data, event_id, name, '
+            '"timestamp", org, dt FROM events_raw WHERE NOT ({C}) UNION ALL SELECT account, action, '
+            'action_description, actor, category, collector, data, event_id, name, '
+            'to_iso8601(with_timezone("timestamp", \'UTC\')) AS "timestamp", org, dt FROM events_compacted WHERE {C}')
+VIEW_COLUMNS = ["account", "action", "action_description", "actor", "category", "collector", "data", "event_id",
+                "name", "timestamp", "org", "dt"]
+# What Athena's STORED AS PARQUET stands for.
+PARQUET = ("org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe",
+           "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
+           "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat")
+
+
+def ddl_statements():
+    """The statements of infra/athena/events-table.sql, comments dropped, without the `;`."""
+    text = "\n".join(l for l in (ROOT / "infra/athena/events-table.sql").read_text().splitlines()
+                     if not l.startswith("--"))
+    return [s.strip().removesuffix(";") for s in text.split(";\n") if s.strip()]
+
+
+def parse_ddl_table(text):
+    """A CREATE EXTERNAL TABLE statement as the Glue TableInput fields it sets."""
+    m = re.fullmatch(r"CREATE EXTERNAL TABLE IF NOT EXISTS (\w+) \((.*?)\)\nPARTITIONED BY \((.*?)\)\n(.*)"
+                     r"LOCATION '([^']+)'\nTBLPROPERTIES \((.*)\)", text, re.S)
+    assert m, text[:80]
+    name, columns, partitions, storage, location, properties = m.groups()
+    if storage.strip() == "STORED AS PARQUET":
+        serde = PARQUET
+    else:
+        serde = re.fullmatch(r"ROW FORMAT SERDE '([^']+)'\nSTORED AS INPUTFORMAT '([^']+)'\nOUTPUTFORMAT '([^']+)'\n",
+                             storage).groups()
+    return {
+        "Name": name,
+        "Columns": re.findall(r"`(\w+)` ([^\n]+?),?\n", columns),
+        "PartitionKeys": re.findall(r"`(\w+)` ([^\n]+?),?\n", partitions),
+        "Serde": serde[0], "InputFormat": serde[1], "OutputFormat": serde[2],
+        "Location": location,
+        "Parameters": dict(re.findall(r"'([\w.]+)' = '([^']*)'", properties)),
+    }
+
+
+def presto_type(hive):
+    """The Presto type Athena gives a Hive column type (the ones these tables use)."""
+    if hive == "string":
+        return "varchar"
+    if hive == "map<string,string>":
+        return "map(varchar,varchar)"
+    m = re.fullmatch(r"struct<(.*)>", hive)
+    assert m, hive
+    return "row(" + ",".join(f"{f} {presto_type(ty)}" for f, ty in
+                             (field.split(":", 1) for field in m.group(1).split(","))) + ")"
+
+
+def select_names(select):
+    """The output names of a select list (split at top-level commas)."""
+    items, depth, current = [], 0, ""
+    for c in select:
+        depth += (c == "(") - (c == ")")
+        if c == "," and depth == 0:
+            items.append(current.strip())
+            current = ""
+        else:
+            current += c
+    items.append(current.strip())
+    return [re.split(r" AS ", item)[-1].strip('"') for item in items]
 
 
 def rules_accept(organizations):
@@ -444,10 +777,14 @@ class Trust(unittest.TestCase):
         orgs = ["acme-corp", "example", "a_b", "x" * 56]
         resources = expanded({"Organizations": ",".join(orgs)})["Resources"]
         schedules = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Scheduler::Schedule"]
-        self.assertEqual(len(schedules), 2 * len(orgs))
+        self.assertEqual(len(schedules), 3 * len(orgs))
         for org in orgs:
             mine = [s for s in schedules if json.loads(s["Target"]["Input"])["org"] == org]
-            self.assertEqual(sorted(s["Name"] for s in mine), [f"collect-{org}", f"verify-{org}"])
+            self.assertEqual(sorted(s["Name"] for s in mine), [f"collect-{org}", f"compact-{org}", f"verify-{org}"])
+            # One compaction per org, by the compactor.
+            [compact] = [s for s in mine if s["Name"] == f"compact-{org}"]
+            self.assertEqual(compact["Target"]["Arn"], {"Fn::GetAtt": ["Compactor", "Arn"]})
+            self.assertEqual(json.loads(compact["Target"]["Input"]), {"org": org})
             alarms = [r for r in resources.values() if r["Type"] == "AWS::CloudWatch::Alarm"
                       and r["Properties"].get("Dimensions") == [{"Name": "org", "Value": org}]]
             self.assertEqual(len(alarms), 3, org)
@@ -492,6 +829,70 @@ class Trust(unittest.TestCase):
         sink = (ROOT / "src/sink/s3.rs").read_text()
         self.assertIn('.if_none_match("*")', sink)
         self.assertNotIn("multipart", sink.lower())
+
+    def test_the_compactor_writes_only_below_compacted_and_deletes_nothing(self):
+        statements = role_statements("CompactorRole")
+        for st in statements:
+            for action in actions_of(st):
+                self.assertNotIn("*", action, st)
+                self.assertFalse(action.lower().startswith("s3:delete"), st)
+                self.assertNotIn(action, ["s3:PutObjectRetention", "s3:BypassGovernanceRetention",
+                                          "s3:PutObjectLegalHold", "s3:PutLifecycleConfiguration"])
+        bucket = f"arn:aws:s3:::{DEPLOYED['Bucket']}/"
+        prefix = DEPLOYED["KeyPrefix"]
+
+        def may(action, key):
+            return any(iam_like(arn, bucket + key) for st in statements if action in actions_of(st)
+                       for arn in (lambda r: r if isinstance(r, list) else [r])(resolve(st["Resource"])))
+        compacted = f"{prefix}/compacted/org=acme/dt=2026-01-02/events.parquet"
+        raw = f"{prefix}/org=acme/dt=2026-01-02/2026-01-02T00:00:00Z-abc.json.gz"
+        self.assertTrue(may("s3:PutObject", compacted))
+        # Never the raw trail, nor anything else outside PREFIX/compacted/.
+        for key in [raw, f"{prefix}/_quarantine/org=acme/x.json", f"{prefix}/compacted", f"{prefix}/compactedx/y",
+                    "compacted/org=acme/dt=2026-01-02/events.parquet", f"other/{prefix}/compacted/x",
+                    f"{prefix}/org=acme/compacted/x"]:
+            self.assertFalse(may("s3:PutObject", key), key)
+        # Without a condition: it replaces its own derived object when a day is compacted again.
+        [put] = [st for st in statements if "s3:PutObject" in actions_of(st)]
+        self.assertEqual((actions_of(put), put.get("Condition")), (["s3:PutObject"], None))
+        # It reads the raw trail and its own objects, not the quarantine.
+        for key in [raw, compacted]:
+            self.assertTrue(may("s3:GetObject", key), key)
+        self.assertFalse(may("s3:GetObject", f"{prefix}/_quarantine/org=acme/x.json"))
+        self.assertFalse(may("s3:GetObject", f"other/{raw}"))
+        # Listing: the same two places.
+        [listing] = [st for st in statements if actions_of(st) == ["s3:ListBucket"]]
+        self.assertEqual(resolve(listing["Resource"]), f"arn:aws:s3:::{DEPLOYED['Bucket']}")
+        patterns = resolve(listing["Condition"]["StringLike"]["s3:prefix"])
+        self.assertEqual(set(listing["Condition"]), {"StringLike"})
+        for listed in [f"{prefix}/org=acme/", f"{prefix}/org=acme/dt=2026-01-02/", f"{prefix}/compacted/org=acme/"]:
+            self.assertTrue(any(iam_like(pt, listed) for pt in patterns), listed)
+        for outside in ["", f"{prefix}/", f"{prefix}/_quarantine/", "other/", f"{prefix}-other/org=acme/"]:
+            self.assertFalse(any(iam_like(pt, outside) for pt in patterns), outside)
+        # The checkpoint: read only.
+        [ddb] = [st for st in statements if any(a.startswith("dynamodb:") for a in actions_of(st))]
+        self.assertEqual(actions_of(ddb), ["dynamodb:GetItem"])
+        [collector] = [st for st in role_statements() if st["Sid"] == "CheckpointsAndLeases"]
+        self.assertEqual(ddb["Resource"], collector["Resource"])
+
+    def test_glue_rights_reach_the_view_only(self):
+        glue = "arn:aws:glue:us-east-1:123456789012:"
+        db = DEPLOYED["GlueDatabase"]
+        view = [f"{glue}catalog", f"{glue}database/{db}", f"{glue}table/{db}/events"]
+        for role in ["FunctionRole", "CompactorRole"]:
+            statements = [st for st in role_statements(role) if any(a.startswith("glue:") for a in actions_of(st))]
+            self.assertEqual(len(statements), 1, role)
+            [st] = statements
+            self.assertEqual(actions_of(st), ["glue:GetTable", "glue:UpdateTable"], role)
+            self.assertEqual(resolve(st["Resource"]), view, role)
+            # The view is the VIRTUAL_VIEW `events`; the tables under it are out of reach.
+            for table in ["events_raw", "events_compacted", "*", "other"]:
+                self.assertFalse(any(iam_like(arn, f"{glue}table/{db}/{table}") for arn in resolve(st["Resource"])),
+                                 (role, table))
+            self.assertEqual(st["Resource"][2],
+                             {"Fn::Sub": "arn:${AWS::Partition}:glue:${AWS::Region}:${AWS::AccountId}:table/"
+                                         "${GlueDatabase}/${GlueView}"})
+        self.assertEqual(RESOURCES["GlueView"]["Properties"]["TableInput"]["TableType"], "VIRTUAL_VIEW")
 
     def test_listing_stays_below_the_key_prefix(self):
         [listing] = [st for st in role_statements() if st["Action"] == "s3:ListBucket"]

@@ -1,0 +1,181 @@
+//! The compactor function's logic: settings from the environment, one compaction of the
+//! org its input names, its metrics and answer. `src/bin/compactor.rs` only wires clients.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::{json, Value};
+
+use super::metrics::NAMESPACE;
+use super::settings::{view_from_env, ENV_BUCKET, ENV_KMS_KEY_ID, ENV_ORGS, ENV_PREFIX, ENV_TABLE};
+use crate::compact::{compact, CompactConfig, CompactError, CompactReport};
+use crate::config::parse_duration;
+use crate::ports::{Checkpoints, Clock, Sink};
+use crate::surface::CompactedDays;
+use crate::types::Org;
+
+pub const ENV_LATE_HORIZON: &str = "DOCKERHUB_AUDIT_LATE_HORIZON";
+pub const ENV_COMPACTION_LATE: &str = "DOCKERHUB_AUDIT_COMPACTION_LATE";
+
+/// Read once per cold start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompactorSettings {
+    /// The orgs the stack was deployed for; an input naming another is refused.
+    pub orgs: BTreeSet<Org>,
+    pub table: String,
+    pub bucket: String,
+    pub prefix: String,
+    pub kms_key_id: Option<String>,
+    /// (database, view).
+    pub view: (String, String),
+    pub late_horizon: Duration,
+    pub late_after: Duration,
+}
+
+impl CompactorSettings {
+    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let get = |k: &str| get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let required =
+            |k: &str, what: &str| get(k).ok_or_else(|| format!("{k} is not set: set it to {what}"));
+        let duration = |k: &str, default: Duration| match get(k) {
+            None => Ok(default),
+            Some(v) => parse_duration(&v).map_err(|e| format!("{k}: {e}")),
+        };
+        let orgs = required(ENV_ORGS, "the organizations of this stack, comma-separated")?
+            .split(',')
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+            .map(|o| Org::new(o).map_err(|e| format!("{ENV_ORGS}: {e}")))
+            .collect::<Result<BTreeSet<Org>, String>>()?;
+        let view = view_from_env(&get).ok_or_else(|| {
+            format!(
+                "{} is not set: set it to the Glue database of the stack's view",
+                super::settings::ENV_GLUE_DATABASE
+            )
+        })?;
+        Ok(CompactorSettings {
+            orgs,
+            table: required(ENV_TABLE, "the DynamoDB checkpoint table's name")?,
+            bucket: required(ENV_BUCKET, "the S3 bucket of the audit events")?,
+            prefix: get(ENV_PREFIX).unwrap_or_else(|| super::Settings::DEFAULT_PREFIX.into()),
+            kms_key_id: get(ENV_KMS_KEY_ID),
+            view,
+            late_horizon: duration(ENV_LATE_HORIZON, CompactConfig::DEFAULT_LATE_HORIZON)?,
+            late_after: duration(ENV_COMPACTION_LATE, CompactConfig::DEFAULT_LATE_AFTER)?,
+        })
+    }
+}
+
+/// The compactor: generic over the ports, so it runs in tests without the runtime.
+pub struct Compactor<K, S, C> {
+    pub settings: CompactorSettings,
+    pub checkpoints: K,
+    pub sink: S,
+    pub surface: C,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl<K: Checkpoints, S: Sink, C: CompactedDays> Compactor<K, S, C> {
+    /// One invocation: `{"org": "acme"}`. The answer says what was compacted; a failure
+    /// is in the answer and the metrics (`CompactionFailed`), never retried by Lambda (the
+    /// next day's run picks the day up again).
+    pub async fn handle(&self, input: Value, deadline: DateTime<Utc>) -> Value {
+        let started = self.clock.now();
+        let org = match input.get("org").and_then(Value::as_str).map(Org::new) {
+            Some(Ok(org)) if self.settings.orgs.contains(&org) => org,
+            Some(Ok(org)) => {
+                let deployed: Vec<String> = self.settings.orgs.iter().map(|o| o.to_string()).collect();
+                return refuse(format!(
+                    "{org} is not an org this stack was deployed for ({}): nothing was read or written",
+                    deployed.join(", ")
+                ));
+            }
+            Some(Err(e)) => return refuse(format!("the input's org is not valid: {e}")),
+            None => return refuse("the input names no org: give {\"org\": \"<org>\"}".to_string()),
+        };
+        let mut cfg = CompactConfig::new(org.clone());
+        cfg.late_horizon = self.settings.late_horizon;
+        cfg.late_after = self.settings.late_after;
+        // Leave a minute to publish what is written and answer.
+        let stop = deadline - Duration::seconds(60).min((deadline - started) / 3);
+        let result = compact(
+            &self.sink,
+            &self.surface,
+            &self.checkpoints,
+            self.clock.as_ref(),
+            &cfg,
+            Some(stop),
+        )
+        .await;
+        let ms = (self.clock.now() - started).num_milliseconds() as f64;
+        match result {
+            Ok(report) => {
+                println!("{}", emf(&org, self.clock.now(), Some(&report), ms));
+                if report.ok() {
+                    tracing::info!(
+                        compacted = report.compacted.len(),
+                        late = report.late,
+                        "compaction finished"
+                    );
+                } else {
+                    tracing::error!(
+                        failed = report.failed.len(),
+                        "days could not be compacted; they stay on the raw side"
+                    );
+                }
+                let mut v = serde_json::to_value(&report).unwrap_or_else(|_| json!({}));
+                v["ok"] = json!(report.ok());
+                v
+            }
+            Err(e) => {
+                println!("{}", emf(&org, self.clock.now(), None, ms));
+                let message = crate::types::clip(&e.to_string(), 1000);
+                tracing::error!(error = %message, "compaction failed");
+                json!({"ok": false, "org": org.to_string(), "error": message, "retry_helps": matches!(e, CompactError::Store(ref s) if s.is_transient())})
+            }
+        }
+    }
+}
+
+fn refuse(error: String) -> Value {
+    tracing::error!(%error, "input refused");
+    json!({"ok": false, "error": error})
+}
+
+/// The metrics of one compaction (EMF, no dimension: the alarms are deployment-wide; the
+/// org is a field for Logs Insights). `report` is `None` when the run failed as a whole.
+pub fn emf(org: &Org, at: DateTime<Utc>, report: Option<&CompactReport>, ms: f64) -> Value {
+    let (compacted, failed, late, disagreeing, events) = match report {
+        Some(r) => (
+            r.compacted.len() as u64,
+            r.failed.len() as u64,
+            r.late,
+            r.disagreeing.len() as u64,
+            r.compacted.iter().map(|d| d.events).sum::<u64>(),
+        ),
+        None => (0, 1, 0, 0, 0),
+    };
+    json!({
+        "_aws": {
+            "Timestamp": at.timestamp_millis(),
+            "CloudWatchMetrics": [{
+                "Namespace": NAMESPACE,
+                "Dimensions": [[]],
+                "Metrics": [
+                    {"Name": "CompactionFailed", "Unit": "Count"},
+                    {"Name": "DaysCompacted", "Unit": "Count"},
+                    {"Name": "DaysAwaitingCompaction", "Unit": "Count"},
+                    {"Name": "CompactedDaysDisagreeing", "Unit": "Count"},
+                ],
+            }],
+        },
+        "org": org.to_string(),
+        "CompactionFailed": failed,
+        "DaysCompacted": compacted,
+        "DaysAwaitingCompaction": late,
+        "CompactedDaysDisagreeing": disagreeing,
+        "EventsCompacted": events,
+        "CompactionDuration": ms,
+    })
+}
