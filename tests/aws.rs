@@ -885,3 +885,158 @@ async fn alerts_reach_a_queue_through_an_eventbridge_rule_once_and_survive_a_mis
         .alerts_pending
         .is_empty());
 }
+
+/// The view `events` as template.yaml creates it (nothing compacted), in moto's Glue.
+async fn create_view(glue: &dockerhub_audit::surface::glue::Glue, database: &str) {
+    use dockerhub_audit::surface::view;
+    glue.request("CreateDatabase", &serde_json::json!({"DatabaseInput": {"Name": database}}))
+        .await
+        .unwrap();
+    let columns: Vec<_> = view::HIVE_COLUMNS
+        .iter()
+        .map(|(n, t)| serde_json::json!({"Name": n, "Type": t}))
+        .collect();
+    glue.request(
+        "CreateTable",
+        &serde_json::json!({"DatabaseName": database, "TableInput": {
+            "Name": "events",
+            "TableType": "VIRTUAL_VIEW",
+            "ViewOriginalText": view::presto_view_text(&Default::default(), database),
+            "ViewExpandedText": "/* Presto View */",
+            "Parameters": {"presto_view": "true", "comment": "Presto View"},
+            "StorageDescriptor": {"Columns": columns, "SerdeInfo": {}},
+            "PartitionKeys": []
+        }}),
+    )
+    .await
+    .unwrap();
+}
+
+/// The compactor function's logic on moto's S3, DynamoDB and Glue: a collected and verified
+/// history is compacted into one Parquet object per closed day under `compacted/`, the raw
+/// objects are untouched, and the view's SQL names exactly the compacted days; a repair's
+/// reopen takes a day out of the view again; an org the stack was not deployed for is
+/// refused before anything is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_compactor_compacts_closed_days_and_rewrites_the_view_on_moto() {
+    use dockerhub_audit::collect::verify::VerifyRange;
+    use dockerhub_audit::lambda::compactor::{Compactor, CompactorSettings};
+    use dockerhub_audit::service::Service;
+    use dockerhub_audit::surface::glue::{Glue, GlueSurface, ViewName};
+    use dockerhub_audit::surface::{view, CompactedDays, QuerySurface};
+
+    let cfg = sdk(&moto()).await;
+    let (bucket, table, database) = (unique("compact"), unique("compact"), unique("db").replace('-', "_"));
+    let s3c = s3(&cfg);
+    create_bucket(&s3c, &bucket).await;
+    create_table(&cfg, &table).await;
+    let glue = Glue::new(&cfg).unwrap();
+    create_view(&glue, &database).await;
+    let clock = ManualClock::new(t0());
+    let (emu, hub) = start(emulator_config(900, 12, 41), Arc::new(clock.clone())).await;
+    let client = client(&hub.url(), Arc::new(clock.clone()), SECRET);
+    let checkpoints = DynamoCheckpoints::new(aws_sdk_dynamodb::Client::new(&cfg), &table);
+    let sink = S3Sink::new(s3c.clone(), &bucket, "dockerhub-audit", None);
+    let pc = poll_config(14);
+    let service = Service::new(&client, &checkpoints, &sink, &clock);
+    assert!(service.poll(&pc, None).await.failure.is_none());
+    let range = VerifyRange {
+        from: t0() - Duration::days(14),
+        until: None,
+        repair: false,
+    };
+    assert!(service.verify(&pc, &range, None, &mut |_| {}).await.report.unwrap().clean());
+    let raw_before = read_all(&s3c, &bucket, "dockerhub-audit/org=").await;
+
+    let view_name = || ViewName {
+        database: database.clone(),
+        table: "events".into(),
+    };
+    let surface = GlueSurface::new(glue.clone(), view_name(), s3c.clone(), &bucket, "dockerhub-audit", None);
+    let settings = CompactorSettings::from_env(|k| {
+        match k {
+            "DOCKERHUB_AUDIT_ORGS" => Some("acme"),
+            "DOCKERHUB_AUDIT_TABLE" => Some(table.as_str()),
+            "DOCKERHUB_AUDIT_BUCKET" => Some(bucket.as_str()),
+            "DOCKERHUB_AUDIT_GLUE_DATABASE" => Some(database.as_str()),
+            _ => None,
+        }
+        .map(str::to_string)
+    })
+    .unwrap();
+    let compactor = Compactor {
+        settings,
+        checkpoints: DynamoCheckpoints::new(aws_sdk_dynamodb::Client::new(&cfg), &table),
+        sink: S3Sink::new(s3c.clone(), &bucket, "dockerhub-audit", None),
+        surface: GlueSurface::new(glue.clone(), view_name(), s3c.clone(), &bucket, "dockerhub-audit", None),
+        clock: Arc::new(clock.clone()),
+    };
+    let refused = compactor
+        .handle(serde_json::json!({"org": "someone-else"}), t0() + Duration::minutes(15))
+        .await;
+    assert_eq!(refused["ok"], false);
+    assert!(s3c
+        .list_objects_v2()
+        .bucket(&bucket)
+        .prefix("dockerhub-audit/compacted/")
+        .send()
+        .await
+        .unwrap()
+        .contents()
+        .is_empty());
+
+    let answer = compactor
+        .handle(serde_json::json!({"org": "acme"}), t0() + Duration::minutes(15))
+        .await;
+    assert_eq!(answer["ok"], true, "{answer}");
+    let days = answer["compacted"].as_array().unwrap().len();
+    assert!(days >= 9, "{answer}");
+    let listed_keys: Vec<String> = s3c
+        .list_objects_v2()
+        .bucket(&bucket)
+        .prefix("dockerhub-audit/compacted/")
+        .send()
+        .await
+        .unwrap()
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_string))
+        .collect();
+    let mut compacted = Vec::new();
+    for k in &listed_keys {
+        compacted.push((k.clone(), get_bytes(&s3c, &bucket, k).await));
+    }
+    assert_eq!(compacted.len(), days, "one object per org-day");
+    assert!(compacted
+        .iter()
+        .all(|(k, b)| k.ends_with("/events.parquet") && b.starts_with(b"PAR1")));
+    let rows: u64 = compacted
+        .iter()
+        .map(|(_, b)| dockerhub_audit::compact::parquet::ids(b.clone()).unwrap().len() as u64)
+        .sum();
+    let events: u64 = answer["compacted"].as_array().unwrap().iter().map(|d| d["events"].as_u64().unwrap()).sum();
+    assert_eq!(rows, events);
+    assert_eq!(read_all(&s3c, &bucket, "dockerhub-audit/org=").await, raw_before, "raw trail untouched");
+
+    let (sql, map) = surface.view_sql().await.unwrap();
+    let listed = map.get("acme").cloned().unwrap_or_default();
+    assert_eq!(listed.len(), days);
+    assert_eq!(sql, view::sql(&map));
+    assert!(sql.contains("(org = 'acme' AND (dt BETWEEN"), "{sql}");
+
+    // A repair's reopen (through the collector's view-only surface) takes a day out.
+    let day = *listed.iter().next().unwrap();
+    let collector_side = GlueSurface::view_only(glue.clone(), view_name());
+    assert!(collector_side.reopen(&org(), day).await.unwrap());
+    assert!(!collector_side.reopen(&org(), day).await.unwrap(), "idempotent");
+    assert!(!surface.days(&org()).await.unwrap().contains(&day));
+    let (sql, _) = surface.view_sql().await.unwrap();
+    assert!(!sql.contains(&format!("dt = '{day}'")) && !sql.contains(&format!("BETWEEN '{day}'")), "{sql}");
+    // The next run compacts it again.
+    let again = compactor
+        .handle(serde_json::json!({"org": "acme"}), t0() + Duration::minutes(15))
+        .await;
+    assert_eq!(again["compacted"].as_array().unwrap().len(), 1, "{again}");
+    assert!(surface.days(&org()).await.unwrap().contains(&day));
+    drop((emu, hub));
+}

@@ -87,6 +87,14 @@ impl Glue {
         })
     }
 
+    /// Any Glue action with a JSON body (for tools and tests: creating the view elsewhere).
+    pub async fn request(&self, action: &str, body: &Value) -> Result<Value, String> {
+        self.call(action, body).await.map_err(|e| match e {
+            GlueError::Concurrent => format!("Glue {action}: ConcurrentModificationException"),
+            GlueError::Other(m) => m,
+        })
+    }
+
     async fn call(&self, action: &str, body: &Value) -> Result<Value, GlueError> {
         let body = body.to_string();
         let creds = self
@@ -193,6 +201,16 @@ impl GlueSurface {
     /// The view only: what a repair needs to take a day off the compacted side.
     pub fn view_only(glue: Glue, view: ViewName) -> Self {
         GlueSurface { glue, view, s3: None }
+    }
+
+    /// The view's SQL as Glue holds it now, and its map (for status and tests).
+    pub async fn view_sql(&self) -> Result<(String, DayMap), StoreError> {
+        let cur = self.current().await?;
+        let sql = cur.table["ViewOriginalText"]
+            .as_str()
+            .and_then(view::sql_of_presto_view)
+            .ok_or_else(|| StoreError::Invalid("the view's text is not a Presto view".to_string()))?;
+        Ok((sql, cur.map))
     }
 
     /// The view and the compacted objects under `s3://bucket/prefix/compacted/`.
