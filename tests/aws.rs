@@ -889,9 +889,12 @@ async fn alerts_reach_a_queue_through_an_eventbridge_rule_once_and_survive_a_mis
 /// The view `events` as template.yaml creates it (nothing compacted), in moto's Glue.
 async fn create_view(glue: &dockerhub_audit::surface::glue::Glue, database: &str) {
     use dockerhub_audit::surface::view;
-    glue.request("CreateDatabase", &serde_json::json!({"DatabaseInput": {"Name": database}}))
-        .await
-        .unwrap();
+    glue.request(
+        "CreateDatabase",
+        &serde_json::json!({"DatabaseInput": {"Name": database}}),
+    )
+    .await
+    .unwrap();
     let columns: Vec<_> = view::HIVE_COLUMNS
         .iter()
         .map(|(n, t)| serde_json::json!({"Name": n, "Type": t}))
@@ -926,7 +929,11 @@ async fn the_compactor_compacts_closed_days_and_rewrites_the_view_on_moto() {
     use dockerhub_audit::surface::{view, CompactedDays, QuerySurface};
 
     let cfg = sdk(&moto()).await;
-    let (bucket, table, database) = (unique("compact"), unique("compact"), unique("db").replace('-', "_"));
+    let (bucket, table, database) = (
+        unique("compact"),
+        unique("compact"),
+        unique("db").replace('-', "_"),
+    );
     let s3c = s3(&cfg);
     create_bucket(&s3c, &bucket).await;
     create_table(&cfg, &table).await;
@@ -945,14 +952,26 @@ async fn the_compactor_compacts_closed_days_and_rewrites_the_view_on_moto() {
         until: None,
         repair: false,
     };
-    assert!(service.verify(&pc, &range, None, &mut |_| {}).await.report.unwrap().clean());
+    assert!(service
+        .verify(&pc, &range, None, &mut |_| {})
+        .await
+        .report
+        .unwrap()
+        .clean());
     let raw_before = read_all(&s3c, &bucket, "dockerhub-audit/org=").await;
 
     let view_name = || ViewName {
         database: database.clone(),
         table: "events".into(),
     };
-    let surface = GlueSurface::new(glue.clone(), view_name(), s3c.clone(), &bucket, "dockerhub-audit", None);
+    let surface = GlueSurface::new(
+        glue.clone(),
+        view_name(),
+        s3c.clone(),
+        &bucket,
+        "dockerhub-audit",
+        None,
+    );
     let settings = CompactorSettings::from_env(|k| {
         match k {
             "DOCKERHUB_AUDIT_ORGS" => Some("acme"),
@@ -968,11 +987,21 @@ async fn the_compactor_compacts_closed_days_and_rewrites_the_view_on_moto() {
         settings,
         checkpoints: DynamoCheckpoints::new(aws_sdk_dynamodb::Client::new(&cfg), &table),
         sink: S3Sink::new(s3c.clone(), &bucket, "dockerhub-audit", None),
-        surface: GlueSurface::new(glue.clone(), view_name(), s3c.clone(), &bucket, "dockerhub-audit", None),
+        surface: GlueSurface::new(
+            glue.clone(),
+            view_name(),
+            s3c.clone(),
+            &bucket,
+            "dockerhub-audit",
+            None,
+        ),
         clock: Arc::new(clock.clone()),
     };
     let refused = compactor
-        .handle(serde_json::json!({"org": "someone-else"}), t0() + Duration::minutes(15))
+        .handle(
+            serde_json::json!({"org": "someone-else"}),
+            t0() + Duration::minutes(15),
+        )
         .await;
     assert_eq!(refused["ok"], false);
     assert!(s3c
@@ -1014,9 +1043,18 @@ async fn the_compactor_compacts_closed_days_and_rewrites_the_view_on_moto() {
         .iter()
         .map(|(_, b)| dockerhub_audit::compact::parquet::ids(b.clone()).unwrap().len() as u64)
         .sum();
-    let events: u64 = answer["compacted"].as_array().unwrap().iter().map(|d| d["events"].as_u64().unwrap()).sum();
+    let events: u64 = answer["compacted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["events"].as_u64().unwrap())
+        .sum();
     assert_eq!(rows, events);
-    assert_eq!(read_all(&s3c, &bucket, "dockerhub-audit/org=").await, raw_before, "raw trail untouched");
+    assert_eq!(
+        read_all(&s3c, &bucket, "dockerhub-audit/org=").await,
+        raw_before,
+        "raw trail untouched"
+    );
 
     let (sql, map) = surface.view_sql().await.unwrap();
     let listed = map.get("acme").cloned().unwrap_or_default();
@@ -1031,7 +1069,10 @@ async fn the_compactor_compacts_closed_days_and_rewrites_the_view_on_moto() {
     assert!(!collector_side.reopen(&org(), day).await.unwrap(), "idempotent");
     assert!(!surface.days(&org()).await.unwrap().contains(&day));
     let (sql, _) = surface.view_sql().await.unwrap();
-    assert!(!sql.contains(&format!("dt = '{day}'")) && !sql.contains(&format!("BETWEEN '{day}'")), "{sql}");
+    assert!(
+        !sql.contains(&format!("dt = '{day}'")) && !sql.contains(&format!("BETWEEN '{day}'")),
+        "{sql}"
+    );
     // The next run compacts it again.
     let again = compactor
         .handle(serde_json::json!({"org": "acme"}), t0() + Duration::minutes(15))

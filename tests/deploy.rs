@@ -456,6 +456,87 @@ async fn sam_deploy_then_each_schedule_input_collects_its_org_exactly() {
         assert_exact_s3(&want, &s3c, bucket, &format!("dockerhub-audit/org={org}/")).await;
     }
 
+    // Compaction through the deployed compactor. A verify over the whole history records
+    // its days as complete (the scheduled one covers two days, which become closed only on
+    // the next days); then the compact schedule's own input compacts the closed days of the
+    // first org into one Parquet object each, and the view in Glue names exactly them.
+    let org0 = ORGS[0];
+    let (_, answer) = stack.invoke(
+        function,
+        &json!({"org": org0, "verify": "25d"}).to_string(),
+        &out_dir.path().join("verify-all.json"),
+    );
+    assert_eq!(
+        (answer["ok"].clone(), answer["clean"].clone()),
+        (json!(true), json!(true)),
+        "{answer}"
+    );
+    let compactor = &outputs["CompactorFunctionName"];
+    let sch = stack.schedule(group, &format!("compact-{org0}"));
+    let (meta, answer) = stack.invoke(
+        compactor,
+        &s(&sch["Target"]["Input"]),
+        &out_dir.path().join("compact.json"),
+    );
+    assert!(meta.get("FunctionError").is_none(), "{meta}");
+    assert_eq!(answer["ok"], true, "{answer}");
+    let days: Vec<String> = answer["compacted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| s(&d["day"]))
+        .collect();
+    assert!(days.len() >= 10, "closed days of 20 compacted: {answer}");
+    let mut rows = 0;
+    for day in &days {
+        let key = format!("dockerhub-audit/compacted/org={org0}/dt={day}/events.parquet");
+        let bytes = get_bytes(&s3c, bucket, &key).await;
+        rows += dockerhub_audit::compact::parquet::ids(bytes).unwrap().len();
+        // The same events as the raw day.
+        let raw = read_all(&s3c, bucket, &format!("dockerhub-audit/org={org0}/dt={day}/")).await;
+        let compacted = answer["compacted"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| s(&d["day"]) == *day)
+            .unwrap();
+        assert_eq!(compacted["events"].as_u64().unwrap() as usize, raw.len(), "{day}");
+    }
+    let events: u64 = answer["compacted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["events"].as_u64().unwrap())
+        .sum();
+    assert_eq!(rows as u64, events);
+    let view = stack.aws(&[
+        "glue",
+        "get-table",
+        "--database-name",
+        &outputs["GlueDatabase"],
+        "--name",
+        &outputs["GlueView"],
+    ]);
+    let text = s(&view["Table"]["ViewOriginalText"]);
+    let sql = dockerhub_audit::surface::view::sql_of_presto_view(&text).expect("a Presto view");
+    let map = dockerhub_audit::surface::view::decode_map(
+        view["Table"]["Parameters"]["dockerhub_audit.compacted"].as_str(),
+    )
+    .unwrap();
+    assert_eq!(map.get(org0).map(|d| d.len()), Some(days.len()), "{view}");
+    assert_eq!(sql, dockerhub_audit::surface::view::sql(&map));
+    // Run again: nothing left to compact.
+    let (_, again) = stack.invoke(
+        compactor,
+        &s(&sch["Target"]["Input"]),
+        &out_dir.path().join("compact-again.json"),
+    );
+    assert_eq!(
+        (again["ok"].clone(), again["compacted"].as_array().map(Vec::len)),
+        (json!(true), Some(0)),
+        "{again}"
+    );
+
     // A bad input: answered, not retried, and still reported.
     let (_, answer) = stack.invoke(
         function,

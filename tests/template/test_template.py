@@ -376,7 +376,7 @@ class Template(unittest.TestCase):
         # Exactly these actions: it reads checkpoints, reads and lists the trail, writes its own
         # objects, rewrites the view, logs; KMS through S3 only.
         actions = set().union(*(a for a, _, _ in statements))
-        self.assertEqual(actions, {"dynamodb:GetItem", "s3:GetObject", "s3:PutObject", "s3:ListBucket",
+        self.assertEqual(actions, {"dynamodb:GetItem", "dynamodb:BatchGetItem", "s3:GetObject", "s3:PutObject", "s3:ListBucket",
                                    "glue:GetTable", "glue:UpdateTable", "logs:CreateLogStream", "logs:PutLogEvents",
                                    "kms:GenerateDataKey", "kms:Decrypt"})
         [kms] = [st for st in role_statements("CompactorRole") if "kms:Decrypt" in actions_of(st)]
@@ -871,7 +871,7 @@ class Trust(unittest.TestCase):
             self.assertFalse(any(iam_like(pt, outside) for pt in patterns), outside)
         # The checkpoint: read only.
         [ddb] = [st for st in statements if any(a.startswith("dynamodb:") for a in actions_of(st))]
-        self.assertEqual(actions_of(ddb), ["dynamodb:GetItem"])
+        self.assertEqual(actions_of(ddb), ["dynamodb:GetItem", "dynamodb:BatchGetItem"])
         [collector] = [st for st in role_statements() if st["Sid"] == "CheckpointsAndLeases"]
         self.assertEqual(ddb["Resource"], collector["Resource"])
 
