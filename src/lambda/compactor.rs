@@ -48,7 +48,7 @@ impl CompactorSettings {
             .filter(|o| !o.is_empty())
             .map(|o| Org::new(o).map_err(|e| format!("{ENV_ORGS}: {e}")))
             .collect::<Result<BTreeSet<Org>, String>>()?;
-        let view = view_from_env(&get).ok_or_else(|| {
+        let view = view_from_env(get).ok_or_else(|| {
             format!(
                 "{} is not set: set it to the Glue database of the stack's view",
                 super::settings::ENV_GLUE_DATABASE
