@@ -10,7 +10,9 @@ day that has events becomes one object, as the run covering that slot writes it:
 mtime 0) of NDJSON records in the tool's shape (keys sorted, compact JSON, a `collector`
 object, `data` a map of strings), oldest event first. The 20 hex are the tool's: the first
 10 bytes of SHA-256 over the sorted event ids, each followed by a newline. The days end on
-2026-03-31; the same --seed gives the same bytes.
+2026-03-31; the same --seed gives the same bytes. It also writes the output's id and a
+checkpoint of `acme` whose verified span covers every day, as a clean `verify` would leave
+it, so that `dockerhub-audit compact --org acme --output <out>` takes them all.
 """
 import argparse
 import datetime
@@ -228,6 +230,24 @@ def main():
             objects += 1
             events += len(lines)
             size += len(body)
+    first = LAST_DAY - datetime.timedelta(days=args.days - 1)
+    end = datetime.datetime.combine(LAST_DAY + datetime.timedelta(days=1), datetime.time(), datetime.timezone.utc)
+    output_id = f"local:{hexs(rng, 16)}"
+    if not (out / "_output-id").exists():
+        (out / "_output-id").write_text(output_id + "\n")
+    output_id = (out / "_output-id").read_text().strip()
+    stamp = lambda t: t.strftime("%Y-%m-%dT%H:%M:%SZ")
+    checkpoint = {
+        "org": ORG, "version": 1,
+        "watermark": stamp(end + datetime.timedelta(hours=1)),
+        "seen_from": stamp(end + datetime.timedelta(hours=1)),
+        "seen": {}, "pending": None, "last_run": None, "output": output_id, "quarantined": 0,
+        "recent": [],
+        "verified": {"from": f"{first.isoformat()}T00:00:00Z", "to": stamp(end),
+                     "at": stamp(end + datetime.timedelta(hours=2))},
+    }
+    (out / "_checkpoints").mkdir(exist_ok=True)
+    (out / "_checkpoints" / f"{ORG}.json").write_text(json.dumps(checkpoint, indent=2) + "\n")
     print(f"{out}: {args.days} days, {objects} objects, {events} events, {size} bytes")
     return 0
 

@@ -160,7 +160,11 @@ def main():
     ap.add_argument("--fresh", action="store_true", help="remove <out>/compacted before --compact-cmd")
     ap.add_argument("--actor", default="jdoe", help="actor of actor-activity.sql")
     ap.add_argument("--only", help="run only the queries whose file name contains this")
+    ap.add_argument("--events-sql", help="another version of infra/duckdb/events.sql, to compare")
     args = ap.parse_args()
+    if args.events_sql:
+        global EVENTS_SQL
+        EVENTS_SQL = pathlib.Path(args.events_sql).read_text()
     out = pathlib.Path(args.out).resolve()
 
     raw = {}  # dt -> [sizes]
