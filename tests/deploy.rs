@@ -501,7 +501,11 @@ async fn sam_deploy_then_each_schedule_input_collects_its_org_exactly() {
             .find(|d| s(&d["day"]) == *day)
             .unwrap();
         let raw_events: usize = raw.iter().map(|(_, records)| records.len()).sum();
-        assert_eq!(compacted["events"].as_u64().unwrap() as usize, raw_events, "{day}");
+        assert_eq!(
+            compacted["events"].as_u64().unwrap() as usize,
+            raw_events,
+            "{day}"
+        );
     }
     let events: u64 = answer["compacted"]
         .as_array()

@@ -14,7 +14,8 @@ reading of events.sql, shown apart as "view setup"), the answers of the two side
 (sorted rows; any difference ends the run with an error), and the bytes each side has to
 read: raw, the size of the raw objects of the days the query covers; compacted, the
 compressed size of the column chunks of the columns the query names (from
-parquet_metadata), plus the footers, of the compacted files of those days. One profiled run
+parquet_metadata), plus the footers, of the compacted files of those days (and the raw
+objects of any day not compacted). One profiled run
 per query on the compacted side also reports how many raw objects DuckDB opened (0 when it
 prunes the compacted days from the raw trail) and the bytes it read.
 
@@ -95,7 +96,7 @@ def profiled(out, sql, params):
     def walk(node):
         info = node.get("extra_info") or {}
         if info.get("Function") == "READ_JSON":
-            scans.append(info.get("Scanning Files", "?"))
+            scans.append(info.get("Scanning Files") or f"{info.get('Total Files Read', '?')} read")
         for child in node.get("children", []):
             walk(child)
 
@@ -186,9 +187,9 @@ def main():
     compacted_size = sum(f.stat().st_size for f in compacted)
     print(f"history: {len(raw)} days {first}..{last}, raw {raw_objects} objects ({human(raw_size)}), "
           f"compacted {len(compacted)} objects ({human(compacted_size)})")
-    uncompacted = sorted(set(raw) - {f.parent.name[3:] for f in compacted})
+    uncompacted = set(raw) - {f.parent.name[3:] for f in compacted}
     if uncompacted:
-        print(f"warning: {len(uncompacted)} raw days without a compacted file, e.g. {uncompacted[:3]}")
+        print(f"warning: {len(uncompacted)} raw days without a compacted file, e.g. {sorted(uncompacted)[:3]}")
 
     meta = duckdb.connect()
     rows_out = []
@@ -226,7 +227,8 @@ def main():
         days = [d for d in raw if span[0] <= d <= span[1]]
         raw_bytes = sum(sum(raw[d]) for d in days)
         files = [f for f in compacted if span[0] <= f.parent.name[3:] <= span[1]]
-        comp_bytes = parquet_bytes(meta, files, columns)
+        # Days not compacted are read from their raw objects on both sides.
+        comp_bytes = parquet_bytes(meta, files, columns) + sum(sum(raw[d]) for d in days if d in uncompacted)
         scanned, duck_bytes = profiled(out, sql, params)
         rows_out.append((path.stem, medians[True], medians[False], raw_bytes, comp_bytes,
                          len(answers[True]), columns, scanned, duck_bytes))

@@ -11,3 +11,5 @@ pub mod row;
 pub mod run;
 
 pub use run::{compact, Checked, CompactConfig, CompactError, CompactReport};
+#[cfg(test)]
+mod tests;
