@@ -621,11 +621,12 @@ async fn sam_deploy_then_each_schedule_input_collects_its_org_exactly() {
         .filter_map(|e| serde_json::from_str::<Value>(e["message"].as_str()?).ok())
         .filter(|v| v.get("_aws").is_some())
         .collect();
-    // Three runs per org, the bad input and the org the stack does not list.
-    assert_eq!(emf.len(), 3 * ORGS.len() + 2, "{logs}");
+    // Three runs per org, the first org's verify of its whole history, the bad input and the
+    // org the stack does not list.
+    assert_eq!(emf.len(), 3 * ORGS.len() + 3, "{logs}");
     for org in ORGS {
         let mine: Vec<&Value> = emf.iter().filter(|d| d["org"] == org).collect();
-        assert_eq!(mine.len(), 3);
+        assert_eq!(mine.len(), if org == ORGS[0] { 4 } else { 3 });
         assert!(mine.iter().all(|d| d["WatermarkAge"].as_f64().unwrap() < 600.0));
         assert_eq!(mine[0]["EventsWritten"], answers[org][0]["events_written"]);
         let lost = verified.iter().find(|(o, _)| o == org).unwrap().1;
@@ -643,6 +644,37 @@ async fn sam_deploy_then_each_schedule_input_collects_its_org_exactly() {
             .count(),
         2,
         "the bad input and the org not deployed, neither with a metric of its own"
+    );
+
+    // The compactor's metric lines: one per run, nothing failed, the days it compacted.
+    let config = stack.aws(&[
+        "lambda",
+        "get-function-configuration",
+        "--function-name",
+        compactor,
+    ]);
+    let logs = stack.aws(&[
+        "logs",
+        "filter-log-events",
+        "--log-group-name",
+        &s(&config["LoggingConfig"]["LogGroup"]),
+    ]);
+    let emf: Vec<Value> = logs["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Value>(e["message"].as_str()?).ok())
+        .filter(|v| v.get("_aws").is_some())
+        .collect();
+    assert_eq!(emf.len(), 2, "{logs}");
+    assert_eq!(
+        (
+            emf[0]["DaysCompacted"].as_u64(),
+            emf[0]["CompactionFailed"].as_u64()
+        ),
+        (Some(days.len() as u64), Some(0)),
+        "{}",
+        emf[0]
     );
 
     // The Glue table as deployed: the DDL's columns, org and dt as partitions only, projection.
