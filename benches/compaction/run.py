@@ -184,8 +184,8 @@ def main():
     after = (datetime.date.fromisoformat(last) + datetime.timedelta(days=1)).isoformat()
 
     if args.compact_cmd:
-        elapsed, rss_kb, last = run_compaction(args.compact_cmd, out, args.fresh)
-        print(f"compaction: {elapsed:.2f} s, peak RSS {rss_kb / 1024:.1f} MiB ({args.compact_cmd}): {last}")
+        elapsed, rss_kb, said = run_compaction(args.compact_cmd, out, args.fresh)
+        print(f"compaction: {elapsed:.2f} s, peak RSS {rss_kb / 1024:.1f} MiB ({args.compact_cmd}): {said}")
     compacted = sorted(out.glob("compacted/org=*/dt=*/events.parquet"))
     if not compacted:
         sys.exit(f"no compacted files under {out / 'compacted'}: give --compact-cmd")
