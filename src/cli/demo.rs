@@ -47,7 +47,8 @@ pub async fn demo(a: DemoArgs) -> Result<(), String> {
         ..HubConfig::default()
     };
     let creds = Arc::new(StaticCredentials::new(org.to_string(), secret));
-    let watermark = poll_three_times(&org, &a.dir, hub, creds, &rules, &alerts_file).await?;
+    let watermark = poll_three_times(&org, &a.dir, hub.clone(), creds.clone(), &rules, &alerts_file).await?;
+    let compacted = verify_and_compact(&org, &a.dir, hub, creds).await?;
     let faults = emulator.stats();
     let proof = prove(&emulator, watermark, &a.dir, &rules, &alerts_file)?;
     running.shutdown();
@@ -78,7 +79,15 @@ pub async fn demo(a: DemoArgs) -> Result<(), String> {
     let objects = inspect::objects(&a.dir).map_err(|e| e.to_string())?.len();
     let dir = a.dir.display();
     say!("The data: {objects} objects under {dir}/org=acme/dt=YYYY-MM-DD/ (gzip NDJSON)");
+    say!(
+        "Compacted: {compacted} closed days (verified complete, over a day old) into one Parquet object each under \
+         {dir}/compacted/; queries read them in place of the raw objects, which stay as they are"
+    );
     say!("Look at it:  zcat {dir}/org=acme/dt=*/*.json.gz | head -n 2");
+    say!(
+        "Query it:    duckdb -c \"SET VARIABLE output = '{dir}'\" -c \".read infra/duckdb/events.sql\" \
+         -c \"SELECT category, count(*) FROM events GROUP BY 1\""
+    );
     say!("Its state:   dockerhub-audit status --org acme --output {dir}");
     if !proof.events.exact() {
         return Err("the output does not match the emulator exactly; please report this".into());
@@ -87,6 +96,71 @@ pub async fn demo(a: DemoArgs) -> Result<(), String> {
         return Err("the alerts raised do not match the stored records exactly; please report this".into());
     }
     Ok(())
+}
+
+/// A verify of the whole history (which records it as complete), then a compaction of the
+/// closed days; how many were compacted.
+async fn verify_and_compact(
+    org: &Org,
+    dir: &Path,
+    hub: HubConfig,
+    creds: Arc<StaticCredentials>,
+) -> Result<usize, String> {
+    let stores = Stores {
+        output: dir.to_string_lossy().into_owned(),
+        checkpoint: None,
+        kms_key_id: None,
+        lease_ttl: Duration::from_secs(60),
+    };
+    let wired = super::poll::Wired::new(hub, creds, &stores).await?;
+    let surface = stores
+        .local_surface()
+        .ok_or("the demo writes to a local folder")?;
+    let checked = crate::compact::Checked(&surface);
+    let cfg = PollConfig::new(org.clone());
+    let now = crate::clock::Clock::now(&SystemClock);
+    let range = crate::collect::verify::VerifyRange {
+        from: now - chrono::Duration::days(91),
+        until: None,
+        repair: true,
+    };
+    let outcome = wired
+        .service(None)
+        .with_surface(&checked)
+        .verify(&cfg, &range, None, &mut |_| {})
+        .await;
+    let report = match (outcome.report, outcome.failure) {
+        (Some(r), None) => r,
+        (_, Some(f)) => return Err(f.message),
+        (None, None) => return Err("verify answered nothing".into()),
+    };
+    say!(
+        "verify: {} days, {} events at Docker Hub, {} stored, {} missing, {} duplicated",
+        report.days,
+        report.at_docker_hub,
+        report.stored,
+        report.missing,
+        report.duplicated
+    );
+    let compact = crate::compact::CompactConfig::new(org.clone());
+    let r = crate::compact::compact(
+        wired.sink.as_ref(),
+        &surface,
+        &wired.checkpoints,
+        &SystemClock,
+        &compact,
+        None,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    if !r.ok() {
+        return Err(format!(
+            "{} day(s) could not be compacted: {:?}",
+            r.failed.len(),
+            r.failed
+        ));
+    }
+    Ok(r.compacted.len())
 }
 
 /// The demo's emulator: three months of events, a live trickle, 3% faults; and its secret.

@@ -35,7 +35,8 @@ pub struct CompactConfig {
 impl CompactConfig {
     pub const DEFAULT_LATE_HORIZON: Duration = Duration::days(1);
     pub const DEFAULT_LATE_AFTER: Duration = Duration::days(3);
-    pub const DEFAULT_MAX_DAY_BYTES: u64 = 512 * 1024 * 1024;
+    // Its rows take about twice its bytes in memory: within the compactor function's 512 MB.
+    pub const DEFAULT_MAX_DAY_BYTES: u64 = 128 * 1024 * 1024;
     pub const DEFAULT_RECHECK: Duration = Duration::days(7);
 
     pub fn new(org: Org) -> Self {
