@@ -1062,6 +1062,81 @@ async fn the_compactor_compacts_closed_days_and_rewrites_the_view_on_moto() {
     assert_eq!(sql, view::sql(&map));
     assert!(sql.contains("(org = 'acme' AND (dt BETWEEN"), "{sql}");
 
+    // A compacted object that no longer holds its raw day (overwritten here with another
+    // day's): a verify through the view reports it, and the compactor's next run reopens
+    // and rebuilds it.
+    let days_now: Vec<_> = listed.iter().copied().collect();
+    let (first, last) = (days_now[0], *days_now.last().unwrap());
+    let other = surface.get(&org(), first).await.unwrap();
+    s3c.put_object()
+        .bucket(&bucket)
+        .key(format!(
+            "dockerhub-audit/{}",
+            dockerhub_audit::surface::compacted_key(&org(), last)
+        ))
+        .body(other.into())
+        .send()
+        .await
+        .unwrap();
+    let checked = dockerhub_audit::compact::Checked(&surface);
+    let v = Service::new(&client, &checkpoints, &sink, &clock)
+        .with_surface(&checked)
+        .verify(&pc, &range, None, &mut |_| {})
+        .await
+        .report
+        .unwrap();
+    assert_eq!(v.compacted_days_disagreeing, 1, "{v:?}");
+    let fixed = compactor
+        .handle(serde_json::json!({"org": "acme"}), t0() + Duration::minutes(15))
+        .await;
+    assert_eq!(
+        fixed["disagreeing"],
+        serde_json::json!([last.to_string()]),
+        "{fixed}"
+    );
+    let v = Service::new(&client, &checkpoints, &sink, &clock)
+        .with_surface(&checked)
+        .verify(&pc, &range, None, &mut |_| {})
+        .await
+        .report
+        .unwrap();
+    assert!(v.clean(), "{v:?}");
+
+    // The CLI will not repair an s3:// output without the view to take days off first.
+    let out = std::process::Command::new(BIN)
+        .args([
+            "verify",
+            "--org",
+            "acme",
+            "--hub-url",
+            &hub.url(),
+            "--repair",
+            "--since",
+            "2d",
+        ])
+        .args([
+            "--output",
+            &format!("s3://{bucket}/dockerhub-audit"),
+            "--checkpoint",
+            &format!("dynamodb://{table}"),
+        ])
+        .env("DOCKERHUB_USERNAME", "acme")
+        .env("DOCKERHUB_TOKEN", SECRET)
+        .env("AWS_ENDPOINT_URL", moto())
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("AWS_REGION", "us-east-1")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--glue-database"));
+
     // A repair's reopen (through the collector's view-only surface) takes a day out.
     let day = *listed.iter().next().unwrap();
     let collector_side = GlueSurface::view_only(glue.clone(), view_name());

@@ -256,8 +256,8 @@ async fn sam_deploy_then_each_schedule_input_collects_its_org_exactly() {
         "BucketName",
         "TableName",
         "GlueDatabase",
-        "GlueTable",
         "GlueView",
+        "GlueRawTable",
         "WorkGroup",
         "DeadLetterQueueUrl",
         "AlarmTopicArn",
@@ -522,6 +522,11 @@ async fn sam_deploy_then_each_schedule_input_collects_its_org_exactly() {
         "--name",
         &outputs["GlueView"],
     ]);
+    assert_eq!(
+        (outputs["GlueView"].as_str(), &view["Table"]["TableType"]),
+        ("events", &Value::from("VIRTUAL_VIEW")),
+        "{view}"
+    );
     let text = s(&view["Table"]["ViewOriginalText"]);
     let sql = dockerhub_audit::surface::view::sql_of_presto_view(&text).expect("a Presto view");
     let map = dockerhub_audit::surface::view::decode_map(
@@ -677,15 +682,21 @@ async fn sam_deploy_then_each_schedule_input_collects_its_org_exactly() {
         emf[0]
     );
 
-    // The Glue table as deployed: the DDL's columns, org and dt as partitions only, projection.
+    // The raw Glue table as deployed: the DDL's columns, org and dt as partitions only,
+    // projection.
     let table = &stack.aws(&[
         "glue",
         "get-table",
         "--database-name",
         &outputs["GlueDatabase"],
         "--name",
-        &outputs["GlueTable"],
+        &outputs["GlueRawTable"],
     ])["Table"];
+    assert_eq!(
+        (outputs["GlueRawTable"].as_str(), &table["TableType"]),
+        ("events_raw", &Value::from("EXTERNAL_TABLE")),
+        "{table}"
+    );
     let columns: Vec<(String, String)> = table["StorageDescriptor"]["Columns"]
         .as_array()
         .unwrap()

@@ -70,6 +70,11 @@ pub struct StoreArgs {
     /// 1s to 1h. Correctness does not depend on it; a short one lets runs overlap more.
     #[arg(long, default_value = "60s", value_parser = parse_lease_ttl)]
     pub lease_ttl: chrono::Duration,
+    /// For s3:// output: the Glue database of the stack's view `events` (its GlueDatabase
+    /// output), so a repair takes a compacted day off the view before writing into it and
+    /// verify checks compacted days; `none` for a bucket without compaction.
+    #[arg(long)]
+    pub glue_database: Option<String>,
 }
 
 fn parse_lease_ttl(s: &str) -> Result<chrono::Duration, String> {
@@ -89,6 +94,7 @@ impl StoreArgs {
             checkpoint: self.checkpoint.clone(),
             kms_key_id: self.kms_key_id.clone(),
             lease_ttl: self.lease_ttl.to_std().unwrap_or_default(),
+            glue_database: self.glue_database.clone(),
         }
     }
 }

@@ -26,6 +26,7 @@ pub async fn compact(a: CompactArgs, format: LogFormat) -> Result<(), Failed> {
         .await
         .map_err(|e| match e {
             CompactError::Nothing(m) => Failed::usage(m),
+            CompactError::Busy(m) => Failed::from(m),
             CompactError::Store(s) => Failed::from(s.to_string()),
         })?;
     match format {

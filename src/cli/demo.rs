@@ -111,6 +111,7 @@ async fn verify_and_compact(
         checkpoint: None,
         kms_key_id: None,
         lease_ttl: Duration::from_secs(60),
+        glue_database: None,
     };
     let wired = super::poll::Wired::new(hub, creds, &stores).await?;
     let surface = stores
@@ -201,6 +202,7 @@ async fn poll_three_times(
         checkpoint: None,
         kms_key_id: None,
         lease_ttl: Duration::from_secs(60),
+        glue_database: None,
     };
     let mut cfg = PollConfig::new(org.clone());
     // The demo waits seconds, not minutes, between runs.

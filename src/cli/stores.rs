@@ -82,6 +82,8 @@ pub struct Stores {
     pub checkpoint: Option<String>,
     pub kms_key_id: Option<String>,
     pub lease_ttl: std::time::Duration,
+    /// The Glue database of the view of an s3:// output (`none`: no compaction).
+    pub glue_database: Option<String>,
 }
 
 impl Stores {
@@ -118,6 +120,48 @@ impl Stores {
     /// the Glue view own it there).
     pub fn local_surface(&self) -> Option<crate::surface::local::LocalSurface> {
         (!self.is_s3()).then(|| crate::surface::local::LocalSurface::new(&self.output))
+    }
+
+    /// The compacted side a verify checks and a repair reopens: the folder's for a local
+    /// output; for s3://, the stack's view (with `--glue-database`), or none (`--glue-database
+    /// none`). A repair on s3:// without either is refused: it could write into a compacted
+    /// day that queries would then go on reading from its stale compacted object.
+    pub async fn compacted_side(
+        &self,
+        repair: bool,
+    ) -> Result<Option<Box<dyn crate::surface::CompactedDays>>, String> {
+        if !self.is_s3() {
+            return Ok(self
+                .local_surface()
+                .map(|s| Box::new(s) as Box<dyn crate::surface::CompactedDays>));
+        }
+        match self.glue_database.as_deref() {
+            Some("none") => Ok(None),
+            Some(database) => {
+                let (bucket, prefix) = parse_s3_url(&self.output)?;
+                let sdk = crate::aws::load().await;
+                let glue = crate::surface::glue::Glue::new(&sdk)?;
+                let view = crate::surface::glue::ViewName {
+                    database: database.to_string(),
+                    table: crate::surface::DEFAULT_VIEW.to_string(),
+                };
+                Ok(Some(Box::new(crate::surface::glue::GlueSurface::new(
+                    glue,
+                    view,
+                    crate::aws::s3_client(&sdk),
+                    bucket,
+                    &prefix,
+                    self.kms_key_id.clone(),
+                ))))
+            }
+            None if repair => Err(
+                "--repair on s3:// output needs --glue-database (the stack's GlueDatabase output): a repair takes a \
+                 compacted day off the view `events` before it writes into it; give --glue-database none for a \
+                 bucket that is not compacted"
+                    .into(),
+            ),
+            None => Ok(None),
+        }
     }
 
     pub async fn sink(&self) -> Result<Box<dyn Sink>, String> {

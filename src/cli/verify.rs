@@ -30,10 +30,15 @@ pub async fn verify(a: VerifyArgs, format: LogFormat) -> Result<(), Failed> {
     let deadline = a.max_duration.and_then(|d| now.checked_add_signed(d));
     let text = matches!(format, LogFormat::Text);
     let mut progress = |p: Progress<'_>| show_progress(&a.org, text, p);
-    // On a local output, a repair takes a compacted day off the compacted side first, and
-    // each compacted day is compared with its raw objects.
-    let surface = a.store.stores().local_surface();
-    let checked = surface.as_ref().map(crate::compact::Checked);
+    // A repair takes a compacted day off the compacted side first, and each compacted day
+    // is compared with its raw objects (a local folder's, or the stack's view in AWS).
+    let surface = a
+        .store
+        .stores()
+        .compacted_side(a.repair)
+        .await
+        .map_err(Failed::usage)?;
+    let checked = surface.as_deref().map(crate::compact::Checked);
     let mut service = wired.service(None);
     if let Some(c) = &checked {
         service = service.with_surface(c);

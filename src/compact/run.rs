@@ -13,10 +13,11 @@ use serde::Serialize;
 use super::parquet;
 use super::row::Row;
 use crate::checkpoint_model::Checkpoint;
+use crate::collect::lease::LeaseKeeper;
 use crate::event::encode;
 use crate::ports::{Checkpoints, Clock, Sink, StoreError};
 use crate::surface::CompactedDays;
-use crate::types::Org;
+use crate::types::{Org, RunId};
 
 /// How compaction decides and bounds its work; defaults declared once, here.
 #[derive(Debug, Clone)]
@@ -99,6 +100,9 @@ impl CompactReport {
 pub enum CompactError {
     #[error("{0}")]
     Nothing(String),
+    /// Another run holds the org's lease: try again later.
+    #[error("{0}")]
+    Busy(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -149,11 +153,62 @@ where
     K: Checkpoints,
 {
     let org = &cfg.org;
-    let Some(cp) = checkpoints.peek(org).await? else {
+    if checkpoints.peek(org).await?.is_none() {
         return Err(CompactError::Nothing(format!(
             "there is no checkpoint of {org}: nothing was collected yet (or give the checkpoint store that goes with this output)"
         )));
+    }
+    // Under the org's lease, as a repair writes: a repair cannot add to a day between its
+    // reading and its publication, and two compactions of one org cannot interleave.
+    let run_id = RunId::generate(clock.now());
+    let Some((lease, cp)) = checkpoints.acquire(org, &run_id).await? else {
+        return Err(CompactError::Busy(format!(
+            "another run holds the lease of {org} (a poll, a repair or a compaction): run compact again when it has finished"
+        )));
     };
+    let mut keeper = LeaseKeeper::new(checkpoints, &lease);
+    let fence = Fence {
+        checkpoints,
+        lease: &lease,
+    };
+    let result = keeper
+        .during(compact_leased(sink, surface, &fence, &cp, clock, cfg, deadline))
+        .await
+        .and_then(|r| r);
+    if let Err(e) = checkpoints.release(lease).await {
+        tracing::warn!(error = %e, "could not release the lease; it expires by itself");
+    }
+    Ok(result?)
+}
+
+/// Proof, renewed just before each write, that the lease is still ours: a compaction that
+/// paused past its lease stops before it writes or publishes.
+struct Fence<'a, K: Checkpoints> {
+    checkpoints: &'a K,
+    lease: &'a K::Lease,
+}
+
+impl<K: Checkpoints> Fence<'_, K> {
+    async fn check(&self) -> Result<(), StoreError> {
+        self.checkpoints.heartbeat(self.lease).await
+    }
+}
+
+async fn compact_leased<S, C, K>(
+    sink: &S,
+    surface: &C,
+    fence: &Fence<'_, K>,
+    cp: &Checkpoint,
+    clock: &dyn Clock,
+    cfg: &CompactConfig,
+    deadline: Option<DateTime<Utc>>,
+) -> Result<CompactReport, StoreError>
+where
+    S: Sink + ?Sized,
+    C: CompactedDays + ?Sized,
+    K: Checkpoints,
+{
+    let org = &cfg.org;
     let now = clock.now();
     let raw_days = sink.days(org).await?;
     let mut compacted: BTreeSet<NaiveDate> = surface.days(org).await?;
@@ -177,7 +232,8 @@ where
             return Ok(report);
         }
         if !agrees(sink, surface, org, day).await? {
-            tracing::error!(%org, %day, "a compacted day differs from its raw objects: reopened, compacted again");
+            tracing::error!(%org, %day, "a compacted day differs from its raw objects (or its object is gone): reopened, compacted again");
+            fence.check().await?;
             surface.reopen(org, day).await?;
             compacted.remove(&day);
             report.already -= 1;
@@ -188,7 +244,7 @@ where
         if compacted.contains(&day) {
             continue;
         }
-        match closed(&cp, day, now, cfg.late_horizon) {
+        match closed(cp, day, now, cfg.late_horizon) {
             Ok(()) => {}
             Err(only_verify) => {
                 if only_verify {
@@ -208,12 +264,14 @@ where
             report.complete = false;
             continue;
         }
-        match compact_day(sink, surface, cfg, day).await {
+        match compact_day(sink, surface, fence, cfg, day).await {
             Ok(done) => {
                 tracing::info!(%org, %day, events = done.events, raw_objects = done.raw_objects, bytes = done.bytes, "compacted a day");
                 report.compacted.push(done);
             }
-            Err(DayError::Store(e)) if e.is_transient() => return Err(e.into()),
+            Err(DayError::Store(e)) if e.is_transient() || matches!(e, StoreError::Conflict(_)) => {
+                return Err(e)
+            }
             Err(e) => {
                 let error = e.to_string();
                 tracing::error!(%org, %day, %error, "a day could not be compacted; it stays on the raw side");
@@ -289,15 +347,17 @@ fn multiset<'a>(it: impl Iterator<Item = (&'a str, i64)>) -> Multiset {
 }
 
 /// Writes `day` as one compacted object, checks it, and publishes it.
-async fn compact_day<S, C>(
+async fn compact_day<S, C, K>(
     sink: &S,
     surface: &C,
+    fence: &Fence<'_, K>,
     cfg: &CompactConfig,
     day: NaiveDate,
 ) -> Result<DayCompacted, DayError>
 where
     S: Sink + ?Sized,
     C: CompactedDays + ?Sized,
+    K: Checkpoints,
 {
     let org = &cfg.org;
     let (mut rows, raw_objects, raw_bytes) = raw_rows(sink, org, day, cfg.max_day_bytes).await?;
@@ -323,7 +383,9 @@ where
         )));
     }
     let bytes = body.len() as u64;
+    fence.check().await?;
     let object = surface.put(org, day, body).await?;
+    fence.check().await?;
     surface.publish(org, day).await?;
     Ok(DayCompacted {
         day,
@@ -341,9 +403,14 @@ where
     S: Sink + ?Sized,
     C: CompactedDays + ?Sized,
 {
-    let compacted = match parquet::ids(surface.get(org, day).await?) {
-        Ok(ids) => ids,
-        Err(_) => return Ok(false),
+    let compacted = match surface.get(org, day).await {
+        Ok(bytes) => match parquet::ids(bytes) {
+            Ok(ids) => ids,
+            Err(_) => return Ok(false),
+        },
+        // Gone (deleted, expired): the day must be read from its raw objects again.
+        Err(StoreError::Invalid(_)) => return Ok(false),
+        Err(e) => return Err(e),
     };
     let (rows, _, _) = match raw_rows(sink, org, day, u64::MAX).await {
         Ok(r) => r,

@@ -226,3 +226,22 @@ fn the_verified_span_grows_with_contiguous_verifies_only() {
     );
     assert_eq!((v4.from, v4.to), (v3.from, v3.to));
 }
+
+#[tokio::test]
+async fn a_compaction_waits_for_the_lease_a_repair_or_poll_holds() {
+    let (sink, checkpoints, clock) = history().await;
+    *checkpoints.held.lock().unwrap() = true;
+    let dir = tempfile::tempdir().unwrap();
+    let surface = LocalSurface::new(dir.path());
+    let e = compact(&sink, &surface, &checkpoints, &clock, &cfg(), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, super::CompactError::Busy(_)), "{e}");
+    assert!(surface.days(&Org::new("acme").unwrap()).await.unwrap().is_empty());
+    *checkpoints.held.lock().unwrap() = false;
+    let r = compact(&sink, &surface, &checkpoints, &clock, &cfg(), None)
+        .await
+        .unwrap();
+    assert_eq!(r.compacted.len(), 3);
+    assert!(!*checkpoints.held.lock().unwrap(), "the lease is given back");
+}

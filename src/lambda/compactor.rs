@@ -18,6 +18,10 @@ use crate::types::Org;
 pub const ENV_LATE_HORIZON: &str = "DOCKERHUB_AUDIT_LATE_HORIZON";
 pub const ENV_COMPACTION_LATE: &str = "DOCKERHUB_AUDIT_COMPACTION_LATE";
 
+/// How often, and how long apart, a compaction waits for a lease another run holds.
+const BUSY_RETRIES: u32 = 6;
+const BUSY_WAIT: Duration = Duration::seconds(10);
+
 /// Read once per cold start.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CompactorSettings {
@@ -99,15 +103,25 @@ impl<K: Checkpoints, S: Sink, C: CompactedDays> Compactor<K, S, C> {
         cfg.late_after = self.settings.late_after;
         // Leave a minute to publish what is written and answer.
         let stop = deadline - Duration::seconds(60).min((deadline - started) / 3);
-        let result = compact(
-            &self.sink,
-            &self.surface,
-            &self.checkpoints,
-            self.clock.as_ref(),
-            &cfg,
-            Some(stop),
-        )
-        .await;
+        // A poll holds the lease for seconds: wait for it a few times before giving up.
+        let run = || {
+            compact(
+                &self.sink,
+                &self.surface,
+                &self.checkpoints,
+                self.clock.as_ref(),
+                &cfg,
+                Some(stop),
+            )
+        };
+        let mut result = run().await;
+        for _ in 0..BUSY_RETRIES {
+            if !matches!(result, Err(CompactError::Busy(_))) || self.clock.now() + BUSY_WAIT * 2 >= stop {
+                break;
+            }
+            tokio::time::sleep(BUSY_WAIT.to_std().unwrap_or_default()).await;
+            result = run().await;
+        }
         let ms = (self.clock.now() - started).num_milliseconds() as f64;
         match result {
             Ok(report) => {
@@ -132,7 +146,11 @@ impl<K: Checkpoints, S: Sink, C: CompactedDays> Compactor<K, S, C> {
                 println!("{}", emf(&org, self.clock.now(), None, ms));
                 let message = crate::types::clip(&e.to_string(), 1000);
                 tracing::error!(error = %message, "compaction failed");
-                json!({"ok": false, "org": org.to_string(), "error": message, "retry_helps": matches!(e, CompactError::Store(ref s) if s.is_transient())})
+                json!({"ok": false, "org": org.to_string(), "error": message, "retry_helps": match e {
+                    CompactError::Store(ref s) => s.is_transient(),
+                    CompactError::Busy(_) => true,
+                    CompactError::Nothing(_) => false,
+                }})
             }
         }
     }
@@ -149,7 +167,9 @@ pub fn emf(org: &Org, at: DateTime<Utc>, report: Option<&CompactReport>, ms: f64
     let (compacted, failed, late, disagreeing, events) = match report {
         Some(r) => (
             r.compacted.len() as u64,
-            r.failed.len() as u64,
+            // A compacted day found to differ from its raw objects is a failure too (it is
+            // compacted again, but something changed the trail or the object).
+            (r.failed.len() + r.disagreeing.len()) as u64,
             r.late,
             r.disagreeing.len() as u64,
             r.compacted.iter().map(|d| d.events).sum::<u64>(),

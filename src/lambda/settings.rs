@@ -69,7 +69,7 @@ pub const ENV_GLUE_DATABASE: &str = "DOCKERHUB_AUDIT_GLUE_DATABASE";
 pub const ENV_VIEW: &str = "DOCKERHUB_AUDIT_VIEW";
 
 /// The view the template creates, when only the database is given.
-pub const DEFAULT_VIEW: &str = "events";
+pub use crate::surface::DEFAULT_VIEW;
 
 /// The Glue view from the environment: both names, or neither (no compaction).
 pub fn view_from_env(get: impl Fn(&str) -> Option<String>) -> Option<(String, String)> {

@@ -397,11 +397,13 @@ impl CompactedDays for GlueSurface {
             .send()
             .await
             .map_err(|e| {
-                StoreError::Io(format!(
-                    "cannot read s3://{}/{key} ({})",
-                    s3.bucket,
-                    crate::aws::error_text(&e)
-                ))
+                let text = format!("s3://{}/{key} ({})", s3.bucket, crate::aws::error_text(&e));
+                if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
+                    // Not transient: the day must be read from its raw objects again.
+                    StoreError::Invalid(format!("the compacted object {text} is gone"))
+                } else {
+                    StoreError::Io(format!("cannot read {text}"))
+                }
             })?;
         let bytes = out
             .body

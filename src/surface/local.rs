@@ -108,7 +108,11 @@ impl CompactedDays for LocalSurface {
 
     async fn get(&self, org: &Org, day: NaiveDate) -> Result<Vec<u8>, StoreError> {
         let path = self.published(org, day);
-        fs::read(&path).map_err(|e| io("read", &path, e))
+        fs::read(&path).map_err(|e| match e.kind() {
+            // Not transient: the day must be read from its raw objects again.
+            ErrorKind::NotFound => StoreError::Invalid(format!("{} is gone", path.display())),
+            _ => io("read", &path, e),
+        })
     }
 
     async fn publish(&self, org: &Org, day: NaiveDate) -> Result<(), StoreError> {

@@ -20,6 +20,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use crate::ports::StoreError;
 use crate::types::{EventId, Org};
 
+/// The view the template creates (and the CLI and the functions use by default).
+pub const DEFAULT_VIEW: &str = "events";
+
 /// The days each org has on the compacted side.
 pub type DayMap = BTreeMap<String, BTreeSet<NaiveDate>>;
 

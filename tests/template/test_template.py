@@ -91,7 +91,7 @@ PSEUDO = {"${AWS::Partition}": "aws", "${AWS::Region}": "<region>", "${AWS::Acco
 # The variables of Fn::Sub's second form.
 # The variables of Fn::Sub's second form, and the Glue names (the view's is fixed).
 SUB_VARS = {"${Name}": "<bucket>", "${Bus}": "<alert bus>", "${RulesObject}": "<rules bucket>/<rules key>",
-            "${GlueDatabase}": "<database>", "${GlueView}": "events"}
+            "${GlueDatabase}": "<database>", "${GlueTable}": "events"}
 ATTS = {
     ("Table", "Arn"): "arn:aws:dynamodb:<region>:<account>:table/<table>",
     ("DeadLetterQueue", "Arn"): "arn:aws:sqs:<region>:<account>:<dead-letter queue>",
@@ -175,8 +175,8 @@ def documented_statements(heading):
 DEPLOYED = {
     "AWS::Partition": "aws", "AWS::Region": "us-east-1", "AWS::AccountId": "123456789012",
     "Organizations": ["acme", "example"], "Bucket": "BUCKET", "KeyPrefix": "PREFIX",
-    "GlueDatabase": "dockerhub_audit", "GlueTable": "events_raw", "GlueCompactedTable": "events_compacted",
-    "GlueView": "events", "Table.Arn": "arn:aws:dynamodb:us-east-1:123456789012:table/checkpoints",
+    "GlueDatabase": "dockerhub_audit", "GlueRawTable": "events_raw", "GlueCompactedTable": "events_compacted",
+    "GlueTable": "events", "Table.Arn": "arn:aws:dynamodb:us-east-1:123456789012:table/checkpoints",
 }
 
 
@@ -240,12 +240,15 @@ class Template(unittest.TestCase):
         self.assertEqual(TEMPLATE["Parameters"]["Organizations"]["Default"], "SET-ME")
         self.assertEqual(TEMPLATE["Parameters"]["Architecture"]["Default"], "arm64")
         outputs = set(TEMPLATE["Outputs"])
-        for o in ["FunctionName", "BucketName", "TableName", "GlueDatabase", "GlueTable", "WorkGroup",
+        for o in ["FunctionName", "BucketName", "TableName", "GlueDatabase", "GlueRawTable", "WorkGroup",
                   "DeadLetterQueueUrl", "AlarmTopicArn", "AlertBusName", "AlertTopicArn", "AlertDeadLetterQueueUrl",
                   "CompactorFunctionName", "GlueView"]:
             self.assertIn(o, outputs)
         self.assertEqual(TEMPLATE["Outputs"]["CompactorFunctionName"]["Value"], {"Ref": "Compactor"})
-        self.assertEqual(TEMPLATE["Outputs"]["GlueView"]["Value"], {"Ref": "GlueView"})
+        self.assertEqual(TEMPLATE["Outputs"]["GlueView"]["Value"], {"Ref": "GlueTable"})
+        self.assertEqual(TEMPLATE["Outputs"]["GlueRawTable"]["Value"], {"Ref": "GlueRawTable"})
+        # No output GlueTable: before compaction it named the JSON table `events`.
+        self.assertNotIn("GlueTable", outputs)
 
     def test_one_schedule_per_org_with_retries_and_a_dead_letter_queue(self):
         loop = RESOURCES["Fn::ForEach::Schedules"]
@@ -335,7 +338,7 @@ class Template(unittest.TestCase):
         self.assertEqual(RESOURCES["Fn::ForEach::Schedules"][1], {"Ref": "Organizations"})
         # A repair takes a compacted day out of the view: the collector knows which view.
         self.assertEqual(env["DOCKERHUB_AUDIT_GLUE_DATABASE"], {"Ref": "GlueDatabase"})
-        self.assertEqual(env["DOCKERHUB_AUDIT_VIEW"], {"Ref": "GlueView"})
+        self.assertEqual(env["DOCKERHUB_AUDIT_VIEW"], {"Ref": "GlueTable"})
 
     def test_the_compactors_environment_is_the_collectors_storage_and_the_view(self):
         env = RESOURCES["Compactor"]["Properties"]["Environment"]["Variables"]
@@ -351,7 +354,7 @@ class Template(unittest.TestCase):
         self.assertEqual(env["DOCKERHUB_AUDIT_LATE_HORIZON"], {"Ref": "LateHorizon"})
         self.assertEqual(env["DOCKERHUB_AUDIT_COMPACTION_LATE"], {"Ref": "CompactionLateAfter"})
         self.assertEqual(resolve(env["DOCKERHUB_AUDIT_VIEW"]), "events")
-        self.assertEqual(RESOURCES["GlueView"]["Properties"]["TableInput"]["Name"], "events")
+        self.assertEqual(RESOURCES["GlueTable"]["Properties"]["TableInput"]["Name"], "events")
 
     def test_the_code_reads_every_variable_the_template_sets(self):
         # Wherever the code defines them: `pub const ENV_...: &str = "..."`.
@@ -376,7 +379,7 @@ class Template(unittest.TestCase):
         # Exactly these actions: it reads checkpoints, reads and lists the trail, writes its own
         # objects, rewrites the view, logs; KMS through S3 only.
         actions = set().union(*(a for a, _, _ in statements))
-        self.assertEqual(actions, {"dynamodb:GetItem", "dynamodb:BatchGetItem", "s3:GetObject", "s3:PutObject", "s3:ListBucket",
+        self.assertEqual(actions, {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem", "s3:GetObject", "s3:PutObject", "s3:ListBucket",
                                    "glue:GetTable", "glue:UpdateTable", "logs:CreateLogStream", "logs:PutLogEvents",
                                    "kms:GenerateDataKey", "kms:Decrypt"})
         [kms] = [st for st in role_statements("CompactorRole") if "kms:Decrypt" in actions_of(st)]
@@ -520,7 +523,7 @@ class Template(unittest.TestCase):
         # The raw table first (tests/deploy.rs reads the first table's columns).
         self.assertEqual(list(parsed), ["events_raw", "events_compacted"])
         deployed = {}
-        for logical in ["GlueTable", "GlueCompactedTable"]:
+        for logical in ["GlueRawTable", "GlueCompactedTable"]:
             res = RESOURCES[logical]
             self.assertEqual(res["Type"], "AWS::Glue::Table")
             self.assertEqual(res["Properties"]["DatabaseName"], {"Ref": "GlueDatabase"})
@@ -573,7 +576,7 @@ class Template(unittest.TestCase):
                 self.assertEqual(duck_type, hive_to_duck[hive], name)
 
     def test_the_view_is_athenas_presto_view_of_both_tables_with_nothing_compacted(self):
-        view = RESOURCES["GlueView"]["Properties"]
+        view = RESOURCES["GlueTable"]["Properties"]
         self.assertEqual(view["DatabaseName"], {"Ref": "GlueDatabase"})
         table = resolve(view["TableInput"])
         self.assertEqual(table["Name"], "events")
@@ -594,7 +597,7 @@ class Template(unittest.TestCase):
         # Its 12 columns: the raw table's, then the partitions, all strings; the Presto types
         # are the Hive types of the Glue columns.
         hive = [(c["Name"], c["Type"]) for c in table["StorageDescriptor"]["Columns"]]
-        raw = resolve(RESOURCES["GlueTable"]["Properties"]["TableInput"])
+        raw = resolve(RESOURCES["GlueRawTable"]["Properties"]["TableInput"])
         self.assertEqual(hive, [(c["Name"], c["Type"]) for c in raw["StorageDescriptor"]["Columns"]]
                          + [(k["Name"], k["Type"]) for k in raw["PartitionKeys"]])
         self.assertEqual([c["name"] for c in presto["columns"]], VIEW_COLUMNS)
@@ -613,6 +616,20 @@ class Template(unittest.TestCase):
             self.assertEqual(select_names(bm.group(1)), VIEW_COLUMNS, branch)
             sources.append((bm.group(2), bm.group(3)))
         self.assertEqual(sources, [("events_raw", "NOT (false)"), ("events_compacted", "false")])
+
+    def test_an_update_from_before_compaction_turns_the_table_events_into_the_view_in_place(self):
+        # Before compaction the resource GlueTable was the JSON table `events`. The view keeps
+        # that logical id, name, database and catalog (the properties whose change would replace
+        # it), so CloudFormation updates the table into the view with one UpdateTable instead of
+        # creating a second `events`; the raw table is a new resource with a new name.
+        names = {logical: r["Properties"]["TableInput"]["Name"] for logical, r in resources_of("AWS::Glue::Table")}
+        self.assertEqual(names, {"GlueTable": "events", "GlueRawTable": "events_raw",
+                                 "GlueCompactedTable": "events_compacted"})
+        view = RESOURCES["GlueTable"]
+        self.assertEqual(view["Properties"]["TableInput"]["TableType"], "VIRTUAL_VIEW")
+        self.assertEqual(view["Properties"]["DatabaseName"], {"Ref": "GlueDatabase"})
+        self.assertEqual(view["Properties"]["CatalogId"], {"Ref": "AWS::AccountId"})
+        self.assertEqual(view["DependsOn"], ["GlueRawTable", "GlueCompactedTable"])
 
     def test_named_queries_are_the_sql_files_verbatim(self):
         check = subprocess.run([sys.executable, str(ROOT / "infra/named-queries.py"), "--check"])
@@ -871,7 +888,7 @@ class Trust(unittest.TestCase):
             self.assertFalse(any(iam_like(pt, outside) for pt in patterns), outside)
         # The checkpoint: read only.
         [ddb] = [st for st in statements if any(a.startswith("dynamodb:") for a in actions_of(st))]
-        self.assertEqual(actions_of(ddb), ["dynamodb:GetItem", "dynamodb:BatchGetItem"])
+        self.assertEqual(actions_of(ddb), ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem"])
         [collector] = [st for st in role_statements() if st["Sid"] == "CheckpointsAndLeases"]
         self.assertEqual(ddb["Resource"], collector["Resource"])
 
@@ -891,8 +908,8 @@ class Trust(unittest.TestCase):
                                  (role, table))
             self.assertEqual(st["Resource"][2],
                              {"Fn::Sub": "arn:${AWS::Partition}:glue:${AWS::Region}:${AWS::AccountId}:table/"
-                                         "${GlueDatabase}/${GlueView}"})
-        self.assertEqual(RESOURCES["GlueView"]["Properties"]["TableInput"]["TableType"], "VIRTUAL_VIEW")
+                                         "${GlueDatabase}/${GlueTable}"})
+        self.assertEqual(RESOURCES["GlueTable"]["Properties"]["TableInput"]["TableType"], "VIRTUAL_VIEW")
 
     def test_listing_stays_below_the_key_prefix(self):
         [listing] = [st for st in role_statements() if st["Action"] == "s3:ListBucket"]
