@@ -203,7 +203,7 @@ async fn verify_drill(store: Store) {
         "nothing is written without --repair"
     );
 
-    let (code, out, err) = verify(&store, &url, &["--repair"]);
+    let (code, out, err) = verify(&store, &url, &["--repair", "--glue-database", "none"]);
     assert_eq!(code, Some(0), "{out}\n{err}");
     assert!(out.contains(&format!("{} repaired", lost_ids.len())), "{out}");
     assert!(
@@ -225,7 +225,11 @@ async fn verify_drill(store: Store) {
     let copy = copied.replace(".json.gz", "-copy.json.gz");
     store.copy(&copied, &copy).await;
     let n = store.event_ids(&copied).await.len();
-    let (code, out, err) = verify(&store, &url, &["--repair", "--log-format", "json"]);
+    let (code, out, err) = verify(
+        &store,
+        &url,
+        &["--repair", "--glue-database", "none", "--log-format", "json"],
+    );
     assert_eq!(code, Some(1), "{out}\n{err}");
     let (days, summary) = json_lines(&out);
     assert_eq!(summary["summary"]["duplicated"], json!(n));

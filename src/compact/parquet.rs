@@ -15,7 +15,7 @@ use parquet::record::Field;
 use parquet::schema::parser::parse_message_type;
 use parquet::schema::types::Type;
 
-use super::row::Row;
+use super::row::{Row, COLLECTOR_FIELDS, LEADING};
 
 /// The Glue table `events_compacted`'s columns; `org` and `dt` come from the path.
 pub const SCHEMA: &str = "
@@ -182,6 +182,81 @@ fn write_group(writer: &mut SerializedFileWriter<&mut Vec<u8>>, rows: &[Row]) ->
     Ok(())
 }
 
+/// A hash of each row, every column, in the file's order: what the check before a day is
+/// published compares with its raw rows (hashes, so a large day is not held twice).
+pub fn row_hashes(bytes: Vec<u8>) -> Result<Vec<u64>, String> {
+    let bad = |e: parquet::errors::ParquetError| format!("not a readable compacted day: {e}");
+    let reader = SerializedFileReader::new(bytes::Bytes::from(bytes)).map_err(bad)?;
+    let mut out = Vec::with_capacity(reader.metadata().file_metadata().num_rows().max(0) as usize);
+    for rec in reader.get_row_iter(None).map_err(bad)? {
+        out.push(hash(&row_of(&rec.map_err(bad)?)?));
+    }
+    Ok(out)
+}
+
+/// The hash [`row_hashes`] gives a row.
+pub fn hash(row: &Row) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    row.hash(&mut h);
+    h.finish()
+}
+
+fn text(f: &Field) -> Result<Option<String>, String> {
+    match f {
+        Field::Null => Ok(None),
+        Field::Str(s) => Ok(Some(s.clone())),
+        other => Err(format!(
+            "not a readable compacted day: a string column holds {other}"
+        )),
+    }
+}
+
+/// One record of the file as the row it was written from.
+fn row_of(rec: &parquet::record::Row) -> Result<Row, String> {
+    let mut r = Row::default();
+    let mut id = None;
+    let mut ts = None;
+    for (name, f) in rec.get_column_iter() {
+        let name = name.as_str();
+        if let Some(i) = LEADING.iter().position(|c| *c == name) {
+            r.leading[i] = text(f)?;
+            continue;
+        }
+        match (name, f) {
+            ("collector", Field::Null) | ("data", Field::Null) => {}
+            ("collector", Field::Group(g)) => {
+                let mut c: [Option<String>; 4] = Default::default();
+                for (k, v) in g.get_column_iter() {
+                    if let Some(i) = COLLECTOR_FIELDS.iter().position(|x| x == k) {
+                        c[i] = text(v)?;
+                    }
+                }
+                r.collector = Some(c);
+            }
+            ("data", Field::MapInternal(m)) => {
+                let mut entries = Vec::with_capacity(m.entries().len());
+                for (k, v) in m.entries() {
+                    entries.push((text(k)?.unwrap_or_default(), text(v)?));
+                }
+                r.data = Some(entries);
+            }
+            ("event_id", f) => id = text(f)?,
+            ("name", f) => r.name = text(f)?,
+            ("timestamp", Field::TimestampMicros(t)) => ts = Some(*t),
+            (other, f) => return Err(format!("not a readable compacted day: column {other} holds {f}")),
+        }
+    }
+    match (id, ts) {
+        (Some(id), Some(ts)) => {
+            r.event_id = id;
+            r.timestamp = ts;
+            Ok(r)
+        }
+        _ => Err("not a readable compacted day: a row has no event_id or timestamp".to_string()),
+    }
+}
+
 /// Each row's `event_id` and time (microseconds), in the file's order; an error when the
 /// bytes are not a compacted day this tool wrote.
 pub fn ids(bytes: Vec<u8>) -> Result<Vec<(String, i64)>, String> {
@@ -256,6 +331,24 @@ mod tests {
                 ("c".to_string(), 3_000_000)
             ]
         );
+    }
+
+    #[test]
+    fn every_column_reads_back_as_written() {
+        let mut rows = vec![
+            row("c", 3_000_000, Some(vec![("a", Some("1")), ("b", None)])),
+            row("a", 1_000_000, None),
+            row("b", 1_000_000, Some(vec![])),
+        ];
+        rows[1].collector = None;
+        rows[2].name = Some("acme/web".into());
+        let bytes = encode(&mut rows).unwrap();
+        let want: Vec<u64> = rows.iter().map(hash).collect();
+        assert_eq!(row_hashes(bytes).unwrap(), want);
+        // A changed column changes the hash.
+        let mut other = rows.clone();
+        other[0].leading[3] = Some("someone-else".into());
+        assert_ne!(other.iter().map(hash).collect::<Vec<_>>(), want);
     }
 
     #[test]

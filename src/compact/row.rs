@@ -15,7 +15,7 @@ pub const COLLECTOR_FIELDS: [&str; 4] = ["ingested_at", "window_from", "window_t
 /// The plain string columns before `collector`, in the table's order.
 pub const LEADING: [&str; 5] = ["account", "action", "action_description", "actor", "category"];
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Row {
     /// account, action, action_description, actor, category.
     pub leading: [Option<String>; 5],
