@@ -35,27 +35,7 @@ fn query(name: &str) -> Value {
 
 /// Runs the statements in one DuckDB session over `output`; one list of rows per statement.
 fn duckdb(output: &Path, statements: Vec<Value>) -> Vec<Vec<Vec<Value>>> {
-    let mut child = Command::new(python())
-        .arg(root().join("tests/support/duckdb_queries.py"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python starts");
-    let request = json!({"output": output, "statements": statements});
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(request.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "DuckDB failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("the runner prints JSON")
+    duckdb_with(output, json!({}), statements)
 }
 
 /// (action, actor, name, time): what the per-event queries are compared on.

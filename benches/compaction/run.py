@@ -22,8 +22,7 @@ has no raw branch) and the bytes it read.
 --compact-cmd (with {out} replaced by the folder) runs first, under /usr/bin/time -v when
 present, for its time and peak RSS (of its output only the last line is shown); --fresh
 removes <out>/compacted before it. Without it the compacted files must already be there.
-benches/compaction/compact_duckdb.py stands in for the real command. --events-sql runs
-another version of events.sql. The goal of the issue is printed, not asserted:
+--events-sql runs another version of events.sql. The goal of the issue is printed, not asserted:
 all queries together at least 20x faster, none under 10x, a few-column query reading at
 least 5x fewer bytes.
 """

@@ -106,13 +106,7 @@ async fn verify_and_compact(
     hub: HubConfig,
     creds: Arc<StaticCredentials>,
 ) -> Result<usize, String> {
-    let stores = Stores {
-        output: dir.to_string_lossy().into_owned(),
-        checkpoint: None,
-        kms_key_id: None,
-        lease_ttl: Duration::from_secs(60),
-        glue_database: None,
-    };
+    let stores = local_stores(dir);
     let wired = super::poll::Wired::new(hub, creds, &stores).await?;
     let surface = stores
         .local_surface()
@@ -164,6 +158,17 @@ async fn verify_and_compact(
     Ok(r.compacted.len())
 }
 
+/// The demo's folder, for output and checkpoints.
+fn local_stores(dir: &Path) -> Stores {
+    Stores {
+        output: dir.to_string_lossy().into_owned(),
+        checkpoint: None,
+        kms_key_id: None,
+        lease_ttl: Duration::from_secs(60),
+        glue_database: None,
+    }
+}
+
 /// The demo's emulator: three months of events, a live trickle, 3% faults; and its secret.
 fn emulator(org: &Org, events: usize) -> (Emulator, Secret) {
     let cfg = EmulatorConfig {
@@ -197,13 +202,7 @@ async fn poll_three_times(
     rules: &Rules,
     alerts_file: &Path,
 ) -> Result<chrono::DateTime<chrono::Utc>, String> {
-    let stores = Stores {
-        output: dir.to_string_lossy().into_owned(),
-        checkpoint: None,
-        kms_key_id: None,
-        lease_ttl: Duration::from_secs(60),
-        glue_database: None,
-    };
+    let stores = local_stores(dir);
     let mut cfg = PollConfig::new(org.clone());
     // The demo waits seconds, not minutes, between runs.
     cfg.lag = chrono::Duration::seconds(2);

@@ -111,6 +111,11 @@ fn start_of(day: NaiveDate) -> DateTime<Utc> {
     day.and_time(NaiveTime::MIN).and_utc()
 }
 
+/// Whether `day`, if still raw at `now`, has waited past `late_after` since it closed.
+fn late(cfg: &CompactConfig, day: NaiveDate, now: DateTime<Utc>) -> bool {
+    start_of(day) + Duration::days(1) + cfg.late_horizon + cfg.late_after <= now
+}
+
 /// Why `day` is not closed yet, if it is not: `Err(true)` when only a verify is missing.
 fn closed(cp: &Checkpoint, day: NaiveDate, now: DateTime<Utc>, horizon: Duration) -> Result<(), bool> {
     let (from, to) = (start_of(day), start_of(day) + Duration::days(1));
@@ -249,9 +254,7 @@ where
             Err(only_verify) => {
                 if only_verify {
                     report.unverified += 1;
-                    if cp.verified.is_some_and(|v| start_of(day) >= v.from)
-                        && start_of(day) + Duration::days(1) + cfg.late_horizon + cfg.late_after <= now
-                    {
+                    if cp.verified.is_some_and(|v| start_of(day) >= v.from) && late(cfg, day, now) {
                         report.late += 1;
                     }
                 } else {
@@ -275,7 +278,7 @@ where
             Err(e) => {
                 let error = e.to_string();
                 tracing::error!(%org, %day, %error, "a day could not be compacted; it stays on the raw side");
-                if start_of(day) + Duration::days(1) + cfg.late_horizon + cfg.late_after <= now {
+                if late(cfg, day, now) {
                     report.late += 1;
                 }
                 report.failed.push(DayFailed { day, error });

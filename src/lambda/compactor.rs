@@ -8,7 +8,9 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
 
 use super::metrics::NAMESPACE;
-use super::settings::{view_from_env, ENV_BUCKET, ENV_KMS_KEY_ID, ENV_ORGS, ENV_PREFIX, ENV_TABLE};
+use super::settings::{
+    parse_orgs, view_from_env, ENV_BUCKET, ENV_KMS_KEY_ID, ENV_ORGS, ENV_PREFIX, ENV_TABLE,
+};
 use crate::compact::{compact, CompactConfig, CompactError, CompactReport};
 use crate::config::parse_duration;
 use crate::ports::{Checkpoints, Clock, Sink};
@@ -46,12 +48,10 @@ impl CompactorSettings {
             None => Ok(default),
             Some(v) => parse_duration(&v).map_err(|e| format!("{k}: {e}")),
         };
-        let orgs = required(ENV_ORGS, "the organizations of this stack, comma-separated")?
-            .split(',')
-            .map(str::trim)
-            .filter(|o| !o.is_empty())
-            .map(|o| Org::new(o).map_err(|e| format!("{ENV_ORGS}: {e}")))
-            .collect::<Result<BTreeSet<Org>, String>>()?;
+        let orgs = parse_orgs(&required(
+            ENV_ORGS,
+            "the organizations of this stack, comma-separated",
+        )?)?;
         let view = view_from_env(get).ok_or_else(|| {
             format!(
                 "{} is not set: set it to the Glue database of the stack's view",

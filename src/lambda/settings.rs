@@ -68,6 +68,16 @@ pub const ENV_ALERT_RULES_S3: &str = "DOCKERHUB_AUDIT_ALERT_RULES_S3";
 pub const ENV_GLUE_DATABASE: &str = "DOCKERHUB_AUDIT_GLUE_DATABASE";
 pub const ENV_VIEW: &str = "DOCKERHUB_AUDIT_VIEW";
 
+/// The allow-list of `DOCKERHUB_AUDIT_ORGS`: comma-separated org names, each checked.
+pub fn parse_orgs(value: &str) -> Result<BTreeSet<Org>, String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .map(|o| Org::new(o).map_err(|e| format!("{ENV_ORGS}: {e}")))
+        .collect()
+}
+
 /// The view the template creates, when only the database is given.
 pub use crate::surface::DEFAULT_VIEW;
 
@@ -121,15 +131,10 @@ impl Settings {
                  dockerhub-audit/{{org}}), so the function reads only its own secrets"
             ));
         }
-        let orgs = required(
+        let orgs = parse_orgs(&required(
             ENV_ORGS,
             "the organizations this function collects, comma-separated",
-        )?
-        .split(',')
-        .map(str::trim)
-        .filter(|o| !o.is_empty())
-        .map(|o| Org::new(o).map_err(|e| format!("{ENV_ORGS}: {e}")))
-        .collect::<Result<BTreeSet<Org>, String>>()?;
+        )?)?;
         let alert_rules = match (get(ENV_ALERT_RULES), get(ENV_ALERT_RULES_S3)) {
             (Some(_), Some(_)) => {
                 return Err(format!(
