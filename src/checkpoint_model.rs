@@ -131,6 +131,29 @@ pub struct LastRun {
     pub events_written: u64,
     pub caught_up: bool,
     pub error: Option<String>,
+    /// How many runs in a row, this one included, ended with an error (0 when it did not).
+    #[serde(default)]
+    pub failures: u32,
+}
+
+/// What the watchdog remembers between its runs, in the checkpoint store beside the orgs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchMemory {
+    /// Bumped by every save; saves are conditional on it (two watchdogs cannot both
+    /// remember). Not part of the stored body.
+    #[serde(skip)]
+    pub version: u64,
+    /// The stale orgs the last notification named, each with its reason's kind; empty when
+    /// the last one said all are well (or none was sent).
+    #[serde(default)]
+    pub stale: BTreeMap<Org, String>,
+    #[serde(default)]
+    pub notified_at: Option<DateTime<Utc>>,
+    /// The slot of each org's last verification and compaction dispatched.
+    #[serde(default)]
+    pub verify_dispatched: BTreeMap<Org, DateTime<Utc>>,
+    #[serde(default)]
+    pub compact_dispatched: BTreeMap<Org, DateTime<Utc>>,
 }
 
 impl Checkpoint {

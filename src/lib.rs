@@ -9,11 +9,15 @@
 //! - adapters ([`hub`], [`checkpoint`], [`sink`], [`credentials`], [`notify`]) each implement one port
 //!   for one outside system;
 //! - [`event`] is the record: canonical form, `event_id`, encoding, object keys;
-//! - [`alert`] is the alert rules and the alert a matching record raises.
+//! - [`alert`] is the alert rules and the alert a matching record raises;
+//! - [`watch`] is the watchdog: every org's health from a listing of the checkpoints, the
+//!   notification when the set of stale orgs changes, the dispatch of daily jobs.
 
 pub mod alert;
 #[cfg(feature = "aws")]
 pub mod aws;
+#[cfg(feature = "aws")]
+pub mod aws_call;
 pub mod checkpoint;
 pub mod checkpoint_model;
 pub mod clock;
@@ -36,6 +40,7 @@ pub mod surface;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod types;
+pub mod watch;
 
 #[cfg(feature = "cli")]
 pub mod cli;

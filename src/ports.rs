@@ -277,3 +277,57 @@ pub trait AlertSink: Send + Sync {
     /// them again later (consumers drop repeats by `alert_id`).
     async fn send(&self, alerts: &[crate::alert::Alert]) -> Result<(), AlertError>;
 }
+
+/// One org as a listing of the whole checkpoint store shows it (for the watchdog and
+/// `status --all`): what it takes to tell whether the org's collection is healthy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrgState {
+    pub org: Org,
+    pub watermark: Option<DateTime<Utc>>,
+    pub last_run: Option<crate::checkpoint_model::LastRun>,
+    /// The lease as recorded (it may have expired); `None` when none is, or the store's
+    /// lease cannot be seen from outside (an OS lock).
+    pub lease: Option<LeaseHold>,
+}
+
+/// A recorded lease: its holder and until when it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseHold {
+    pub owner: String,
+    pub until: DateTime<Utc>,
+}
+
+/// Every org of a checkpoint store at once, and the watchdog's memory kept beside them.
+#[async_trait]
+pub trait CheckpointIndex: Send + Sync {
+    /// Every org that has a checkpoint, in one paged read, ascending by org.
+    async fn list(&self) -> Result<Vec<OrgState>, StoreError>;
+    /// What the watchdog remembered (the default, version 0, when nothing yet).
+    async fn memory(&self) -> Result<crate::checkpoint_model::WatchMemory, StoreError>;
+    /// Stores `memory` if the stored one is still at `memory.version` (then bumps it);
+    /// otherwise `Conflict`: another watchdog saved first.
+    async fn remember(&self, memory: &mut crate::checkpoint_model::WatchMemory) -> Result<(), StoreError>;
+}
+
+/// Where the watchdog's messages go (the alarm topic).
+#[async_trait]
+pub trait Notifier: Send + Sync {
+    /// Delivers one message; an error says what happened and what to do.
+    async fn notify(&self, subject: &str, message: &str) -> Result<(), AlertError>;
+}
+
+/// A daily job the watchdog starts for an org.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "job", rename_all = "snake_case")]
+pub enum Job {
+    /// Verify (and repair) the org's recent trail.
+    Verify { org: Org },
+    /// Compact the org's closed days.
+    Compact { org: Org },
+}
+
+/// Starts jobs without waiting for them (an asynchronous Lambda invocation).
+#[async_trait]
+pub trait Dispatcher: Send + Sync {
+    async fn start(&self, job: &Job) -> Result<(), String>;
+}

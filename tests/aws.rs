@@ -16,7 +16,7 @@ use dockerhub_audit::checkpoint::dynamodb::DynamoCheckpoints;
 use dockerhub_audit::checkpoint_model::Checkpoint;
 use dockerhub_audit::clock::{Clock, ManualClock, Skewed};
 use dockerhub_audit::collect::Poller;
-use dockerhub_audit::credentials::secrets_manager::SecretsManagerCredentials;
+use dockerhub_audit::credentials::secrets_manager::{SecretsManagerCredentials, SharedSecret};
 use dockerhub_audit::event::key::ObjectKey;
 use dockerhub_audit::hub::{HubClient, HubConfig};
 use dockerhub_audit::ports::{Checkpoints, CredentialSource, PutOutcome, Sink, StoreError};
@@ -247,6 +247,86 @@ async fn secret_errors_name_the_secret_never_the_value() {
         assert!(err.contains(says) && err.contains(&name), "{value}: {err}");
         assert!(!err.contains("dckr_oat_not_json_value"), "{err}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_shared_secret_serves_two_orgs_and_a_rotation_of_one() {
+    let cfg = sdk(&moto()).await;
+    let name = unique("dockerhub-audit-shared");
+    put_secret(
+        &cfg,
+        &name,
+        &serde_json::json!({
+            "acme": {"username": "acme", "token": "dckr_oat_acme_1"},
+            "example": {"username": "example", "token": "dckr_oat_example_1"},
+        })
+        .to_string(),
+    )
+    .await;
+    let sm = aws_sdk_secretsmanager::Client::new(&cfg);
+    let shared = SharedSecret::new(sm.clone(), &name);
+    let clock = ManualClock::new(t0());
+    let mut hubs = Vec::new();
+    for (i, o) in ["acme", "example"].into_iter().enumerate() {
+        let mut c = emulator_config(60, 2, 40 + i as u64);
+        c.org = o.into();
+        c.username = o.into();
+        c.secret = format!("dckr_oat_{o}_1");
+        let (emu, hub) = start(c, Arc::new(clock.clone())).await;
+        let client = HubClient::new(
+            HubConfig {
+                base_url: url::Url::parse(&hub.url()).unwrap(),
+                ..HubConfig::default()
+            },
+            Arc::new(shared.entry(o)),
+            Arc::new(clock.clone()),
+        )
+        .unwrap();
+        hubs.push((dockerhub_audit::types::Org::new(o).unwrap(), emu, hub, client));
+    }
+    let q = dockerhub_audit::ports::PageQuery {
+        from: t0() - Duration::days(3),
+        to: t0(),
+        page: 1,
+        page_size: 100,
+        action: None,
+    };
+    use dockerhub_audit::ports::AuditLog;
+    for (o, _, _, client) in &hubs {
+        assert_eq!(client.page(o, q.clone(), None).await.unwrap().len(), 60, "{o}");
+    }
+    // acme's token is rotated in the shared secret; Docker Hub accepts only the new one.
+    hubs[0].1.rotate_secret("dckr_oat_acme_2");
+    sm.put_secret_value()
+        .secret_id(&name)
+        .secret_string(
+            serde_json::json!({
+                "acme": {"username": "acme", "token": "dckr_oat_acme_2"},
+                "example": {"username": "example", "token": "dckr_oat_example_1"},
+            })
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    hubs[0].1.push_faults([Fault::ExpireToken]);
+    for (o, emu, _, client) in &hubs {
+        assert_eq!(client.page(o, q.clone(), None).await.unwrap().len(), 60, "{o}");
+        assert_eq!(
+            emu.stats().token_failures,
+            0,
+            "{o}: no stale token was sent after the 401"
+        );
+    }
+    assert_eq!(
+        hubs[0].1.stats().token_requests,
+        2,
+        "acme logged in again with the new token"
+    );
+    // An org without an entry: a clear error naming the secret and the org, no value.
+    let err = shared.entry("other").get().await.unwrap_err().0;
+    assert!(err.contains(&name) && err.contains("no entry for other"), "{err}");
+    assert!(!err.contains("dckr_oat"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,17 +1,23 @@
 //! The Lambda entry point: builds the AWS clients once per cold start, then serves
-//! invocations (`{"org": "acme"}` from EventBridge Scheduler) with [`App::handle`].
+//! invocations with [`App::handle`]: `{"org": "acme"}` from an org's schedule, `{"watch":
+//! true}` from the watchdog's, and the verifications the watchdog starts.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use dockerhub_audit::checkpoint::dynamodb::DynamoCheckpoints;
 use dockerhub_audit::clock::SystemClock;
-use dockerhub_audit::credentials::secrets_manager::SecretsManagerCredentials;
+use dockerhub_audit::credentials::secrets_manager::{SecretsManagerCredentials, SharedSecret};
+use dockerhub_audit::lambda::dispatch::LambdaDispatcher;
+use dockerhub_audit::lambda::handler::CredentialsFactory;
+use dockerhub_audit::lambda::settings::SecretsFrom;
 use dockerhub_audit::lambda::{App, RetryableError, Settings};
 use dockerhub_audit::logging::{self, LogFormat};
 use dockerhub_audit::notify::eventbridge::EventBridgeAlerts;
+use dockerhub_audit::notify::sns::SnsNotifier;
 use dockerhub_audit::ports::CredentialSource;
 use dockerhub_audit::sink::s3::S3Sink;
+use dockerhub_audit::types::Org;
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 use tracing::Instrument;
@@ -32,9 +38,19 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         settings.kms_key_id.clone(),
     );
     let secrets = dockerhub_audit::aws::secrets_client(&sdk);
-    let credentials = Box::new(move |id: &str| -> Arc<dyn CredentialSource> {
-        Arc::new(SecretsManagerCredentials::new(secrets.clone(), id))
-    });
+    let credentials: CredentialsFactory = match settings.secrets.clone() {
+        SecretsFrom::PerOrg { pattern } => Box::new(move |org: &Org| -> Arc<dyn CredentialSource> {
+            Arc::new(SecretsManagerCredentials::new(
+                secrets.clone(),
+                pattern.replace("{org}", org.as_str()),
+            ))
+        }),
+        // One read serves every org of a warm function.
+        SecretsFrom::Shared { secret_id } => {
+            let shared = SharedSecret::new(secrets, secret_id);
+            Box::new(move |org: &Org| -> Arc<dyn CredentialSource> { Arc::new(shared.entry(org.as_str())) })
+        }
+    };
     // Alerts: a rules file that cannot be used fails the start, loudly.
     let alerts = match settings.alert_bus.clone() {
         None => None,
@@ -56,6 +72,16 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         app = app.with_surface(Box::new(dockerhub_audit::surface::glue::GlueSurface::view_only(
             glue, view,
         )));
+    }
+    // The watch mode's messages go to the alarm topic; it starts the daily verifications
+    // (this function) and compactions.
+    if let Some(topic) = app.settings.watch.alarm_topic.clone() {
+        app = app.with_notifier(Box::new(SnsNotifier::new(&sdk, topic)?));
+    }
+    let me = std::env::var("AWS_LAMBDA_FUNCTION_NAME").ok();
+    if let (Some(me), Some(compactor)) = (me, app.settings.watch.compactor.clone()) {
+        let range = app.settings.watch.verify_range.clone();
+        app = app.with_dispatcher(Box::new(LambdaDispatcher::new(&sdk, me, compactor, range)?));
     }
     if let Some((rules, out)) = alerts {
         tracing::info!(rules = rules.len(), "alerts on");

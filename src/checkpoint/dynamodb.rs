@@ -29,9 +29,9 @@ use flate2::{read::GzDecoder, write::GzEncoder, Compression};
 use std::sync::Arc;
 
 use crate::aws::error_text;
-use crate::checkpoint_model::Checkpoint;
+use crate::checkpoint_model::{Checkpoint, WatchMemory};
 use crate::clock::{Clock, SystemClock};
-use crate::ports::{Checkpoints, StoreError};
+use crate::ports::{CheckpointIndex, Checkpoints, LeaseHold, OrgState, StoreError};
 use crate::types::{rfc3339, Org, RunId};
 
 /// Bodies up to this size stay in the main item. Below 400 KB even when a store counts
@@ -356,7 +356,7 @@ impl DynamoCheckpoints {
         write_id: &str,
         chunks: usize,
     ) -> HashMap<String, AttributeValue> {
-        HashMap::from([
+        let mut item = HashMap::from([
             ("org".to_string(), s(lease.org.as_str())),
             ("version".to_string(), n(next.version)),
             ("write_id".to_string(), s(write_id)),
@@ -367,7 +367,12 @@ impl DynamoCheckpoints {
                 "watermark".to_string(),
                 s(next.watermark.map(rfc3339).unwrap_or_default()),
             ),
-        ])
+        ]);
+        // Beside the body, small, for the watchdog's one Scan of every org.
+        if let Some(json) = next.last_run.as_ref().and_then(|r| serde_json::to_string(r).ok()) {
+            item.insert("last_run".to_string(), s(json));
+        }
+        item
     }
 
     /// Writes a checkpoint held in its main item alone, replacing one that was too.
@@ -594,6 +599,133 @@ impl Checkpoints for DynamoCheckpoints {
         match out.item {
             None => Ok(None),
             Some(item) => self.decode(org, &item).await,
+        }
+    }
+}
+
+/// The watchdog's memory: an item beside the orgs' (`#` is in no org's name).
+const WATCH_KEY: &str = "#watch";
+
+/// The attributes the watchdog reads of every org (never the body: a Scan of them stays
+/// small however large the checkpoints grow).
+const LISTED: &str = "org, watermark, lease_owner, lease_until, last_run";
+
+/// One org's listing from its item's small attributes.
+fn org_state(item: &HashMap<String, AttributeValue>) -> Option<OrgState> {
+    let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).filter(|v| !v.is_empty());
+    let org = Org::new(text("org")?.as_str()).ok()?;
+    let watermark = text("watermark")
+        .and_then(|w| chrono::DateTime::parse_from_rfc3339(w).ok())
+        .map(|w| w.with_timezone(&chrono::Utc));
+    let last_run = text("last_run").and_then(|j| serde_json::from_str(j).ok());
+    let until = item
+        .get("lease_until")
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse::<i64>().ok())
+        .and_then(chrono::DateTime::from_timestamp_millis);
+    let lease = match (text("lease_owner"), until) {
+        (Some(owner), Some(until)) => Some(LeaseHold {
+            owner: owner.clone(),
+            until,
+        }),
+        _ => None,
+    };
+    Some(OrgState {
+        org,
+        watermark,
+        last_run,
+        lease,
+    })
+}
+
+#[async_trait]
+impl CheckpointIndex for DynamoCheckpoints {
+    async fn list(&self) -> Result<Vec<OrgState>, StoreError> {
+        let mut out = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .projection_expression(LISTED)
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| self.io("Scan", &e))?;
+            // Chunk items (`<org>#chunk#<i>`) and the watchdog's own are not orgs.
+            out.extend(page.items().iter().filter_map(org_state));
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        out.sort_by(|a, b| a.org.cmp(&b.org));
+        Ok(out)
+    }
+
+    async fn memory(&self) -> Result<WatchMemory, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("org", s(WATCH_KEY))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.io("GetItem", &e))?;
+        let Some(item) = out.item else {
+            return Ok(WatchMemory::default());
+        };
+        let version = item
+            .get("version")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let body = item
+            .get("body")
+            .and_then(|v| v.as_s().ok())
+            .map_or("{}", |b| b.as_str());
+        let memory: WatchMemory = serde_json::from_str(body).map_err(|e| {
+            StoreError::Invalid(format!(
+                "the watchdog's item {WATCH_KEY:?} in table {:?} is not valid ({e}); delete it: the watchdog starts afresh",
+                self.table
+            ))
+        })?;
+        Ok(WatchMemory { version, ..memory })
+    }
+
+    async fn remember(&self, memory: &mut WatchMemory) -> Result<(), StoreError> {
+        let body = serde_json::to_string(&*memory).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let next = memory.version + 1;
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("org", s(WATCH_KEY))
+            .item("version", n(next))
+            .item("body", s(body));
+        put = if memory.version == 0 {
+            put.condition_expression("attribute_not_exists(version)")
+        } else {
+            put.condition_expression("version = :v")
+                .expression_attribute_values(":v", n(memory.version))
+        };
+        match put.send().await {
+            Ok(_) => {
+                memory.version = next;
+                Ok(())
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Err(StoreError::Conflict(
+                    "another watchdog saved its memory first".to_string(),
+                ))
+            }
+            Err(e) => Err(self.io("PutItem (watchdog)", &e)),
         }
     }
 }

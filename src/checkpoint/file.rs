@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 
-use crate::checkpoint_model::Checkpoint;
-use crate::ports::{Checkpoints, StoreError};
+use crate::checkpoint_model::{Checkpoint, WatchMemory};
+use crate::ports::{CheckpointIndex, Checkpoints, OrgState, StoreError};
 use crate::types::{Org, RunId};
 
 /// Checkpoints under one folder: `<dir>/<org>.json`, lease `<dir>/<org>.lock`.
@@ -139,6 +139,91 @@ impl Checkpoints for FileCheckpoints {
 
     async fn peek(&self, org: &Org) -> Result<Option<Checkpoint>, StoreError> {
         self.read(org)
+    }
+}
+
+/// The watchdog's memory, beside the checkpoints (`#` is in no org's name).
+const WATCH_FILE: &str = "#watch.json";
+
+/// The stored memory with its version.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredMemory {
+    version: u64,
+    #[serde(flatten)]
+    memory: WatchMemory,
+}
+
+#[async_trait]
+impl CheckpointIndex for FileCheckpoints {
+    async fn list(&self) -> Result<Vec<OrgState>, StoreError> {
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io(format!("cannot list {}: {e}", self.dir.display()))),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| io(format!("cannot list {}: {e}", self.dir.display())))?;
+            let name = entry.file_name();
+            let Some(org) = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(".json"))
+                .and_then(|n| Org::new(n).ok())
+            else {
+                continue;
+            };
+            if let Some(cp) = self.read(&org)? {
+                out.push(OrgState {
+                    org,
+                    watermark: cp.watermark,
+                    last_run: cp.last_run,
+                    lease: None,
+                });
+            }
+        }
+        out.sort_by(|a, b| a.org.cmp(&b.org));
+        Ok(out)
+    }
+
+    async fn memory(&self) -> Result<WatchMemory, StoreError> {
+        let path = self.dir.join(WATCH_FILE);
+        match fs::read(&path) {
+            Ok(bytes) => {
+                let stored: StoredMemory = serde_json::from_slice(&bytes).map_err(|e| {
+                    StoreError::Invalid(format!(
+                        "{} is not valid ({e}); delete it: the watchdog starts afresh",
+                        path.display()
+                    ))
+                })?;
+                Ok(WatchMemory {
+                    version: stored.version,
+                    ..stored.memory
+                })
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(WatchMemory::default()),
+            Err(e) => Err(io(format!("cannot read {}: {e}", path.display()))),
+        }
+    }
+
+    async fn remember(&self, memory: &mut WatchMemory) -> Result<(), StoreError> {
+        let stored = self.memory().await?.version;
+        if stored != memory.version {
+            return Err(StoreError::Conflict(format!(
+                "the watchdog's memory changed (version {stored}, expected {})",
+                memory.version
+            )));
+        }
+        fs::create_dir_all(&self.dir)
+            .map_err(|e| io(format!("cannot create {}: {e}", self.dir.display())))?;
+        let next = StoredMemory {
+            version: memory.version + 1,
+            memory: memory.clone(),
+        };
+        let body = serde_json::to_vec_pretty(&next).map_err(|e| io(e.to_string()))?;
+        let path = self.dir.join(WATCH_FILE);
+        atomic_write(&path, &body).map_err(|e| io(format!("cannot write {}: {e}", path.display())))?;
+        memory.version = next.version;
+        Ok(())
     }
 }
 

@@ -255,9 +255,22 @@ pub struct RebuildArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["org", "all"])))]
 pub struct StatusArgs {
+    /// One org's checkpoint in detail.
     #[arg(long)]
-    pub org: Org,
+    pub org: Option<Org>,
+    /// Every org of the checkpoint store at once, as the watchdog sees them: which are stale
+    /// and why. Exits with status 1 when one is.
+    #[arg(long)]
+    pub all: bool,
+    /// With --all: data older than this is stale (the stack's WatermarkAgeAlarmMinutes).
+    #[arg(long, default_value_t = HumanDuration(crate::watch::WatchConfig::DEFAULT_STALE_AFTER))]
+    pub stale_after: HumanDuration,
+    /// With --all: the orgs that should be collected (comma-separated); those without a
+    /// checkpoint are stale (they never ran). Default: the orgs the store holds.
+    #[arg(long, value_delimiter = ',')]
+    pub orgs: Vec<Org>,
     #[command(flatten)]
     pub store: StoreArgs,
 }

@@ -75,7 +75,15 @@ pub fn main() -> ExitCode {
                     Err(e) => Err(Failed::from(e)),
                 },
             },
-            Command::Status(a) => poll::status(a).await.map_err(Failed::from),
+            Command::Status(a) => match poll::status(a).await {
+                Ok(true) => Ok(()),
+                // The table on stdout already says which org and why.
+                Ok(false) => Err(Failed {
+                    message: String::new(),
+                    code: 1,
+                }),
+                Err(e) => Err(Failed::from(e)),
+            },
             Command::Verify(a) => verify::verify(a, format).await,
             Command::Compact(a) => compact::compact(a, format).await,
             Command::Checkpoint {

@@ -17,7 +17,7 @@ use crate::logging::LogFormat;
 use crate::notify::lines::{JsonLines, LinesTo};
 use crate::ports::{Checkpoints, CredentialSource, Sink};
 use crate::service::{RunSummary, Service};
-use crate::types::rfc3339;
+use crate::types::{rfc3339, Org};
 
 pub fn hub_config(url: url::Url, http: &HttpArgs) -> Result<HubConfig, String> {
     let std = |d: chrono::Duration, flag: &str| d.to_std().map_err(|_| format!("{flag} cannot be negative"));
@@ -240,16 +240,21 @@ pub async fn poll(a: PollArgs, rules: Option<Rules>, format: LogFormat) -> Resul
     Ok(Finished::of(&ran.report))
 }
 
-pub async fn status(a: StatusArgs) -> Result<(), String> {
+/// `status`: one org in detail, or (`--all`) every org's health. `Ok(false)`: an org is
+/// stale.
+pub async fn status(a: StatusArgs) -> Result<bool, String> {
     let stores = a.store.stores();
     let store = stores.checkpoints().await?;
-    let Some(cp) = store.peek(&a.org).await.map_err(|e| e.to_string())? else {
+    let Some(org) = a.org.clone() else {
+        return status_all(&a, &store).await;
+    };
+    let Some(cp) = store.peek(&org).await.map_err(|e| e.to_string())? else {
         say!(
             "{}: no checkpoint in {} yet; the first poll reads back --lookback",
-            a.org,
+            org,
             stores.checkpoint_location()?
         );
-        return Ok(());
+        return Ok(true);
     };
     let now = Utc::now();
     say!("org:          {}", cp.org);
@@ -314,5 +319,77 @@ pub async fn status(a: StatusArgs) -> Result<(), String> {
         }
     }
     say!("version:      {}", cp.version);
-    Ok(())
+    Ok(true)
+}
+
+/// `status --all`: a line per org, then each stale org's reason and what to do, as the
+/// watchdog's message says them.
+async fn status_all(a: &StatusArgs, store: &AnyCheckpoints) -> Result<bool, String> {
+    use crate::ports::CheckpointIndex;
+    use crate::watch::notice::{advice, age_text, describe};
+    let states = store.list().await.map_err(|e| e.to_string())?;
+    let deployed: std::collections::BTreeSet<Org> = a.orgs.iter().cloned().collect();
+    let health = crate::watch::Health::assess(
+        (!deployed.is_empty()).then_some(&deployed),
+        states,
+        Utc::now(),
+        a.stale_after.0,
+    );
+    if health.orgs.is_empty() {
+        say!("no org has a checkpoint in this store yet");
+        return Ok(true);
+    }
+    let width = health
+        .orgs
+        .iter()
+        .map(|o| o.org.as_str().len())
+        .max()
+        .unwrap_or(3)
+        .max(3);
+    say!(
+        "{:<width$}  {:<7}  {:<12}  {:<25}  last run",
+        "org",
+        "state",
+        "data age",
+        "watermark"
+    );
+    for o in &health.orgs {
+        let state = match (&o.stale, o.deployed) {
+            (_, false) => "other",
+            (Some(_), true) => "STALE",
+            (None, true) => "ok",
+        };
+        let last = match &o.last_run {
+            Some(r) if r.error.is_some() => format!("{} failed", rfc3339(r.finished_at)),
+            Some(r) => format!("{} ({} events)", rfc3339(r.finished_at), r.events_written),
+            None => "-".into(),
+        };
+        say!(
+            "{:<width$}  {:<7}  {:<12}  {:<25}  {last}",
+            o.org.as_str(),
+            state,
+            o.age.map(age_text).unwrap_or_else(|| "-".into()),
+            o.watermark.map(rfc3339).unwrap_or_else(|| "none".into()),
+        );
+    }
+    let stale: Vec<_> = health.stale().collect();
+    for o in &stale {
+        let why = o.stale.as_ref().expect("stale");
+        say!();
+        say!("{}: {}", o.org, describe(why, health.at));
+        say!("  what to do: {}", advice(why, &o.org));
+    }
+    say!();
+    say!(
+        "{} of {} org(s) stale (data older than {}){}",
+        stale.len(),
+        health.deployed().count(),
+        age_text(a.stale_after.0),
+        if health.orgs.iter().any(|o| !o.deployed) {
+            "; \"other\": in the store but not in --orgs"
+        } else {
+            ""
+        }
+    );
+    Ok(stale.is_empty())
 }

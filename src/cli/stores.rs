@@ -7,8 +7,8 @@ use async_trait::async_trait;
 
 use crate::checkpoint::dynamodb::{parse_dynamodb_url, DynamoCheckpoints, DynamoLease};
 use crate::checkpoint::file::{FileCheckpoints, FileLease};
-use crate::checkpoint_model::Checkpoint;
-use crate::ports::{Checkpoints, Sink, StoreError};
+use crate::checkpoint_model::{Checkpoint, WatchMemory};
+use crate::ports::{CheckpointIndex, Checkpoints, OrgState, Sink, StoreError};
 use crate::sink::local::LocalSink;
 use crate::sink::s3::{parse_s3_url, S3Sink};
 use crate::types::{Org, RunId};
@@ -72,6 +72,30 @@ impl Checkpoints for AnyCheckpoints {
         match self {
             AnyCheckpoints::File(s) => s.peek(org).await,
             AnyCheckpoints::Dynamo(s) => s.peek(org).await,
+        }
+    }
+}
+
+#[async_trait]
+impl CheckpointIndex for AnyCheckpoints {
+    async fn list(&self) -> Result<Vec<OrgState>, StoreError> {
+        match self {
+            AnyCheckpoints::File(s) => s.list().await,
+            AnyCheckpoints::Dynamo(s) => s.list().await,
+        }
+    }
+
+    async fn memory(&self) -> Result<WatchMemory, StoreError> {
+        match self {
+            AnyCheckpoints::File(s) => s.memory().await,
+            AnyCheckpoints::Dynamo(s) => s.memory().await,
+        }
+    }
+
+    async fn remember(&self, memory: &mut WatchMemory) -> Result<(), StoreError> {
+        match self {
+            AnyCheckpoints::File(s) => s.remember(memory).await,
+            AnyCheckpoints::Dynamo(s) => s.remember(memory).await,
         }
     }
 }

@@ -249,6 +249,10 @@ where
                 .as_ref()
                 .err()
                 .map(|e| crate::types::clip(&e.to_string(), crate::types::MAX_ERROR_CHARS)),
+            failures: match result {
+                Ok(()) => 0,
+                Err(_) => cp.last_run.as_ref().map_or(0, |r| r.failures).saturating_add(1),
+            },
         };
         if let Err(e) = cp
             .save_changed(self.checkpoints, lease, |c| c.last_run = Some(summary))

@@ -38,8 +38,15 @@ impl SecretsManagerCredentials {
     }
 
     async fn fetch(&self) -> Result<Credentials, CredentialsError> {
-        let id = &self.secret_id;
-        let out = self.client.get_secret_value().secret_id(id).send().await.map_err(|e| {
+        let text = read_secret(&self.client, &self.secret_id).await?;
+        parse_secret(&self.secret_id, &text)
+    }
+}
+
+/// The secret's text. Errors name the secret and say what to do, never its value.
+async fn read_secret(client: &Client, id: &str) -> Result<String, CredentialsError> {
+    {
+        let out = client.get_secret_value().secret_id(id).send().await.map_err(|e| {
             let not_found = e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception());
             if not_found {
                 CredentialsError(format!(
@@ -59,7 +66,82 @@ impl SecretsManagerCredentials {
                 "secret {id:?} holds binary data; store it as a JSON string"
             ))
         })?;
-        parse_secret(id, text)
+        Ok(text.to_string())
+    }
+}
+
+/// One secret for many orgs: `{"<org>": {"username": "...", "token": "..."}, ...}`, read
+/// once for all of them and cached as a per-org secret is; a 401 of any org forgets it, so
+/// a token rotated in it is picked up without a redeploy.
+pub struct SharedSecret {
+    client: Client,
+    secret_id: String,
+    cached: Mutex<Option<(std::sync::Arc<serde_json::Map<String, Value>>, Instant)>>,
+}
+
+impl SharedSecret {
+    pub fn new(client: Client, secret_id: impl Into<String>) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(SharedSecret {
+            client,
+            secret_id: secret_id.into(),
+            cached: Mutex::new(None),
+        })
+    }
+
+    /// The credentials of `org` from it.
+    pub fn entry(self: &std::sync::Arc<Self>, org: &str) -> SharedSecretEntry {
+        SharedSecretEntry {
+            shared: self.clone(),
+            org: org.to_string(),
+        }
+    }
+
+    async fn map(&self) -> Result<std::sync::Arc<serde_json::Map<String, Value>>, CredentialsError> {
+        let mut cached = self.cached.lock().await;
+        if let Some((m, at)) = cached.as_ref() {
+            if at.elapsed() < CACHE_TTL {
+                return Ok(m.clone());
+            }
+        }
+        let text = read_secret(&self.client, &self.secret_id).await?;
+        let map = std::sync::Arc::new(parse_shared(&self.secret_id, &text)?);
+        *cached = Some((map.clone(), Instant::now()));
+        Ok(map)
+    }
+}
+
+/// Parses a shared secret: a JSON object of orgs. Errors never echo a value.
+pub fn parse_shared(id: &str, text: &str) -> Result<serde_json::Map<String, Value>, CredentialsError> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(m)) => Ok(m),
+        _ => Err(CredentialsError(format!(
+            "secret {id:?} is not a JSON object of orgs; store it as {{\"<org>\": {{\"username\": \"...\", \"token\": \"...\"}}, ...}}"
+        ))),
+    }
+}
+
+/// One org's view of a [`SharedSecret`].
+pub struct SharedSecretEntry {
+    shared: std::sync::Arc<SharedSecret>,
+    org: String,
+}
+
+#[async_trait]
+impl CredentialSource for SharedSecretEntry {
+    async fn get(&self) -> Result<Credentials, CredentialsError> {
+        let map = self.shared.map().await?;
+        let id = &self.shared.secret_id;
+        let org = &self.org;
+        let entry = map.get(org).ok_or_else(|| {
+            CredentialsError(format!(
+                "secret {id:?} has no entry for {org}: add \"{org}\": {{\"username\": \"...\", \"token\": \"...\"}} to it"
+            ))
+        })?;
+        parse_secret(&format!("{id}, entry {org}"), &entry.to_string())
+    }
+
+    async fn invalidate(&self) {
+        *self.shared.cached.lock().await = None;
     }
 }
 

@@ -16,7 +16,9 @@ use crate::collect::verify::{Progress, VerifyRange, VerifyReport};
 use crate::collect::Alerting;
 use crate::config::PollConfig;
 use crate::hub::{HubClient, HubConfig};
-use crate::ports::{AlertSink, AuditLog, Checkpoints, CredentialSource, Sink};
+use crate::ports::{
+    AlertSink, AuditLog, CheckpointIndex, Checkpoints, CredentialSource, Dispatcher, Notifier, Sink,
+};
 use crate::service::{Outcome, RunSummary, Service};
 use crate::types::Org;
 
@@ -48,8 +50,9 @@ pub enum Purpose {
 /// Secrets Manager, in production; an in-process fake in the unit tests).
 pub type HubFactory<A> = Box<dyn Fn(&Org, Purpose) -> Result<Arc<A>, String> + Send + Sync>;
 
-/// What builds the credential source of an org from its secret's name.
-pub type CredentialsFactory = Box<dyn Fn(&str) -> Arc<dyn CredentialSource> + Send + Sync>;
+/// What builds the credential source of an org (from its own secret, or its entry in the
+/// shared one).
+pub type CredentialsFactory = Box<dyn Fn(&Org) -> Arc<dyn CredentialSource> + Send + Sync>;
 
 /// The production [`HubFactory`]: a [`HubClient`] per org, its credentials from the org's
 /// secret, against the settings' Hub URL.
@@ -62,9 +65,8 @@ pub fn hub_clients(
         base_url: settings.hub_url.clone(),
         ..HubConfig::default()
     };
-    let pattern = settings.clone();
     Box::new(move |org: &Org, purpose: Purpose| {
-        let creds = credentials(&pattern.secret_id(org));
+        let creds = credentials(org);
         let cfg = match purpose {
             Purpose::Poll => base.clone(),
             // The rate limit is shared with the org's poller: leave it half.
@@ -94,9 +96,13 @@ pub struct App<A, K, S> {
     alerts: Option<(Rules, Box<dyn AlertSink>)>,
     /// The query surface a repair takes a compacted day off first; `None`: no compaction.
     surface: Option<Box<dyn crate::surface::QuerySurface>>,
+    /// Where the watch mode's messages go and how it starts jobs; `None`: it sends and
+    /// starts nothing (it still measures).
+    notifier: Option<Box<dyn Notifier>>,
+    dispatcher: Option<Box<dyn Dispatcher>>,
 }
 
-impl<A: AuditLog, K: Checkpoints, S: Sink> App<A, K, S> {
+impl<A: AuditLog, K: Checkpoints + CheckpointIndex, S: Sink> App<A, K, S> {
     pub fn new(
         settings: Settings,
         checkpoints: K,
@@ -113,7 +119,21 @@ impl<A: AuditLog, K: Checkpoints, S: Sink> App<A, K, S> {
             clients: Mutex::new(HashMap::new()),
             alerts: None,
             surface: None,
+            notifier: None,
+            dispatcher: None,
         }
+    }
+
+    /// The watch mode sends its messages to `notifier`.
+    pub fn with_notifier(mut self, notifier: Box<dyn Notifier>) -> Self {
+        self.notifier = Some(notifier);
+        self
+    }
+
+    /// The watch mode starts the daily jobs through `dispatcher`.
+    pub fn with_dispatcher(mut self, dispatcher: Box<dyn Dispatcher>) -> Self {
+        self.dispatcher = Some(dispatcher);
+        self
     }
 
     /// Raises alerts under `rules`, delivered to `out`.
@@ -160,6 +180,9 @@ impl<A: AuditLog, K: Checkpoints, S: Sink> App<A, K, S> {
         deadline: DateTime<Utc>,
     ) -> (Result<Value, RetryableError>, Value) {
         let started = self.clock.now();
+        if input.get("watch").is_some() {
+            return self.watch(input, started).await;
+        }
         // Only an org the stack was deployed for gets a metric of its own or a look at its
         // checkpoint: an input naming another touches nothing.
         let named = input
@@ -171,6 +194,7 @@ impl<A: AuditLog, K: Checkpoints, S: Sink> App<A, K, S> {
         let answer = self.invoke(input, deadline, &mut metrics).await;
         // Here, not in `invoke`: refused inputs and held leases publish metrics too.
         metrics.alerts_on = self.alerts.is_some();
+        metrics.org_watermark = self.settings.org_metrics;
         let finished = self.clock.now();
         metrics.run_duration_ms = (finished - started).num_milliseconds() as f64;
         // Only failures a retry does not fix: a passing Docker Hub or AWS hiccup returns a
@@ -187,6 +211,58 @@ impl<A: AuditLog, K: Checkpoints, S: Sink> App<A, K, S> {
         }
         let doc = emf(named.as_ref().map(Org::as_str), finished, &metrics);
         (answer, doc)
+    }
+
+    /// The watch mode (`{"watch": true}`): every org's health from one listing of the
+    /// checkpoints, a message when the set of stale orgs changed, the daily jobs that are
+    /// due; answered with the report, measured with `StaleOrgs` and `OldestWatermarkAge`.
+    async fn watch(&self, input: Value, started: DateTime<Utc>) -> (Result<Value, RetryableError>, Value) {
+        if input != json!({"watch": true}) {
+            let error = "the watch input is {\"watch\": true}, with nothing else".to_string();
+            tracing::error!(%error, "invalid input");
+            return (
+                Ok(json!({"ok": false, "error": error})),
+                super::metrics::watch_emf(started, None),
+            );
+        }
+        let cfg = crate::watch::WatchConfig {
+            deployed: self.settings.orgs.clone(),
+            stale_after: self.settings.watch.stale_after,
+            name: std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "dockerhub-audit".into()),
+            window: self.dispatcher.as_ref().map(|_| self.settings.watch.window),
+        };
+        let outcome = crate::watch::watch(
+            &self.checkpoints,
+            self.notifier.as_deref(),
+            self.dispatcher.as_deref(),
+            &cfg,
+            started,
+        )
+        .await;
+        let finished = self.clock.now();
+        match outcome {
+            Ok(report) => {
+                let stale: Vec<&str> = report.stale.iter().map(|s| s.org.as_str()).collect();
+                if stale.is_empty() {
+                    tracing::info!(orgs = report.orgs, "watch: every org is collected");
+                } else {
+                    tracing::warn!(orgs = report.orgs, stale = ?stale, "watch: stale orgs");
+                }
+                let doc = super::metrics::watch_emf(finished, Some(&report));
+                let mut v = serde_json::to_value(&report).unwrap_or_else(|_| json!({}));
+                v["ok"] = json!(report.errors.is_empty());
+                (Ok(v), doc)
+            }
+            Err(e) => {
+                // Nothing is known: no metric value, so the alarm sees missing data.
+                tracing::error!(error = %e, "watch: cannot read the checkpoints");
+                let doc = super::metrics::watch_emf(finished, None);
+                (
+                    Err(RetryableError(format!("watch: cannot read the checkpoints: {e}"))),
+                    doc,
+                )
+            }
+        }
     }
 
     /// The input, the run's config, and how far back to verify if it asks for that; or
@@ -446,7 +522,10 @@ mod tests {
         assert_eq!(doc["org"], "acme");
         assert_eq!(doc["RunsFailed"], 0);
         assert_eq!(doc["WatermarkAge"], 420.0);
-        assert_eq!(per_org(&doc), ["WatermarkAge"]);
+        assert!(
+            per_org(&doc).is_empty(),
+            "no per-org alarms: the age is a field, not a metric"
+        );
         app.checkpoints.release(lease).await.unwrap();
     }
 

@@ -1,12 +1,13 @@
 //! Metrics as CloudWatch Embedded Metric Format: one JSON line on stdout per invocation,
 //! which CloudWatch turns into metrics (no API call, no extra latency).
 //!
-//! CloudWatch bills every metric (name + dimensions) that is sent in an hour, so the line is
-//! built for cost: per org, only `WatermarkAge` is published on every run (its alarm treats
-//! silence as failure); `RunsFailed`, `ThrottledRequests`, `EventsQuarantined` and a
-//! verification's `EventsMissing` / `EventsDuplicated`, `AlertsRaised` and `AlertsFailed` are published per org only when they
-//! are not zero, so a healthy org costs one metric. The deployment-wide totals carry no
-//! dimension. Every count is also a plain field of the line, for Logs Insights.
+//! CloudWatch bills every metric (name + dimensions) for each hour it is sent in, so the line
+//! is built for cost: a metric is published only when it is not zero, per org and for the
+//! deployment (without dimension) alike, so a healthy deployment sends none of them. The
+//! exceptions: the watchdog's `StaleOrgs` and `OldestWatermarkAge` on every watch (its alarm
+//! treats silence as failure), and, with per-org alarms, each org's `WatermarkAge` on every
+//! run. Every count is also a plain field of the line, for Logs Insights (`EventsWritten`,
+//! `ApiRequests`, `AlertsRaised` are fields alone: no alarm needs them as metrics).
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
@@ -39,6 +40,8 @@ pub struct RunMetrics {
     /// Whether alerts are on: without them their totals are not published (each metric
     /// costs money every hour it is sent).
     pub alerts_on: bool,
+    /// Whether the org's `WatermarkAge` is published (per-org alarms are on).
+    pub org_watermark: bool,
 }
 
 /// Seconds from `watermark` to `now`: what `WatermarkAge` publishes.
@@ -67,25 +70,22 @@ impl RunMetrics {
 }
 
 /// Metrics published with the dimension `org` (each only when present in the line).
-pub const PER_ORG: [&str; 8] = [
+pub const PER_ORG: [&str; 7] = [
     "WatermarkAge",
     "RunsFailed",
     "ThrottledRequests",
     "EventsQuarantined",
     "EventsMissing",
     "EventsDuplicated",
-    "AlertsRaised",
     "AlertsFailed",
 ];
-/// Metrics published without dimensions: totals over every org of the deployment.
-pub const DEPLOYMENT: [&str; 8] = [
-    "EventsWritten",
-    "ApiRequests",
+/// Metrics published without dimensions (each only when not zero): totals over every org
+/// of the deployment, each with an alarm.
+pub const DEPLOYMENT: [&str; 5] = [
     "ThrottledRequests",
     "RunsFailed",
     "EventsQuarantined",
     "EventsMissing",
-    "AlertsRaised",
     "AlertsFailed",
 ];
 
@@ -122,26 +122,35 @@ pub fn emf(org: Option<&str>, at: DateTime<Utc>, m: &RunMetrics) -> Value {
     let per_org: Vec<&str> = PER_ORG
         .into_iter()
         .filter(|name| match *name {
-            "WatermarkAge" => m.watermark_age_seconds.is_some(),
+            "WatermarkAge" => m.org_watermark && m.watermark_age_seconds.is_some(),
             "RunsFailed" => m.runs_failed > 0,
             "ThrottledRequests" => m.throttled_requests > 0,
             "EventsQuarantined" => m.events_quarantined > 0,
             "EventsMissing" => m.events_missing > 0,
             "EventsDuplicated" => m.events_duplicated > 0,
-            "AlertsRaised" => m.alerts_raised > 0,
             "AlertsFailed" => m.alerts_failed > 0,
             _ => false,
         })
         .collect();
     let deployment: Vec<&str> = DEPLOYMENT
         .into_iter()
-        .filter(|name| m.alerts_on || !name.starts_with("Alerts"))
+        .filter(|name| match *name {
+            "ThrottledRequests" => m.throttled_requests > 0,
+            "RunsFailed" => m.runs_failed > 0,
+            "EventsQuarantined" => m.events_quarantined > 0,
+            "EventsMissing" => m.events_missing > 0,
+            "AlertsFailed" => m.alerts_on && m.alerts_failed > 0,
+            _ => false,
+        })
         .collect();
-    let mut directives = vec![json!({
-        "Namespace": NAMESPACE,
-        "Dimensions": [[]],
-        "Metrics": declare(&deployment),
-    })];
+    let mut directives = Vec::new();
+    if !deployment.is_empty() {
+        directives.push(json!({
+            "Namespace": NAMESPACE,
+            "Dimensions": [[]],
+            "Metrics": declare(&deployment),
+        }));
+    }
     if org.is_some() && !per_org.is_empty() {
         directives.push(json!({
             "Namespace": NAMESPACE,
@@ -163,6 +172,36 @@ pub fn emf(org: Option<&str>, at: DateTime<Utc>, m: &RunMetrics) -> Value {
     Value::Object(doc)
 }
 
+/// The watchdog's EMF document, timestamped `at`: `StaleOrgs` and `OldestWatermarkAge`
+/// without dimension. `None` (the checkpoints could not be read): no value, so the alarm,
+/// which treats missing data as breaching, fires.
+pub fn watch_emf(at: DateTime<Utc>, report: Option<&crate::watch::WatchReport>) -> Value {
+    let mut doc = Map::new();
+    let mut metrics = Vec::new();
+    if let Some(r) = report {
+        metrics.push(json!({"Name": "StaleOrgs", "Unit": "Count"}));
+        doc.insert("StaleOrgs".into(), json!(r.stale.len()));
+        if let Some(age) = r.oldest_watermark_age {
+            metrics.push(json!({"Name": "OldestWatermarkAge", "Unit": "Seconds"}));
+            doc.insert("OldestWatermarkAge".into(), json!(age));
+        }
+        doc.insert("Orgs".into(), json!(r.orgs));
+        doc.insert("JobsStarted".into(), json!(r.started.len()));
+        doc.insert("WatchErrors".into(), json!(r.errors.len()));
+    }
+    let directives: Vec<Value> = if metrics.is_empty() {
+        Vec::new()
+    } else {
+        vec![json!({"Namespace": NAMESPACE, "Dimensions": [[]], "Metrics": metrics})]
+    };
+    doc.insert(
+        "_aws".into(),
+        json!({"Timestamp": at.timestamp_millis(), "CloudWatchMetrics": directives}),
+    );
+    doc.insert("mode".into(), json!("watch"));
+    Value::Object(doc)
+}
+
 /// The metric names an EMF document declares with exactly these dimension sets (e.g.
 /// `[["org"]]` or `[[]]`): what CloudWatch will publish that way. For checks and tests.
 pub fn declared(doc: &Value, dimensions: &Value) -> Vec<String> {
@@ -181,24 +220,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_healthy_run_publishes_one_metric_per_org() {
+    fn a_healthy_run_publishes_no_metric_unless_per_org_alarms_want_its_age() {
         let m = RunMetrics {
             events_written: 3,
+            api_requests: 2,
             watermark_age_seconds: Some(61.5),
             alerts_on: true,
+            alerts_raised: 1,
             ..Default::default()
         };
-        let off = emf(None, Utc::now(), &RunMetrics::default());
-        assert!(!declared(&off, &json!([[]]))
-            .iter()
-            .any(|n| n.starts_with("Alerts")));
-        let doc = emf(
-            Some("acme"),
-            DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
-            &m,
-        );
+        let at = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let doc = emf(Some("acme"), at, &m);
+        assert!(declared(&doc, &json!([["org"]])).is_empty(), "{doc}");
+        assert!(declared(&doc, &json!([[]])).is_empty(), "{doc}");
+        assert_eq!(doc["org"], "acme");
+        assert_eq!(doc["EventsWritten"], 3, "every count stays a field of the line");
+        assert_eq!(doc["ApiRequests"], 2);
+        assert_eq!(doc["DuplicatesDropped"], 0);
+        assert_eq!(doc["WatermarkAge"], 61.5);
+        assert_eq!(doc["_aws"]["Timestamp"], 1_700_000_000_000i64);
+        // With per-org alarms: the org's age, on every run.
+        let with = RunMetrics {
+            org_watermark: true,
+            ..m
+        };
+        let doc = emf(Some("acme"), at, &with);
         assert_eq!(declared(&doc, &json!([["org"]])), ["WatermarkAge"]);
-        assert_eq!(declared(&doc, &json!([[]])), DEPLOYMENT);
         for d in doc["_aws"]["CloudWatchMetrics"].as_array().unwrap() {
             assert_eq!(d["Namespace"], NAMESPACE);
             for metric in d["Metrics"].as_array().unwrap() {
@@ -207,14 +254,24 @@ mod tests {
                 assert_ne!(metric["Unit"], "None");
             }
         }
-        assert_eq!(doc["org"], "acme");
-        assert_eq!(doc["EventsWritten"], 3);
+    }
+
+    #[test]
+    fn the_watch_publishes_its_two_metrics_or_none_when_it_knows_nothing() {
+        let report = crate::watch::WatchReport {
+            orgs: 3,
+            oldest_watermark_age: Some(120.0),
+            ..Default::default()
+        };
+        let doc = watch_emf(Utc::now(), Some(&report));
+        assert_eq!(declared(&doc, &json!([[]])), ["StaleOrgs", "OldestWatermarkAge"]);
         assert_eq!(
-            doc["DuplicatesDropped"], 0,
-            "every count stays a field of the line"
+            (doc["StaleOrgs"].clone(), doc["OldestWatermarkAge"].clone()),
+            (json!(0), json!(120.0))
         );
-        assert_eq!(doc["WatermarkAge"], 61.5);
-        assert_eq!(doc["_aws"]["Timestamp"], 1_700_000_000_000i64);
+        let unknown = watch_emf(Utc::now(), None);
+        assert!(declared(&unknown, &json!([[]])).is_empty());
+        assert!(unknown.get("StaleOrgs").is_none());
     }
 
     #[test]
@@ -232,6 +289,11 @@ mod tests {
         );
         assert_eq!(doc["AlertsFailed"], 2);
         assert!(doc.get("WatermarkAge").is_none(), "no watermark, no value");
+        assert_eq!(
+            declared(&doc, &json!([[]])),
+            ["ThrottledRequests", "RunsFailed"],
+            "alerts off: AlertsFailed is not a metric"
+        );
         // An input without a valid org publishes the totals only.
         let doc = emf(None, Utc::now(), &m);
         assert!(declared(&doc, &json!([["org"]])).is_empty());

@@ -3,6 +3,7 @@
 
 #[cfg(feature = "compact")]
 pub mod compactor;
+pub mod dispatch;
 pub mod handler;
 pub mod metrics;
 pub mod rules;

@@ -35,6 +35,35 @@ pub struct Settings {
     /// The Glue view whose compacted days a repair reopens: (database, view); `None`
     /// without compaction.
     pub view: Option<(String, String)>,
+    /// Where the Docker Hub credentials are: a secret per org, or one for all.
+    pub secrets: SecretsFrom,
+    /// Whether each run publishes its org's `WatermarkAge` (for per-org alarms).
+    pub org_metrics: bool,
+    /// The watchdog's settings.
+    pub watch: WatchSettings,
+}
+
+/// Where the Docker Hub credentials of an org are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretsFrom {
+    /// A secret per org, its name from the pattern (`{org}` replaced).
+    PerOrg { pattern: String },
+    /// One secret holding `{"<org>": {"username": …, "token": …}, …}`.
+    Shared { secret_id: String },
+}
+
+/// The watch mode's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WatchSettings {
+    /// Data older than this is stale (`WatermarkAgeAlarmMinutes`).
+    pub stale_after: Duration,
+    /// The SNS topic its messages go to; `None`: none are sent.
+    pub alarm_topic: Option<String>,
+    /// The compactor function the daily compactions go to; `None`: no jobs are started.
+    pub compactor: Option<String>,
+    /// How far back each dispatched verification reaches.
+    pub verify_range: String,
+    pub window: crate::watch::VerifyWindow,
 }
 
 /// The source of the Lambda's alert rules.
@@ -67,6 +96,15 @@ pub const ENV_ALERT_RULES: &str = "DOCKERHUB_AUDIT_ALERT_RULES";
 pub const ENV_ALERT_RULES_S3: &str = "DOCKERHUB_AUDIT_ALERT_RULES_S3";
 pub const ENV_GLUE_DATABASE: &str = "DOCKERHUB_AUDIT_GLUE_DATABASE";
 pub const ENV_VIEW: &str = "DOCKERHUB_AUDIT_VIEW";
+pub const ENV_SECRET_MODE: &str = "DOCKERHUB_AUDIT_SECRET_MODE";
+pub const ENV_SHARED_SECRET: &str = "DOCKERHUB_AUDIT_SHARED_SECRET";
+pub const ENV_ORG_METRICS: &str = "DOCKERHUB_AUDIT_ORG_METRICS";
+pub const ENV_STALE_AFTER: &str = "DOCKERHUB_AUDIT_STALE_AFTER";
+pub const ENV_ALARM_TOPIC: &str = "DOCKERHUB_AUDIT_ALARM_TOPIC";
+pub const ENV_COMPACTOR: &str = "DOCKERHUB_AUDIT_COMPACTOR";
+pub const ENV_VERIFY_RANGE: &str = "DOCKERHUB_AUDIT_VERIFY_RANGE";
+pub const ENV_VERIFY_START: &str = "DOCKERHUB_AUDIT_VERIFY_START";
+pub const ENV_VERIFY_SPREAD: &str = "DOCKERHUB_AUDIT_VERIFY_SPREAD";
 
 /// The allow-list of `DOCKERHUB_AUDIT_ORGS`: comma-separated org names, each checked.
 pub fn parse_orgs(value: &str) -> Result<BTreeSet<Org>, String> {
@@ -97,6 +135,8 @@ impl Settings {
     /// The secret of org `acme` is `dockerhub-audit/acme`.
     pub const DEFAULT_SECRET_PATTERN: &'static str = "dockerhub-audit/{org}";
     pub const DEFAULT_PREFIX: &'static str = "dockerhub-audit";
+    /// What a dispatched verification covers: every day twice, once complete.
+    pub const DEFAULT_VERIFY_RANGE: &'static str = "2d";
 
     /// Reads the settings through `get` (the process environment in production). Errors
     /// name the variable and say what it should hold.
@@ -120,17 +160,66 @@ impl Settings {
                 .map_err(|_| format!("{ENV_BATCH_EVENTS}: {v:?} is not a whole number"))?,
         };
         let secret_pattern = get(ENV_SECRET_PATTERN).unwrap_or_else(|| Self::DEFAULT_SECRET_PATTERN.into());
-        // A prefix that is a folder of its own: with none, an org's name could be any
-        // secret of the account.
-        let folder = secret_pattern
-            .split_once("{org}")
-            .is_some_and(|(before, _)| before.len() > 1 && before.ends_with('/'));
-        if !folder {
+        let secrets = match get(ENV_SECRET_MODE).as_deref() {
+            None | Some("per-org") => {
+                // A prefix that is a folder of its own: with none, an org's name could be any
+                // secret of the account.
+                let folder = secret_pattern
+                    .split_once("{org}")
+                    .is_some_and(|(before, _)| before.len() > 1 && before.ends_with('/'));
+                if !folder {
+                    return Err(format!(
+                        "{ENV_SECRET_PATTERN} must be a non-empty prefix ending in / followed by {{org}} (e.g. \
+                         dockerhub-audit/{{org}}), so the function reads only its own secrets"
+                    ));
+                }
+                SecretsFrom::PerOrg {
+                    pattern: secret_pattern.clone(),
+                }
+            }
+            Some("shared") => SecretsFrom::Shared {
+                secret_id: required(
+                    ENV_SHARED_SECRET,
+                    "the name of the secret holding every org's token",
+                )?,
+            },
+            Some(other) => {
+                return Err(format!(
+                    "{ENV_SECRET_MODE}: {other:?} is neither per-org nor shared"
+                ))
+            }
+        };
+        let org_metrics = match get(ENV_ORG_METRICS).as_deref() {
+            None | Some("none") => false,
+            Some("watermark") => true,
+            Some(other) => {
+                return Err(format!(
+                    "{ENV_ORG_METRICS}: {other:?} is neither watermark nor none"
+                ))
+            }
+        };
+        let verify_range = get(ENV_VERIFY_RANGE).unwrap_or_else(|| Self::DEFAULT_VERIFY_RANGE.into());
+        let range = parse_duration(&verify_range).map_err(|e| format!("{ENV_VERIFY_RANGE}: {e}"))?;
+        if range <= Duration::zero() || range > Duration::days(400) {
             return Err(format!(
-                "{ENV_SECRET_PATTERN} must be a non-empty prefix ending in / followed by {{org}} (e.g. \
-                 dockerhub-audit/{{org}}), so the function reads only its own secrets"
+                "{ENV_VERIFY_RANGE}: {verify_range:?} is not between 1s and 400d"
             ));
         }
+        let window = crate::watch::VerifyWindow::parse(
+            get(ENV_VERIFY_START)
+                .as_deref()
+                .unwrap_or(crate::watch::VerifyWindow::DEFAULT_START),
+            &get(ENV_VERIFY_SPREAD)
+                .unwrap_or_else(|| HumanDuration(crate::watch::VerifyWindow::DEFAULT_SPREAD).to_string()),
+        )
+        .map_err(|e| format!("{ENV_VERIFY_START} / {ENV_VERIFY_SPREAD}: {e}"))?;
+        let watch = WatchSettings {
+            stale_after: duration(ENV_STALE_AFTER, crate::watch::WatchConfig::DEFAULT_STALE_AFTER)?,
+            alarm_topic: get(ENV_ALARM_TOPIC),
+            compactor: get(ENV_COMPACTOR),
+            verify_range,
+            window,
+        };
         let orgs = parse_orgs(&required(
             ENV_ORGS,
             "the organizations this function collects, comma-separated",
@@ -173,11 +262,18 @@ impl Settings {
             overlap: duration(ENV_OVERLAP, PollConfig::DEFAULT_OVERLAP)?,
             safety_margin: duration(ENV_SAFETY_MARGIN, Self::DEFAULT_SAFETY_MARGIN)?,
             batch_events,
+            secrets,
+            org_metrics,
+            watch,
         })
     }
 
+    /// The secret holding `org`'s credentials.
     pub fn secret_id(&self, org: &Org) -> String {
-        self.secret_pattern.replace("{org}", org.as_str())
+        match &self.secrets {
+            SecretsFrom::PerOrg { pattern } => pattern.replace("{org}", org.as_str()),
+            SecretsFrom::Shared { secret_id } => secret_id.clone(),
+        }
     }
 }
 

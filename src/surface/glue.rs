@@ -4,18 +4,14 @@
 //! other. Writes are conditional on the view's version (Glue's optimistic lock) and read
 //! back, so two writers (the compactor and a repair) cannot undo each other's change.
 //!
-//! Glue is called with two signed JSON requests rather than its SDK, whose crate costs more
-//! to build than the rest of the tool.
+//! Glue is called with two signed JSON requests ([`SignedClient`]) rather than its SDK, whose
+//! crate costs more to build than the rest of the tool.
 
 use std::collections::BTreeSet;
-use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use aws_credential_types::provider::ProvideCredentials;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, ServerSideEncryption};
-use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
-use aws_sigv4::sign::v4;
 use base64::Engine;
 use chrono::NaiveDate;
 use serde_json::{json, Map, Value};
@@ -23,6 +19,7 @@ use sha2::{Digest, Sha256};
 
 use super::view::{self, MAP_PARAMETER};
 use super::{compacted_key, CompactedDays, DayMap, QuerySurface};
+use crate::aws_call::SignedClient;
 use crate::ports::StoreError;
 use crate::types::Org;
 
@@ -37,18 +34,9 @@ pub struct ViewName {
 }
 
 /// A minimal Glue client: `GetTable` and `UpdateTable`, signed with SigV4.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Glue {
-    http: reqwest::Client,
-    endpoint: String,
-    region: String,
-    credentials: aws_credential_types::provider::SharedCredentialsProvider,
-}
-
-impl std::fmt::Debug for Glue {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Glue").field("endpoint", &self.endpoint).finish()
-    }
+    client: SignedClient,
 }
 
 /// What Glue answered, or why there was no answer.
@@ -63,27 +51,8 @@ impl Glue {
     /// From the SDK configuration: its region and credentials, and the endpoint the SDK would
     /// use (`AWS_ENDPOINT_URL_GLUE`, then `AWS_ENDPOINT_URL`, else Glue's regional one).
     pub fn new(sdk: &aws_config::SdkConfig) -> Result<Self, String> {
-        let region = sdk
-            .region()
-            .map(|r| r.to_string())
-            .ok_or("no AWS region is configured: set AWS_REGION")?;
-        let credentials = sdk
-            .credentials_provider()
-            .ok_or("no AWS credentials are configured")?;
-        let endpoint = std::env::var("AWS_ENDPOINT_URL_GLUE")
-            .ok()
-            .or_else(|| sdk.endpoint_url().map(str::to_string))
-            .unwrap_or_else(|| format!("https://glue.{region}.amazonaws.com"));
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(15))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("cannot build an HTTP client for Glue: {e}"))?;
         Ok(Glue {
-            http,
-            endpoint: endpoint.trim_end_matches('/').to_string(),
-            region,
-            credentials,
+            client: SignedClient::new(sdk, "glue")?,
         })
     }
 
@@ -96,52 +65,18 @@ impl Glue {
     }
 
     async fn call(&self, action: &str, body: &Value) -> Result<Value, GlueError> {
-        let body = body.to_string();
-        let creds = self
-            .credentials
-            .provide_credentials()
-            .await
-            .map_err(|e| GlueError::Other(format!("no AWS credentials for Glue: {e}")))?;
-        let identity = creds.into();
-        let url = format!("{}/", self.endpoint);
         let target = format!("AWSGlue.{action}");
         let headers = [
             ("content-type", "application/x-amz-json-1.1"),
             ("x-amz-target", target.as_str()),
         ];
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region(&self.region)
-            .name("glue")
-            .time(SystemTime::now())
-            .settings(SigningSettings::default())
-            .build()
-            .map_err(|e| GlueError::Other(format!("cannot sign a Glue request: {e}")))?
-            .into();
-        let signable = SignableRequest::new(
-            "POST",
-            &url,
-            headers.iter().copied(),
-            SignableBody::Bytes(body.as_bytes()),
-        )
-        .map_err(|e| GlueError::Other(format!("cannot sign a Glue request: {e}")))?;
-        let (instructions, _) = sign(signable, &params)
-            .map_err(|e| GlueError::Other(format!("cannot sign a Glue request: {e}")))?
-            .into_parts();
-        let mut req = self.http.post(&url).body(body);
-        for (k, v) in headers.iter().copied().chain(instructions.headers()) {
-            req = req.header(k, v);
-        }
-        let resp = req
-            .send()
+        let answer = self
+            .client
+            .post("/", &headers, body.to_string().into_bytes())
             .await
-            .map_err(|e| GlueError::Other(format!("Glue {action} did not answer: {e}")))?;
-        let status = resp.status();
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| GlueError::Other(format!("Glue {action}: cannot read the answer: {e}")))?;
-        if status.is_success() {
+            .map_err(|e| GlueError::Other(format!("Glue {action}: {e}")))?;
+        let (status, text) = (answer.status, answer.text);
+        if (200..300).contains(&status) {
             return serde_json::from_str(&text)
                 .map_err(|_| GlueError::Other(format!("Glue {action} answered something that is not JSON")));
         }

@@ -274,3 +274,67 @@ pub async fn drain(cfg: &SdkConfig, queue: &str) -> Vec<serde_json::Value> {
         }
     }
 }
+
+/// Creates an SNS topic with a new SQS queue subscribed to it (the envelope kept, so the
+/// subject is seen), as a person's pager would be: (topic ARN, queue URL).
+pub async fn topic_to_queue(cfg: &SdkConfig) -> (String, String) {
+    let sns = dockerhub_audit::aws_call::SignedClient::new(cfg, "sns").expect("an SNS client");
+    let call = |pairs: Vec<(&str, String)>| {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish();
+        let sns = sns.clone();
+        async move {
+            let a = sns
+                .post(
+                    "/",
+                    &[("content-type", "application/x-www-form-urlencoded")],
+                    body.into_bytes(),
+                )
+                .await
+                .expect("SNS answers");
+            assert!(a.ok(), "{}", a.text);
+            a.text
+        }
+    };
+    let text = call(vec![
+        ("Action", "CreateTopic".into()),
+        ("Version", "2010-03-31".into()),
+        ("Name", unique("alarms")),
+    ])
+    .await;
+    let topic = text
+        .split_once("<TopicArn>")
+        .and_then(|(_, r)| r.split_once("</TopicArn>"))
+        .expect("a topic ARN")
+        .0
+        .to_string();
+    let sqs = aws_sdk_sqs::Client::new(cfg);
+    let queue = sqs
+        .create_queue()
+        .queue_name(unique("pager"))
+        .send()
+        .await
+        .expect("queue created")
+        .queue_url()
+        .expect("a queue URL")
+        .to_string();
+    let arn_attr = aws_sdk_sqs::types::QueueAttributeName::QueueArn;
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(&queue)
+        .attribute_names(arn_attr.clone())
+        .send()
+        .await
+        .expect("queue attributes");
+    let arn = attrs.attributes().expect("attributes")[&arn_attr].clone();
+    call(vec![
+        ("Action", "Subscribe".into()),
+        ("Version", "2010-03-31".into()),
+        ("TopicArn", topic.clone()),
+        ("Protocol", "sqs".into()),
+        ("Endpoint", arn),
+    ])
+    .await;
+    (topic, queue)
+}
