@@ -370,6 +370,40 @@ async fn status_reports_the_checkpoint() {
         "{age}"
     );
 
+    // Every org at once: acme is collected; `never` was meant to be and has no checkpoint.
+    let all = |orgs: &str| {
+        Command::new(BIN)
+            .args(["status", "--all", "--orgs", orgs, "--output"])
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = all("acme");
+    let (s, _) = text(&out);
+    assert!(out.status.success(), "{s}");
+    let row = s.lines().find(|l| l.starts_with("acme ")).unwrap_or_default();
+    assert!(row.contains(" ok ") && row.contains("events"), "{s}");
+    assert!(s.contains("0 of 1 org(s) stale"), "{s}");
+    let out = all("acme,never");
+    let (s, _) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "a stale org: exit status 1\n{s}");
+    assert!(
+        s.lines().any(|l| l.starts_with("never ") && l.contains("STALE")),
+        "{s}"
+    );
+    assert!(
+        s.contains("never: never ran") && s.contains("collect-never"),
+        "{s}"
+    );
+    assert!(s.contains("1 of 2 org(s) stale"), "{s}");
+    // Neither --org nor --all: a usage error that says so.
+    let out = Command::new(BIN)
+        .args(["status", "--output"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+
     // Its output read by a reader that went away (`| head`): no panic, a clean exit. The
     // pipe's reading end is closed before the command starts, so its first write fails.
     let (reader, writer) = std::io::pipe().unwrap();

@@ -21,6 +21,8 @@ use dockerhub_audit_emulator::{start_many, Emulator};
 use serde_json::{json, Value};
 
 const ORGS: [&str; 2] = ["acme", "example"];
+/// Deployed too, but never run: the watchdog names it.
+const DORMANT: &str = "dormant";
 
 struct Stack {
     endpoint: String,
@@ -201,18 +203,24 @@ async fn sam_deploy_then_each_schedule_input_collects_its_org_exactly() {
     let artifacts = format!("{name}-artifacts");
     create_bucket(&s3c, &artifacts).await;
     let prefix = format!("{name}/");
-    for org in ORGS {
-        put_secret(
-            &sdk,
-            &format!("{prefix}{org}"),
-            &format!(r#"{{"username": "{org}", "token": "{SECRET}_{org}"}}"#),
-        )
-        .await;
-    }
+    // One secret for every org (SecretMode=shared); the dormant org has no entry.
+    let shared_secret = format!("{name}-shared");
+    let entries: serde_json::Map<String, Value> = ORGS
+        .iter()
+        .map(|org| {
+            (
+                org.to_string(),
+                json!({"username": org, "token": format!("{SECRET}_{org}")}),
+            )
+        })
+        .collect();
+    put_secret(&sdk, &shared_secret, &Value::Object(entries).to_string()).await;
 
     let template = template.to_string_lossy().to_string();
     let overrides = [
-        format!("Organizations={}", ORGS.join(",")),
+        format!("Organizations={},{DORMANT}", ORGS.join(",")),
+        "SecretMode=shared".into(),
+        format!("SharedSecretName={shared_secret}"),
         format!("DockerHubUrl={}", hub.url()),
         format!("SecretPrefix={prefix}"),
         format!("GlueDatabaseName={name}"),
@@ -296,35 +304,56 @@ async fn sam_deploy_then_each_schedule_input_collects_its_org_exactly() {
         "RawMessageDelivery=true",
     ]);
 
-    // One schedule per org, read back; the function is invoked with each schedule's input.
+    // One schedule per org, and the watchdog's, read back; the function is invoked with each
+    // collect schedule's input (the dormant org's never).
     let group = &outputs["ScheduleGroup"];
     let listed = stack.aws(&["scheduler", "list-schedules", "--group-name", group]);
-    let names: Vec<String> = listed["Schedules"]
+    let mut names: Vec<String> = listed["Schedules"]
         .as_array()
         .unwrap()
         .iter()
         .map(|x| s(&x["Name"]))
         .collect();
+    names.sort();
     assert_eq!(
-        names.len(),
-        3 * ORGS.len(),
-        "a collect, a verify and a compact schedule per org: {listed}"
+        names,
+        ["collect-acme", "collect-dormant", "collect-example", "watch"],
+        "one schedule per org, and the watchdog's: {listed}"
     );
-    // The compact schedules invoke the compactor, with the org alone as input.
-    let (compacts, names): (Vec<String>, Vec<String>) =
-        names.into_iter().partition(|n| n.starts_with("compact-"));
-    assert_eq!(compacts.len(), ORGS.len(), "{listed}");
-    for schedule in &compacts {
-        let sch = stack.schedule(group, schedule);
-        let compactor = format!(":function:{}", outputs["CompactorFunctionName"]);
-        assert!(s(&sch["Target"]["Arn"]).ends_with(&compactor), "{sch}");
-        let input: Value = serde_json::from_str(&s(&sch["Target"]["Input"])).unwrap();
-        assert_eq!(input, json!({"org": &schedule["compact-".len()..]}), "{sch}");
-    }
+    let watch = stack.schedule(group, "watch");
+    assert!(
+        s(&watch["Target"]["Arn"]).ends_with(&format!(":function:{function}")),
+        "{watch}"
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&s(&watch["Target"]["Input"])).unwrap(),
+        json!({"watch": true})
+    );
+    assert_eq!(s(&watch["FlexibleTimeWindow"]["Mode"]), "OFF", "{watch}");
+    // ministack fires schedules on its own clock: the test invokes the watch itself.
+    stack.aws(&[
+        "scheduler",
+        "update-schedule",
+        "--group-name",
+        group,
+        "--name",
+        "watch",
+        "--schedule-expression",
+        &s(&watch["ScheduleExpression"]),
+        "--flexible-time-window",
+        r#"{"Mode": "OFF"}"#,
+        "--target",
+        &watch["Target"].to_string(),
+        "--state",
+        "DISABLED",
+    ]);
+    assert_eq!(stack.schedule(group, "watch")["State"], "DISABLED");
     let out_dir = tempfile::tempdir().unwrap();
     let mut answers: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    let (verifies, collects): (Vec<&String>, Vec<&String>) =
-        names.iter().partition(|n| n.starts_with("verify-"));
+    let collects: Vec<&String> = names
+        .iter()
+        .filter(|n| n.starts_with("collect-") && *n != &format!("collect-{DORMANT}"))
+        .collect();
     for schedule in collects {
         let sch = stack.schedule(group, schedule);
         let target = &sch["Target"];
@@ -420,16 +449,23 @@ async fn sam_deploy_then_each_schedule_input_collects_its_org_exactly() {
         }
         None => Vec::new(),
     };
+    // The watchdog starts each org's daily verification with this input (VerifyRange 2d).
+    let collector = stack.aws(&[
+        "lambda",
+        "get-function-configuration",
+        "--function-name",
+        function,
+    ]);
+    let range = s(&collector["Environment"]["Variables"]["DOCKERHUB_AUDIT_VERIFY_RANGE"]);
+    assert_eq!(range, "2d");
     let mut verified = Vec::new();
-    for schedule in verifies {
-        let sch = stack.schedule(group, schedule);
-        let input = s(&sch["Target"]["Input"]);
+    for org in ORGS {
+        let job = dockerhub_audit::ports::Job::Verify {
+            org: dockerhub_audit::types::Org::new(org).unwrap(),
+        };
+        let input = dockerhub_audit::lambda::dispatch::input(&job, &range).to_string();
         let v: Value = serde_json::from_str(&input).unwrap();
-        assert_eq!(
-            (v["repair"].clone(), v["verify"].clone()),
-            (json!(true), json!("2d")),
-            "{input}"
-        );
+        let schedule = format!("verify-{org}");
         let file = out_dir.path().join(format!("{schedule}.json"));
         let (meta, answer) = stack.invoke(function, &input, &file);
         assert!(meta.get("FunctionError").is_none(), "{schedule}: {meta}");
@@ -472,12 +508,14 @@ async fn sam_deploy_then_each_schedule_input_collects_its_org_exactly() {
         "{answer}"
     );
     let compactor = &outputs["CompactorFunctionName"];
-    let sch = stack.schedule(group, &format!("compact-{org0}"));
-    let (meta, answer) = stack.invoke(
-        compactor,
-        &s(&sch["Target"]["Input"]),
-        &out_dir.path().join("compact.json"),
-    );
+    let compact_input = dockerhub_audit::lambda::dispatch::input(
+        &dockerhub_audit::ports::Job::Compact {
+            org: dockerhub_audit::types::Org::new(org0).unwrap(),
+        },
+        &range,
+    )
+    .to_string();
+    let (meta, answer) = stack.invoke(compactor, &compact_input, &out_dir.path().join("compact.json"));
     assert!(meta.get("FunctionError").is_none(), "{meta}");
     assert_eq!(answer["ok"], true, "{answer}");
     let days: Vec<String> = answer["compacted"]
@@ -538,7 +576,7 @@ async fn sam_deploy_then_each_schedule_input_collects_its_org_exactly() {
     // Run again: nothing left to compact.
     let (_, again) = stack.invoke(
         compactor,
-        &s(&sch["Target"]["Input"]),
+        &compact_input,
         &out_dir.path().join("compact-again.json"),
     );
     assert_eq!(
@@ -624,7 +662,7 @@ async fn sam_deploy_then_each_schedule_input_collects_its_org_exactly() {
         .unwrap()
         .iter()
         .filter_map(|e| serde_json::from_str::<Value>(e["message"].as_str()?).ok())
-        .filter(|v| v.get("_aws").is_some())
+        .filter(|v| v.get("_aws").is_some() && v.get("mode").is_none())
         .collect();
     // Three runs per org, the first org's verify of its whole history, the bad input and the
     // org the stack does not list.
@@ -633,6 +671,12 @@ async fn sam_deploy_then_each_schedule_input_collects_its_org_exactly() {
         let mine: Vec<&Value> = emf.iter().filter(|d| d["org"] == org).collect();
         assert_eq!(mine.len(), if org == ORGS[0] { 4 } else { 3 });
         assert!(mine.iter().all(|d| d["WatermarkAge"].as_f64().unwrap() < 600.0));
+        // No per-org alarms (OrgAlarms=none): the age is a field of the line, not a metric.
+        assert!(mine.iter().all(
+            |d| dockerhub_audit::lambda::metrics::declared(d, &json!([["org"]]))
+                .iter()
+                .all(|m| m != "WatermarkAge")
+        ));
         assert_eq!(mine[0]["EventsWritten"], answers[org][0]["events_written"]);
         let lost = verified.iter().find(|(o, _)| o == org).unwrap().1;
         assert_eq!(mine[2]["EventsMissing"], lost, "{org}");
@@ -728,27 +772,134 @@ async fn sam_deploy_then_each_schedule_input_collects_its_org_exactly() {
         "org.apache.hive.hcatalog.data.JsonSerDe"
     );
 
-    // Alarms per org, on the metrics the function publishes.
+    // No alarm per org (OrgAlarms=none); the watchdog's one, silence counting as failure.
     let alarms = stack.aws(&["cloudwatch", "describe-alarms"]);
-    for org in ORGS {
-        let mine: Vec<&Value> = alarms["MetricAlarms"]
+    let ours: Vec<&Value> = alarms["MetricAlarms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["AlarmActions"] == json!([outputs["AlarmTopicArn"]]))
+        .collect();
+    assert!(
+        ours.iter().all(|a| a["Dimensions"]
             .as_array()
-            .unwrap()
-            .iter()
-            .filter(|a| a["AlarmActions"] == json!([outputs["AlarmTopicArn"]]))
-            .filter(|a| a["Dimensions"] == json!([{"Name": "org", "Value": org}]))
-            .collect();
-        let mut metrics: Vec<String> = mine.iter().map(|a| s(&a["MetricName"])).collect();
-        metrics.sort();
-        assert_eq!(
-            metrics,
-            ["RunsFailed", "ThrottledRequests", "WatermarkAge"],
-            "{org}"
-        );
-        let age = mine.iter().find(|a| a["MetricName"] == "WatermarkAge").unwrap();
-        assert_eq!(age["TreatMissingData"], "breaching");
-        assert_eq!(age["Threshold"], 1800.0);
+            .is_none_or(|d| !d.iter().any(|x| x["Name"] == "org"))),
+        "{alarms}"
+    );
+    let stale = ours
+        .iter()
+        .find(|a| a["MetricName"] == "StaleOrgs")
+        .expect("StaleOrgsAlarm");
+    assert_eq!(
+        (
+            stale["TreatMissingData"].clone(),
+            stale["Threshold"].clone(),
+            stale["Namespace"].clone()
+        ),
+        (json!("breaching"), json!(0.0), json!("DockerHubAudit")),
+        "{stale}"
+    );
+
+    // The watchdog: a queue subscribed to the alarm topic stands in for the person paged.
+    // Its schedule's input names the dormant org, which never ran, in one message.
+    let pager = s(&stack.aws(&["sqs", "create-queue", "--queue-name", &format!("{name}-pager")])["QueueUrl"]);
+    let pager_arn = s(&stack.aws(&[
+        "sqs",
+        "get-queue-attributes",
+        "--queue-url",
+        &pager,
+        "--attribute-names",
+        "QueueArn",
+    ])["Attributes"]["QueueArn"]);
+    stack.aws(&[
+        "sns",
+        "subscribe",
+        "--topic-arn",
+        &outputs["AlarmTopicArn"],
+        "--protocol",
+        "sqs",
+        "--notification-endpoint",
+        &pager_arn,
+    ]);
+    let watch_input = s(&watch["Target"]["Input"]);
+    let (meta, answer) = stack.invoke(function, &watch_input, &out_dir.path().join("watch.json"));
+    assert!(meta.get("FunctionError").is_none(), "{meta}");
+    assert_eq!(answer["ok"], true, "{answer}");
+    assert_eq!(answer["orgs"], 3, "{answer}");
+    assert_eq!(
+        answer["stale"],
+        json!([{"org": DORMANT, "why": {"kind": "never_ran"}, "watermark": null}]),
+        "{answer}"
+    );
+    let paged = stack.drain(&pager, 1);
+    assert_eq!(paged.len(), 1, "{paged:?}");
+    assert_eq!(
+        s(&paged[0]["Subject"]),
+        format!("{function}: 1 stale org: {DORMANT}"),
+        "{}",
+        paged[0]
+    );
+    let message = s(&paged[0]["Message"]);
+    assert!(
+        message.contains("dormant: never ran") && message.contains("collect-dormant"),
+        "{message}"
+    );
+    // Its metric line: one stale org, the oldest watermark minutes old.
+    let logs = stack.aws(&["logs", "filter-log-events", "--log-group-name", &log_group]);
+    let watched: Vec<Value> = logs["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Value>(e["message"].as_str()?).ok())
+        .filter(|v| v["mode"] == "watch")
+        .collect();
+    assert_eq!(watched.len(), 1, "{logs}");
+    assert_eq!(
+        dockerhub_audit::lambda::metrics::declared(&watched[0], &json!([[]])),
+        ["StaleOrgs", "OldestWatermarkAge"]
+    );
+    assert_eq!(watched[0]["StaleOrgs"], 1);
+    assert!(
+        watched[0]["OldestWatermarkAge"].as_f64().unwrap() < 3600.0,
+        "{}",
+        watched[0]
+    );
+
+    // The watchdog starts the daily jobs itself: with acme's verification due (its last one
+    // two days ago), the next watch invokes the function with acme's verify input, which
+    // records a fresh verified span in acme's checkpoint.
+    let store = dockerhub_audit::checkpoint::dynamodb::DynamoCheckpoints::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        &outputs["TableName"],
+    );
+    use dockerhub_audit::ports::{CheckpointIndex, Checkpoints};
+    let mut memory = store.memory().await.unwrap();
+    let acme = dockerhub_audit::types::Org::new(ORGS[0]).unwrap();
+    assert_eq!(
+        memory.verify_dispatched.len(),
+        3,
+        "the first watch entered every org's next slot"
+    );
+    memory
+        .verify_dispatched
+        .insert(acme.clone(), chrono::Utc::now() - chrono::Duration::days(2));
+    store.remember(&mut memory).await.unwrap();
+    let before = store.peek(&acme).await.unwrap().unwrap().verified.map(|v| v.at);
+    let (_, answer) = stack.invoke(function, &watch_input, &out_dir.path().join("watch-2.json"));
+    assert_eq!(
+        answer["started"],
+        json!([{"job": "verify", "org": ORGS[0]}]),
+        "{answer}"
+    );
+    let mut at = before;
+    for _ in 0..120 {
+        at = store.peek(&acme).await.unwrap().unwrap().verified.map(|v| v.at);
+        if at != before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    assert!(at > before, "the started verification ran: {before:?} -> {at:?}");
 
     stack.run(
         "aws",

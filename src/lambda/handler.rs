@@ -530,6 +530,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_watch_input_measures_every_org_and_nothing_else_is_a_watch() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let clock = ManualClock::new(now);
+        let app = app(dir.path(), &clock);
+        // acme (the one deployed org) never ran.
+        let (answer, doc) = app
+            .handle_measured(json!({"watch": true}), now + chrono::Duration::minutes(4))
+            .await;
+        let answer = answer.unwrap();
+        assert_eq!(answer["ok"], true, "{answer}");
+        assert_eq!(answer["stale"][0]["org"], "acme");
+        assert_eq!(answer["stale"][0]["why"]["kind"], "never_ran");
+        assert_eq!(doc["StaleOrgs"], 1);
+        assert_eq!(doc["mode"], "watch");
+        assert_eq!(
+            crate::lambda::metrics::declared(&doc, &json!([[]])),
+            ["StaleOrgs"]
+        );
+        // A watch input with anything else is refused, and measures nothing.
+        let (answer, doc) = app
+            .handle_measured(
+                json!({"watch": true, "org": "acme"}),
+                now + chrono::Duration::minutes(4),
+            )
+            .await;
+        assert_eq!(answer.unwrap()["ok"], false);
+        assert!(doc.get("StaleOrgs").is_none());
+    }
+
+    #[tokio::test]
     async fn refused_inputs_are_reported_as_failed_runs() {
         let dir = tempfile::tempdir().unwrap();
         let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();

@@ -461,6 +461,54 @@ mod tests {
     }
 
     #[test]
+    fn secrets_watch_and_metrics_settings() {
+        let s = with(&[]).unwrap();
+        assert_eq!(
+            s.secrets,
+            SecretsFrom::PerOrg {
+                pattern: "dockerhub-audit/{org}".into()
+            }
+        );
+        assert!(!s.org_metrics, "per-org metrics are off by default");
+        assert_eq!(s.watch.stale_after, Duration::minutes(30));
+        assert_eq!(s.watch.verify_range, "2d");
+        assert_eq!(
+            (s.watch.alarm_topic.clone(), s.watch.compactor.clone()),
+            (None, None)
+        );
+        let s = with(&[
+            (ENV_SECRET_MODE, "shared"),
+            (ENV_SHARED_SECRET, "dockerhub-audit-shared"),
+            (ENV_ORG_METRICS, "watermark"),
+            (ENV_STALE_AFTER, "45m"),
+            (ENV_VERIFY_START, "22:30"),
+            (ENV_VERIFY_SPREAD, "3h"),
+        ])
+        .unwrap();
+        assert_eq!(s.secret_id(&Org::new("acme").unwrap()), "dockerhub-audit-shared");
+        assert_eq!(
+            s.secret_id(&Org::new("example").unwrap()),
+            "dockerhub-audit-shared"
+        );
+        assert!(s.org_metrics);
+        assert_eq!(s.watch.stale_after, Duration::minutes(45));
+        assert_eq!(
+            s.watch.window,
+            crate::watch::VerifyWindow::parse("22:30", "3h").unwrap()
+        );
+        for (env, says) in [
+            (vec![(ENV_SECRET_MODE, "shared")], ENV_SHARED_SECRET),
+            (vec![(ENV_SECRET_MODE, "both")], "neither per-org nor shared"),
+            (vec![(ENV_ORG_METRICS, "all")], ENV_ORG_METRICS),
+            (vec![(ENV_VERIFY_SPREAD, "3d")], "not between 1m and 24h"),
+            (vec![(ENV_VERIFY_RANGE, "0s")], ENV_VERIFY_RANGE),
+        ] {
+            let e = with(&env).unwrap_err();
+            assert!(e.contains(says), "{env:?}: {e}");
+        }
+    }
+
+    #[test]
     fn input_and_overrides() {
         let s = with(&[]).unwrap();
         let i: Input = serde_json::from_str(r#"{"org": "acme", "lookback": "120d"}"#).unwrap();

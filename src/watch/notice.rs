@@ -30,7 +30,7 @@ fn when(at: DateTime<Utc>, now: DateTime<Utc>) -> String {
 /// One line: why the org is stale.
 pub fn describe(why: &Why, now: DateTime<Utc>) -> String {
     match why {
-        Why::NeverRan => "never ran: the checkpoint table has no entry for it".into(),
+        Why::NeverRan => "never ran: there is no checkpoint of it".into(),
         Why::LeaseHeld {
             owner,
             until,
