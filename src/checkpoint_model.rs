@@ -132,7 +132,7 @@ pub struct LastRun {
     pub caught_up: bool,
     pub error: Option<String>,
     /// How many runs in a row, this one included, ended with an error (0 when it did not).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub failures: u32,
 }
 

@@ -183,6 +183,15 @@ pub trait Checkpoints: Send + Sync {
     /// Gives the lease up.
     async fn release(&self, lease: Self::Lease) -> Result<(), StoreError>;
 
+    /// [`Self::save`], then gives the lease up: in one write where the store can (a run's
+    /// last save costs no separate release). The lease is given up even when the save fails
+    /// (if the store is reachable; else it expires by itself).
+    async fn save_and_release(&self, lease: Self::Lease, cp: &mut Checkpoint) -> Result<(), StoreError> {
+        let saved = self.save(&lease, cp).await;
+        let released = self.release(lease).await;
+        saved.and(released)
+    }
+
     /// Reads the checkpoint without taking the lease (for `status`).
     async fn peek(&self, org: &Org) -> Result<Option<Checkpoint>, StoreError>;
 }

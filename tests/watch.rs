@@ -44,9 +44,11 @@ async fn put(store: &DynamoCheckpoints, o: &str, watermark: DateTime<Utc>, last:
         .unwrap();
     cp.watermark = Some(watermark);
     cp.last_run = Some(last);
-    store.save(&lease, &mut cp).await.unwrap();
-    if !keep {
-        store.release(lease).await.unwrap();
+    if keep {
+        store.save(&lease, &mut cp).await.unwrap();
+    } else {
+        // A run's last save gives the lease up in the same write.
+        store.save_and_release(lease, &mut cp).await.unwrap();
     }
 }
 
@@ -150,6 +152,28 @@ async fn the_watchdog_names_exactly_the_stale_orgs_once_per_change() {
         .filter(|i| i["org"].as_s().is_ok_and(|k| k.starts_with("chunky#chunk#")))
         .count();
     assert!(chunks >= 1, "the big checkpoint is split into chunk items");
+
+    // Released by the save itself: no lease recorded, and another run takes it at once.
+    let item = aws_sdk_dynamodb::Client::new(&cfg)
+        .get_item()
+        .table_name(&table)
+        .key("org", aws_sdk_dynamodb::types::AttributeValue::S("fresh".into()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert!(
+        !item.contains_key("lease_owner") && item.contains_key("last_run"),
+        "{item:?}"
+    );
+    let (lease, cp) = store
+        .acquire(&org("fresh"), &RunId("next".into()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(cp.watermark, Some(now - Duration::minutes(2)));
+    store.release(lease).await.unwrap();
 
     let listed: Vec<String> = store
         .list()

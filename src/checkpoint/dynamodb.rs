@@ -307,6 +307,13 @@ impl DynamoCheckpoints {
     }
 }
 
+/// Whether a save keeps the lease or gives it up (a run's last save).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hold {
+    Keep,
+    Release,
+}
+
 /// The condition of a save: the version read (none for a first save) and this run's lease.
 struct Guard {
     expression: &'static str,
@@ -355,6 +362,7 @@ impl DynamoCheckpoints {
         next: &Checkpoint,
         write_id: &str,
         chunks: usize,
+        hold: Hold,
     ) -> HashMap<String, AttributeValue> {
         let mut item = HashMap::from([
             ("org".to_string(), s(lease.org.as_str())),
@@ -368,11 +376,63 @@ impl DynamoCheckpoints {
                 s(next.watermark.map(rfc3339).unwrap_or_default()),
             ),
         ]);
+        if hold == Hold::Release {
+            item.remove("lease_owner");
+            item.remove("lease_until");
+        }
         // Beside the body, small, for the watchdog's one Scan of every org.
         if let Some(json) = next.last_run.as_ref().and_then(|r| serde_json::to_string(r).ok()) {
             item.insert("last_run".to_string(), s(json));
         }
         item
+    }
+
+    /// Saves `cp` under `lease`, keeping the lease or giving it up in the same write.
+    async fn write(&self, lease: &DynamoLease, cp: &mut Checkpoint, hold: Hold) -> Result<(), StoreError> {
+        let org = &lease.org;
+        let mut next = cp.clone();
+        next.version += 1;
+        let json = serde_json::to_vec(&next).map_err(|e| StoreError::Io(e.to_string()))?;
+        let body = gzip(&json);
+        let old_chunks = lease.chunks.load(Ordering::SeqCst) as usize;
+        let new_chunks = if body.len() <= INLINE_MAX {
+            0
+        } else {
+            body.len().div_ceil(CHUNK)
+        };
+        if new_chunks > MAX_CHUNKS {
+            return Err(StoreError::Invalid(format!(
+                "the checkpoint of {org} would be {} KB, more than DynamoDB can hold in one transaction: too many \
+                 events inside one --overlap window ({} ids); shorten --overlap",
+                body.len() / 1000,
+                next.seen.len()
+            )));
+        }
+        let guard = Guard::for_save(lease, cp.version);
+        // Names this very write, so a write that was applied but unanswered can be told
+        // from another one when the SDK's retry fails its condition.
+        let write_id = RunId::generate(self.clock.now()).0;
+        let mut item = self.main_item(lease, &next, &write_id, new_chunks, hold);
+        if new_chunks == 0 {
+            item.insert("body".into(), AttributeValue::B(Blob::new(body.clone())));
+        }
+        let written = if new_chunks == 0 && old_chunks == 0 {
+            self.put_inline(item, guard).await?
+        } else {
+            let chunks = Chunks {
+                body: &body,
+                version: next.version,
+                new: new_chunks,
+                old: old_chunks,
+            };
+            self.put_chunked(org, item, guard, chunks).await?
+        };
+        if written == Written::ConditionFailed && !self.is_ours(lease, &write_id).await? {
+            return Err(self.taken_over(org));
+        }
+        lease.chunks.store(new_chunks as u32, Ordering::SeqCst);
+        cp.version = next.version;
+        Ok(())
     }
 
     /// Writes a checkpoint held in its main item alone, replacing one that was too.
@@ -521,50 +581,16 @@ impl Checkpoints for DynamoCheckpoints {
     }
 
     async fn save(&self, lease: &DynamoLease, cp: &mut Checkpoint) -> Result<(), StoreError> {
-        let org = &lease.org;
-        let mut next = cp.clone();
-        next.version += 1;
-        let json = serde_json::to_vec(&next).map_err(|e| StoreError::Io(e.to_string()))?;
-        let body = gzip(&json);
-        let old_chunks = lease.chunks.load(Ordering::SeqCst) as usize;
-        let new_chunks = if body.len() <= INLINE_MAX {
-            0
-        } else {
-            body.len().div_ceil(CHUNK)
-        };
-        if new_chunks > MAX_CHUNKS {
-            return Err(StoreError::Invalid(format!(
-                "the checkpoint of {org} would be {} KB, more than DynamoDB can hold in one transaction: too many \
-                 events inside one --overlap window ({} ids); shorten --overlap",
-                body.len() / 1000,
-                next.seen.len()
-            )));
+        self.write(lease, cp, Hold::Keep).await
+    }
+
+    async fn save_and_release(&self, lease: DynamoLease, cp: &mut Checkpoint) -> Result<(), StoreError> {
+        let saved = self.write(&lease, cp, Hold::Release).await;
+        if saved.is_err() {
+            // Not written: the lease is still ours (or already taken over).
+            let _ = self.release(lease).await;
         }
-        let guard = Guard::for_save(lease, cp.version);
-        // Names this very write, so a write that was applied but unanswered can be told
-        // from another one when the SDK's retry fails its condition.
-        let write_id = RunId::generate(self.clock.now()).0;
-        let mut item = self.main_item(lease, &next, &write_id, new_chunks);
-        if new_chunks == 0 {
-            item.insert("body".into(), AttributeValue::B(Blob::new(body.clone())));
-        }
-        let written = if new_chunks == 0 && old_chunks == 0 {
-            self.put_inline(item, guard).await?
-        } else {
-            let chunks = Chunks {
-                body: &body,
-                version: next.version,
-                new: new_chunks,
-                old: old_chunks,
-            };
-            self.put_chunked(org, item, guard, chunks).await?
-        };
-        if written == Written::ConditionFailed && !self.is_ours(lease, &write_id).await? {
-            return Err(self.taken_over(org));
-        }
-        lease.chunks.store(new_chunks as u32, Ordering::SeqCst);
-        cp.version = next.version;
-        Ok(())
+        saved
     }
 
     fn heartbeat_every(&self) -> Option<Duration> {

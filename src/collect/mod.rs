@@ -219,21 +219,19 @@ where
             report.stopped_early = Some(format!("another run took over the org ({msg})"));
             return Ok(report);
         }
-        self.finish(&lease, &mut cp, started, &report, &result).await;
-        if let Err(e) = self.checkpoints.release(lease).await {
-            tracing::warn!(error = %e, "could not release the lease; it expires by itself");
-        }
+        self.finish(lease, &mut cp, started, &report, &result).await;
         match result {
             Ok(()) => Ok(report),
             Err(error) => Err(RunFailed { report, error }),
         }
     }
 
-    /// Records the run's summary in the checkpoint (for `status`); a failure to is only
-    /// logged: what the run committed stands.
+    /// Records the run's summary in the checkpoint (for `status` and the watchdog) and gives
+    /// the lease up, in one write where the store can; a failure to is only logged: what the
+    /// run committed stands, and a lease not given up expires by itself.
     async fn finish(
         &self,
-        lease: &K::Lease,
+        lease: K::Lease,
         cp: &mut Checkpoint,
         started: DateTime<Utc>,
         report: &RunReport,
@@ -254,11 +252,12 @@ where
                 Err(_) => cp.last_run.as_ref().map_or(0, |r| r.failures).saturating_add(1),
             },
         };
-        if let Err(e) = cp
-            .save_changed(self.checkpoints, lease, |c| c.last_run = Some(summary))
-            .await
-        {
-            tracing::warn!(error = %e, "could not record the run summary in the checkpoint");
+        let mut next = cp.clone();
+        next.last_run = Some(summary);
+        match self.checkpoints.save_and_release(lease, &mut next).await {
+            Ok(()) => *cp = next,
+            Err(e) => tracing::warn!(error = %e,
+                "could not record the run summary in the checkpoint or release the lease; it expires by itself"),
         }
     }
 

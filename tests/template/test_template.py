@@ -73,6 +73,11 @@ def resources_of(kind):
             yield name, res
 
 
+def alarms_section():
+    """docs/aws.md's "Alarms, and what to do when one fires", up to the next heading."""
+    return AWS_DOC.split("### Alarms, and what to do when one fires\n", 1)[1].split("\n#", 1)[0]
+
+
 def src_text():
     """Every Rust source file of the crate, concatenated."""
     return "\n".join(f.read_text() for f in sorted((ROOT / "src").rglob("*.rs")))
@@ -86,6 +91,10 @@ def rust_strings(path, const):
     return re.findall(r'"([^"]+)"', m.group(1))
 
 
+# The collector's actions for the watchdog alone (not the CLI's): reading every checkpoint,
+# its message to the alarm topic, dispatching the verifications and compactions.
+WATCHDOG_ONLY = {"dynamodb:Scan", "sns:Publish", "lambda:InvokeFunction"}
+
 # How docs/aws.md writes what the template computes (see "IAM permissions").
 PSEUDO = {"${AWS::Partition}": "aws", "${AWS::Region}": "<region>", "${AWS::AccountId}": "<account>"}
 # The variables of Fn::Sub's second form.
@@ -93,6 +102,8 @@ PSEUDO = {"${AWS::Partition}": "aws", "${AWS::Region}": "<region>", "${AWS::Acco
 SUB_VARS = {"${Name}": "<bucket>", "${Bus}": "<alert bus>", "${RulesObject}": "<rules bucket>/<rules key>",
             "${GlueDatabase}": "<database>", "${GlueTable}": "events"}
 ATTS = {
+    ("Function", "Arn"): "arn:aws:lambda:<region>:<account>:function:<function>",
+    ("Compactor", "Arn"): "arn:aws:lambda:<region>:<account>:function:<compactor>",
     ("Table", "Arn"): "arn:aws:dynamodb:<region>:<account>:table/<table>",
     ("DeadLetterQueue", "Arn"): "arn:aws:sqs:<region>:<account>:<dead-letter queue>",
     ("FunctionLogGroup", "Arn"): "arn:aws:logs:<region>:<account>:log-group:<log group>:*",
@@ -122,8 +133,12 @@ def readable(resource):
         att = tuple(att.split(".")) if isinstance(att, str) else tuple(att)
         return ATTS[att]
     if "Ref" in resource:
-        return f"<{resource['Ref']}>"
+        return REFS.get(resource["Ref"], f"<{resource['Ref']}>")
     raise AssertionError(f"unexpected resource form {resource}")
+
+
+# Refs of resources whose Ref is an ARN, as docs/aws.md writes them.
+REFS = {"AlarmTopic": "arn:aws:sns:<region>:<account>:<alarm topic>"}
 
 
 def readable_condition(condition):
@@ -135,12 +150,19 @@ def readable_condition(condition):
                      for op, keys in condition.items() for key, value in keys.items())
 
 
+def attached_policies(role):
+    """(logical id, resource) of the AWS::IAM::Policy resources attached to a role."""
+    return [(name, res) for name, res in resources_of("AWS::IAM::Policy")
+            if {"Ref": role} in res["Properties"]["Roles"]]
+
+
 def role_statements(role="FunctionRole"):
-    """The statements of a role (the collector's by default), the optional ones as when enabled."""
+    """The statements of a role (the collector's by default), the optional ones as when enabled,
+    and those of the policies attached to it."""
     out = []
-    for policy in RESOURCES[role]["Properties"]["Policies"]:
-        if "Fn::If" in policy:
-            policy = policy["Fn::If"][1]
+    documents = [p["Fn::If"][1] if "Fn::If" in p else p for p in RESOURCES[role]["Properties"]["Policies"]]
+    documents += [res["Properties"] for _, res in attached_policies(role)]
+    for policy in documents:
         for st in policy["PolicyDocument"]["Statement"]:
             if "Fn::If" in st:
                 # A statement of an optional feature (alerts): the branch that has it.
@@ -208,6 +230,78 @@ def resolve(node, env=DEPLOYED):
     return {fn: resolve(args, env)}
 
 
+def deploy_parameters(overrides=None):
+    """A deploy's parameter values: the template's defaults, then `overrides`."""
+    values = {k: p.get("Default") for k, p in PARAMETERS.items()}
+    values.update(overrides or {})
+    return values
+
+
+def holds(condition, params):
+    """Whether a condition of the template holds for these parameter values (as CloudFormation
+    compares them: as strings)."""
+    def value(node):
+        if isinstance(node, dict) and set(node) == {"Ref"}:
+            return str(params[node["Ref"]])
+        assert not isinstance(node, (dict, list)), f"a condition operand this evaluator does not know: {node}"
+        return str(node)
+
+    def ev(node):
+        (fn, args), = node.items()
+        if fn == "Fn::Equals":
+            return value(args[0]) == value(args[1])
+        if fn == "Fn::Not":
+            return not ev(args[0])
+        if fn == "Fn::And":
+            return all(ev(a) for a in args)
+        if fn == "Fn::Or":
+            return any(ev(a) for a in args)
+        if fn == "Condition":
+            return holds(args, params)
+        raise AssertionError(f"a condition function this evaluator does not know: {fn}")
+    return ev(TEMPLATE["Conditions"][condition])
+
+
+def created(resources, params):
+    """The resources a deploy creates: those without a Condition or whose Condition holds."""
+    return {name: r for name, r in resources.items() if "Condition" not in r or holds(r["Condition"], params)}
+
+
+def cloudformation_count(resources):
+    """How many resources CloudFormation counts against its 500 for these (declared, whether
+    their Condition holds or not: the quota applies to the processed template): SAM makes of an
+    AWS::Serverless::Function the function, its EventInvokeConfig when it has one, and a role
+    when it is given none."""
+    count = 0
+    for name, r in resources.items():
+        count += 1
+        if r["Type"] == "AWS::Serverless::Function":
+            props = r["Properties"]
+            # What SAM would add for these is not counted here: the template has none.
+            assert not {"Events", "AutoPublishAlias", "FunctionUrlConfig", "DeploymentPreference"} & set(props), name
+            count += ("EventInvokeConfig" in props) + ("Role" not in props)
+    return count
+
+
+def org_list(n):
+    return [f"org-{i:08d}" for i in range(n)]
+
+
+def resolve_env(value, params):
+    """A variable of the function's environment for these parameter values (Fn::If evaluated;
+    a Ref to a resource as <Logical id>)."""
+    if isinstance(value, str):
+        return value
+    (fn, args), = value.items()
+    if fn == "Fn::If":
+        return resolve_env(args[1] if holds(args[0], params) else args[2], params)
+    if fn == "Ref":
+        return str(params[args]) if args in params else f"<{args}>"
+    if fn == "Fn::Sub":
+        return re.sub(r"\$\{(\w+)\}", lambda m: str(params[m.group(1)]), args)
+    raise AssertionError(f"unexpected {fn} in the environment")
+
+
 class Template(unittest.TestCase):
     def test_cfn_lint_parses_it(self):
         self.assertEqual(MATCHES, [])
@@ -220,10 +314,28 @@ class Template(unittest.TestCase):
                   "Alerts", "AlertBus", "AlertEmail", "AlertRulesS3Uri"]:
             self.assertIn(p, params)
         # The compactor's (docs/aws.md lists them with these defaults).
-        compaction = {k: TEMPLATE["Parameters"][k]["Default"]
-                      for k in ["CompactScheduleExpression", "LateHorizon", "CompactionLateAfter"]}
-        self.assertEqual(compaction, {"CompactScheduleExpression": "cron(47 5 * * ? *)", "LateHorizon": "1d",
-                                      "CompactionLateAfter": "3d"})
+        compaction = {k: TEMPLATE["Parameters"][k]["Default"] for k in ["LateHorizon", "CompactionLateAfter"]}
+        self.assertEqual(compaction, {"LateHorizon": "1d", "CompactionLateAfter": "3d"})
+        # The watchdog dispatches the verifications and compactions: no schedule expression each.
+        self.assertNotIn("VerifyScheduleExpression", params)
+        self.assertNotIn("CompactScheduleExpression", params)
+        watch = {k: PARAMETERS[k]["Default"] for k in ["WatchScheduleExpression", "VerifyStartUtc", "VerifySpread",
+                                                        "VerifyRange", "OrgAlarms", "SecretMode", "SharedSecretName"]}
+        self.assertEqual(watch, {"WatchScheduleExpression": "rate(10 minutes)", "VerifyStartUtc": "04:00",
+                                 "VerifySpread": "4h", "VerifyRange": "2d", "OrgAlarms": "none",
+                                 "SecretMode": "per-org", "SharedSecretName": "dockerhub-audit-shared"})
+        self.assertEqual(PARAMETERS["WatchScheduleExpression"]["AllowedValues"],
+                         ["rate(5 minutes)", "rate(10 minutes)", "rate(15 minutes)"])
+        self.assertEqual(PARAMETERS["OrgAlarms"]["AllowedValues"], ["none", "watermark", "all"])
+        self.assertEqual(PARAMETERS["SecretMode"]["AllowedValues"], ["per-org", "shared"])
+        for good in ["04:00", "00:00", "23:59", "19:30"]:
+            self.assertTrue(allowed("VerifyStartUtc", good), good)
+        for bad in ["24:00", "4:00", "04:60", "0400", "04:00Z", ""]:
+            self.assertFalse(allowed("VerifyStartUtc", bad), bad)
+        for good in ["4h", "90m", "24h", "0m"]:
+            self.assertTrue(allowed("VerifySpread", good), good)
+        for bad in ["4d", "30s", "h", "", "1h30m"]:
+            self.assertFalse(allowed("VerifySpread", bad), bad)
         for name in ["LateHorizon", "CompactionLateAfter"]:
             self.assertEqual(PARAMETERS[name]["AllowedPattern"], PARAMETERS["VerifyRange"]["AllowedPattern"])
             self.assertTrue(allowed(name, "36h"))
@@ -254,34 +366,46 @@ class Template(unittest.TestCase):
         loop = RESOURCES["Fn::ForEach::Schedules"]
         self.assertEqual(loop[0], "Org")
         self.assertEqual(loop[1], {"Ref": "Organizations"})
-        self.assertEqual(set(loop[2]), {"OrgSchedule&{Org}", "OrgVerifySchedule&{Org}", "OrgCompactSchedule&{Org}"})
-        inputs = {
-            "OrgSchedule&{Org}": '{"org": "${Org}"}',
-            "OrgVerifySchedule&{Org}": '{"org": "${Org}", "verify": "${VerifyRange}", "repair": true}',
-            "OrgCompactSchedule&{Org}": '{"org": "${Org}"}',
-        }
-        targets = {"OrgSchedule&{Org}": "Function", "OrgVerifySchedule&{Org}": "Function",
-                   "OrgCompactSchedule&{Org}": "Compactor"}
-        for name, schedule in loop[2].items():
-            target = schedule["Properties"]["Target"]
-            self.assertEqual(target["Input"], {"Fn::Sub": inputs[name]})
-            self.assertEqual(target["Arn"], {"Fn::GetAtt": [targets[name], "Arn"]}, name)
-            self.assertIn("RetryPolicy", target)
-            self.assertEqual(target["DeadLetterConfig"]["Arn"], {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]})
-        verify = loop[2]["OrgVerifySchedule&{Org}"]["Properties"]
-        self.assertEqual(verify["ScheduleExpression"], {"Ref": "VerifyScheduleExpression"})
-        # The compaction: daily, after the verify's window, spread like the verify.
-        compact = loop[2]["OrgCompactSchedule&{Org}"]["Properties"]
-        self.assertEqual(compact["Name"], {"Fn::Sub": "compact-${Org}"})
-        self.assertEqual(compact["ScheduleExpression"], {"Ref": "CompactScheduleExpression"})
-        self.assertEqual(compact["FlexibleTimeWindow"], verify["FlexibleTimeWindow"])
-        self.assertEqual(compact["Target"]["RetryPolicy"], verify["Target"]["RetryPolicy"])
-        # The scheduler's role may invoke both functions, and nothing else.
+        # Only the collection: the watchdog dispatches the verifications and compactions.
+        self.assertEqual(set(loop[2]), {"OrgSchedule&{Org}"})
+        schedule = loop[2]["OrgSchedule&{Org}"]["Properties"]
+        self.assertEqual(schedule["Name"], {"Fn::Sub": "collect-${Org}"})
+        self.assertEqual(schedule["ScheduleExpression"], {"Ref": "ScheduleExpression"})
+        target = schedule["Target"]
+        self.assertEqual(target["Input"], {"Fn::Sub": '{"org": "${Org}"}'})
+        self.assertEqual(target["Arn"], {"Fn::GetAtt": ["Function", "Arn"]})
+        self.assertIn("RetryPolicy", target)
+        self.assertEqual(target["DeadLetterConfig"]["Arn"], {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]})
+        # The scheduler's role may invoke the collector, and nothing else.
         [invoke] = [st for st in RESOURCES["SchedulerRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
                     if st["Action"] == "lambda:InvokeFunction"]
-        self.assertEqual(invoke["Resource"], [{"Fn::GetAtt": ["Function", "Arn"]}, {"Fn::GetAtt": ["Compactor", "Arn"]}])
+        self.assertEqual(invoke["Resource"], {"Fn::GetAtt": ["Function", "Arn"]})
         on_failure = RESOURCES["Function"]["Properties"]["EventInvokeConfig"]["DestinationConfig"]["OnFailure"]
         self.assertEqual(on_failure["Destination"], {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]})
+
+    def test_one_watchdog_schedule_invokes_the_collector_with_watch(self):
+        schedules = dict(resources_of("AWS::Scheduler::Schedule"))
+        self.assertEqual(set(schedules), {"OrgSchedule&{Org}", "WatchSchedule"})
+        watch = schedules["WatchSchedule"]
+        p = watch["Properties"]
+        self.assertEqual(p["Name"], "watch")
+        self.assertEqual(p["GroupName"], {"Ref": "ScheduleGroup"})
+        self.assertEqual(p["ScheduleExpression"], {"Ref": "WatchScheduleExpression"})
+        self.assertEqual(p["FlexibleTimeWindow"], {"Mode": "OFF"})
+        self.assertEqual(p["State"], "ENABLED")
+        target = p["Target"]
+        self.assertEqual(json.loads(target["Input"]), {"watch": True})
+        self.assertEqual(target["Arn"], {"Fn::GetAtt": ["Function", "Arn"]})
+        self.assertEqual(target["RoleArn"], {"Fn::GetAtt": ["SchedulerRole", "Arn"]})
+        self.assertEqual(target["RetryPolicy"], {"MaximumRetryAttempts": 1, "MaximumEventAgeInSeconds": 300})
+        self.assertEqual(target["DeadLetterConfig"], {"Arn": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}})
+        # Its first run dispatches: created once the permission to invoke exists.
+        self.assertEqual(watch["DependsOn"], "DispatchPolicy")
+        # Expanded for a deploy: still one, whatever the orgs.
+        resources = expanded({"Organizations": "acme,example"})["Resources"]
+        watches = [r for r in resources.values() if r["Type"] == "AWS::Scheduler::Schedule"
+                   and json.loads(r["Properties"]["Target"]["Input"]) == {"watch": True}]
+        self.assertEqual(len(watches), 1)
 
     def test_the_function_is_the_lean_lambda_binary_below_the_period(self):
         fn = RESOURCES["Function"]
@@ -339,6 +463,24 @@ class Template(unittest.TestCase):
         # A repair takes a compacted day out of the view: the collector knows which view.
         self.assertEqual(env["DOCKERHUB_AUDIT_GLUE_DATABASE"], {"Ref": "GlueDatabase"})
         self.assertEqual(env["DOCKERHUB_AUDIT_VIEW"], {"Ref": "GlueTable"})
+        # The watchdog's: when an org is stale, where to say so, what to dispatch and when.
+        self.assertEqual(env["DOCKERHUB_AUDIT_STALE_AFTER"], {"Fn::Sub": "${WatermarkAgeAlarmMinutes}m"})
+        self.assertEqual(env["DOCKERHUB_AUDIT_ALARM_TOPIC"], {"Ref": "AlarmTopic"})
+        self.assertEqual(env["DOCKERHUB_AUDIT_COMPACTOR"], {"Ref": "Compactor"})
+        self.assertEqual(env["DOCKERHUB_AUDIT_VERIFY_RANGE"], {"Ref": "VerifyRange"})
+        self.assertEqual(env["DOCKERHUB_AUDIT_VERIFY_START"], {"Ref": "VerifyStartUtc"})
+        self.assertEqual(env["DOCKERHUB_AUDIT_VERIFY_SPREAD"], {"Ref": "VerifySpread"})
+        self.assertEqual(env["DOCKERHUB_AUDIT_SECRET_MODE"], {"Ref": "SecretMode"})
+        for params, metrics, shared in [({}, "", ""), ({"OrgAlarms": "watermark"}, "watermark", ""),
+                                        ({"OrgAlarms": "all", "SecretMode": "shared"}, "watermark",
+                                         "dockerhub-audit-shared"),
+                                        ({"SecretMode": "shared", "SharedSecretName": "team/hub"}, "", "team/hub")]:
+            values = deploy_parameters(params)
+            self.assertEqual(resolve_env(env["DOCKERHUB_AUDIT_ORG_METRICS"], values), metrics, params)
+            self.assertEqual(resolve_env(env["DOCKERHUB_AUDIT_SHARED_SECRET"], values), shared, params)
+        self.assertEqual(resolve_env(env["DOCKERHUB_AUDIT_STALE_AFTER"], deploy_parameters()), "30m")
+        # Verifications are dispatched, no longer scheduled: the range reaches the function here.
+        self.assertNotIn("VerifyRange", json.dumps(RESOURCES["Fn::ForEach::Schedules"]))
 
     def test_the_compactors_environment_is_the_collectors_storage_and_the_view(self):
         env = RESOURCES["Compactor"]["Properties"]["Environment"]["Variables"]
@@ -395,9 +537,10 @@ class Template(unittest.TestCase):
             cli |= set(st["Action"] if isinstance(st["Action"], list) else [st["Action"]])
             self.assertNotEqual(st["Resource"], "*")
         function = set().union(*(a for a, _, _ in function_statements()))
-        # Logs, the dead-letter queue, alerts and the stack's view are the Lambda's alone.
+        # Logs, the dead-letter queue, alerts, the stack's view and the watchdog's actions are the
+        # Lambda's alone.
         self.assertEqual(cli, function - {"logs:CreateLogStream", "logs:PutLogEvents", "sqs:SendMessage",
-                                          "events:PutEvents", "glue:GetTable", "glue:UpdateTable"})
+                                          "events:PutEvents", "glue:GetTable", "glue:UpdateTable"} - WATCHDOG_ONLY)
 
     def test_storage_is_private_encrypted_and_retained(self):
         for name in ["Bucket", "AthenaResultsBucket"]:
@@ -422,12 +565,13 @@ class Template(unittest.TestCase):
     def test_alarms_watch_metrics_the_function_publishes(self):
         per_org = set(rust_strings("src/lambda/metrics.rs", "PER_ORG"))
         deployment = set(rust_strings("src/lambda/metrics.rs", "DEPLOYMENT"))
-        # The compactor's, without dimension (wherever the code names them).
+        # The compactor's and the watchdog's, without dimension (wherever the code names them).
         compactor = {"CompactionFailed", "DaysAwaitingCompaction"}
+        watchdog = {"StaleOrgs"}
         code = src_text()
-        for metric in sorted(compactor):
+        for metric in sorted(compactor | watchdog):
             self.assertTrue(f'"{metric}"' in code, f"the code never names the metric {metric}")
-        deployment |= compactor
+        deployment |= compactor | watchdog
         seen = {}
         for name, alarm in resources_of("AWS::CloudWatch::Alarm"):
             p = alarm["Properties"]
@@ -440,6 +584,19 @@ class Template(unittest.TestCase):
             seen[name] = p
         age = seen["OrgWatermarkAgeAlarm&{Org}"]
         self.assertEqual(age["TreatMissingData"], "breaching")
+        # The watchdog: any stale org in 30 minutes (two runs at the slowest rate), and a
+        # watchdog that stops reporting counts as stale.
+        stale = seen["StaleOrgsAlarm"]
+        self.assertEqual((stale["MetricName"], stale.get("Dimensions"), stale["Statistic"], stale["Period"],
+                          stale["EvaluationPeriods"], stale["Threshold"], stale["ComparisonOperator"],
+                          stale["TreatMissingData"]),
+                         ("StaleOrgs", None, "Maximum", 1800, 1, 0, "GreaterThanThreshold", "breaching"))
+        self.assertEqual(stale["OKActions"], [{"Ref": "AlarmTopic"}])
+        self.assertNotIn("Condition", RESOURCES["StaleOrgsAlarm"])
+        description = stale["AlarmDescription"]["Fn::Sub"]
+        for words in ["${WatermarkAgeAlarmMinutes}", "never ran", "schedule is gone or disabled", "runs fail",
+                      "lease is stuck", "watchdog stopped reporting", "names each org"]:
+            self.assertIn(words, description)
         self.assertIn("OrgRunsFailedAlarm&{Org}", seen)
         self.assertIn("OrgThrottlingAlarm&{Org}", seen)
         self.assertEqual(seen["MissingEventsAlarm"]["MetricName"], "EventsMissing")
@@ -449,7 +606,7 @@ class Template(unittest.TestCase):
         self.assertEqual((failed["Threshold"], failed["ComparisonOperator"], failed["TreatMissingData"]),
                          (1, "GreaterThanOrEqualToThreshold", "notBreaching"))
         # The compactor: any failed day or run, and any closed day left uncompacted too long, in
-        # the last day (it runs daily). Its crashes and timeouts: Lambda's Errors of it.
+        # the last day (it runs daily). Its crashes and timeouts leave days uncompacted.
         compaction = seen["CompactionFailedAlarm"]
         self.assertEqual((compaction["MetricName"], compaction.get("Dimensions"), compaction["Statistic"],
                           compaction["Period"], compaction["Threshold"], compaction["ComparisonOperator"]),
@@ -458,14 +615,33 @@ class Template(unittest.TestCase):
         self.assertEqual((late["MetricName"], late.get("Dimensions"), late["Statistic"], late["Period"],
                           late["Threshold"], late["ComparisonOperator"]),
                          ("DaysAwaitingCompaction", None, "Maximum", 86400, 0, "GreaterThanThreshold"))
-        errors = RESOURCES["CompactorErrorsAlarm"]["Properties"]
-        self.assertEqual((errors["Namespace"], errors["MetricName"], errors["Dimensions"], errors["Statistic"]),
-                         ("AWS/Lambda", "Errors", [{"Name": "FunctionName", "Value": {"Ref": "Compactor"}}], "Sum"))
-        self.assertEqual(errors["AlarmActions"], [{"Ref": "AlarmTopic"}])
-        for name in ["CompactionFailedAlarm", "CompactorErrorsAlarm", "CompactionLateAlarm"]:
+        # No alarm on Lambda's Errors: a collector that crashes, times out or keeps failing
+        # leaves its org stale (StaleOrgsAlarm names it), what fails past the retries lands in
+        # the dead-letter queue (DeadLetterAlarm), and a compactor's crash leaves days late.
+        self.assertEqual([name for name, a in resources_of("AWS::CloudWatch::Alarm")
+                          if a["Properties"].get("Namespace") == "AWS/Lambda"], [])
+        for name in ["FunctionErrorsAlarm", "CompactorErrorsAlarm"]:
+            self.assertNotIn(name, RESOURCES)
+            self.assertNotIn(f"`{name}`", alarms_section())
+        late_description = RESOURCES["CompactionLateAlarm"]["Properties"]["AlarmDescription"]
+        self.assertIn("crashed or timed out", late_description)
+        for name in ["CompactionFailedAlarm", "CompactionLateAlarm", "StaleOrgsAlarm"]:
             # Emulators refuse metric math: every alarm is a plain one.
             self.assertNotIn("Metrics", RESOURCES[name]["Properties"], name)
             self.assertIn(f"`{name}`", AWS_DOC)
+
+    def test_every_alarm_is_in_the_documented_table_and_no_other(self):
+        section = alarms_section()
+        documented = set(re.findall(r"^\| `(\w+(?:<org>)?)` \|", section, re.M))
+        alarms = {name.replace("&{Org}", "<org>") for name, _ in resources_of("AWS::CloudWatch::Alarm")}
+        # RunsFailedAlarm and ThrottlingAlarm: the per-org ones' rows, named below the table.
+        self.assertEqual(documented, alarms - {"RunsFailedAlarm", "ThrottlingAlarm"})
+        for name in ["RunsFailedAlarm", "ThrottlingAlarm"]:
+            self.assertIn(f"`{name}`", section)
+        rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| `(\w+(?:<org>)?)` \|(.*)$", section, re.M)}
+        for name in ["OrgWatermarkAgeAlarm<org>", "OrgRunsFailedAlarm<org>", "OrgThrottlingAlarm<org>"]:
+            self.assertIn("`OrgAlarms=", rows[name], name)
+        self.assertIn("dockerhub-audit status --all --checkpoint dynamodb://<TableName>", rows["StaleOrgsAlarm"])
 
     def test_alerts_go_from_the_bus_to_their_own_topic(self):
         bus = {"Fn::If": ["NoAlertBusName", {"Ref": "AlertEventBus"}, {"Ref": "AlertBus"}]}
@@ -647,6 +823,101 @@ class Template(unittest.TestCase):
         self.assertIn("CAPABILITY_AUTO_EXPAND", cfg["deploy"]["parameters"]["capabilities"])
 
 
+class Scale(unittest.TestCase):
+    """A stack of a few hundred orgs within CloudFormation's 500 resources (issue 21).
+    scripts/scale.py measures the other limits (the Organizations value, the function's
+    environment) and runs cfn-lint at the limit."""
+
+    def counts(self, n, overrides=None):
+        """(declared, created, their logical ids) for n orgs with these parameters."""
+        overrides = {"Organizations": ",".join(org_list(n)), **(overrides or {})}
+        declared = expanded(overrides)["Resources"]
+        made = created(declared, deploy_parameters(overrides))
+        return cloudformation_count(declared), cloudformation_count(made), set(declared), set(made)
+
+    def test_by_default_each_org_is_one_resource_its_collect_schedule(self):
+        small, large = self.counts(3), self.counts(7)
+        # Declared (what the 500 counts) and created (Conditions evaluated): 4 orgs more, 4 more.
+        self.assertEqual(large[0] - small[0], 4)
+        self.assertEqual(large[1] - small[1], 4)
+        self.assertEqual(large[2] - small[2], {f"OrgSchedule{o.replace('-', '')}" for o in org_list(7)[3:]})
+        self.assertEqual(large[3] - small[3], large[2] - small[2])
+        # No per-org alarm, declared or not, with OrgAlarms=none (the default).
+        self.assertEqual(PARAMETERS["OrgAlarms"]["Default"], "none")
+        self.assertFalse([name for name in large[2] if name.startswith("Org") and "Alarm" in name])
+
+    def test_240_orgs_fit_in_one_stack_with_the_defaults(self):
+        one, two = self.counts(1)[0], self.counts(2)[0]
+        per_org = two - one
+        fixed = one - per_org
+        self.assertEqual(per_org, 1)
+        # The resources of the deployment (SAM's functions counted as what SAM makes of them),
+        # the same whatever the orgs; docs and scripts/scale.py quote it.
+        self.assertLessEqual(fixed + 240 * per_org, 500)
+        self.assertEqual(self.counts(240)[0], fixed + 240)
+        self.assertEqual(fixed, 51)
+        # Per-org alarms cost resources: OrgAlarms=watermark two per org, all four.
+        for org_alarms, resources in [("watermark", 2), ("all", 4)]:
+            a, b = self.counts(2, {"OrgAlarms": org_alarms})[0], self.counts(3, {"OrgAlarms": org_alarms})[0]
+            self.assertEqual(b - a, resources, org_alarms)
+        # The functions are given a role and no events: SAM adds each one resource only.
+        for name in ["Function", "Compactor"]:
+            props = RESOURCES[name]["Properties"]
+            self.assertIn("Role", props)
+            self.assertIn("EventInvokeConfig", props)
+            self.assertNotIn("Events", props)
+
+    def test_per_org_alarms_are_declared_only_when_asked_for(self):
+        # Their loops iterate over the orgs only when OrgAlarms asks for them (a resource whose
+        # Condition is false would still count against the 500): over an empty list of the
+        # mapping OrgAlarmsLeftOut, or the orgs (FindInMap's DefaultValue). Not an Fn::If: the
+        # transform does not resolve one in a collection (ministack refuses it). The Conditions
+        # say the same.
+        loops = {"Fn::ForEach::WatermarkAlarmPerOrg": ("Watermark", "OrgWatermarkAlarms",
+                                                       {"OrgWatermarkAgeAlarm&{Org}"}),
+                 "Fn::ForEach::FailureAlarmsPerOrg": ("Failures", "PerOrgFailureAlarms",
+                                                      {"OrgRunsFailedAlarm&{Org}", "OrgThrottlingAlarm&{Org}"})}
+        left_out = TEMPLATE["Mappings"]["OrgAlarmsLeftOut"]
+        for loop, (key, condition, alarms) in loops.items():
+            identifier, collection, fragments = RESOURCES[loop]
+            self.assertEqual(collection, {"Fn::FindInMap": ["OrgAlarmsLeftOut", {"Ref": "OrgAlarms"}, key,
+                                                            {"DefaultValue": {"Ref": "Organizations"}}]}, loop)
+            self.assertEqual(set(fragments), alarms)
+            for alarm in fragments.values():
+                self.assertEqual(alarm["Condition"], condition)
+            # Left out exactly when the condition does not hold.
+            for value in PARAMETERS["OrgAlarms"]["AllowedValues"]:
+                omitted = left_out.get(value, {}).get(key)
+                self.assertIn(omitted, [None, []], (value, key))
+                self.assertEqual(omitted is None, holds(condition, deploy_parameters({"OrgAlarms": value})),
+                                 (value, key))
+        truth = {"none": (False, False, True, False), "watermark": (True, False, True, True),
+                 "all": (True, True, False, False)}
+        for value, expected in truth.items():
+            params = deploy_parameters({"OrgAlarms": value})
+            self.assertEqual(tuple(holds(c, params) for c in ["OrgWatermarkAlarms", "PerOrgFailureAlarms",
+                                                              "SharedRunsFailedAlarm", "SharedThrottlingAlarm"]),
+                             expected, value)
+        self.assertEqual(RESOURCES["RunsFailedAlarm"]["Condition"], "SharedRunsFailedAlarm")
+        self.assertEqual(RESOURCES["ThrottlingAlarm"]["Condition"], "SharedThrottlingAlarm")
+
+    def test_without_org_alarms_no_org_alarm_and_no_per_org_metric(self):
+        overrides = {"Organizations": "acme,example", "OrgAlarms": "none"}
+        params = deploy_parameters(overrides)
+        declared = expanded(overrides)["Resources"]
+        for resources in [declared, created(declared, params)]:
+            alarms = {name: r for name, r in resources.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+            self.assertFalse([n for n, r in alarms.items() if r["Properties"].get("Dimensions", [{}])[0].get("Name")
+                              == "org"])
+        made = created(declared, params)
+        self.assertIn("StaleOrgsAlarm", made)
+        self.assertIn("RunsFailedAlarm", made)
+        self.assertNotIn("ThrottlingAlarm", made)
+        env = RESOURCES["Function"]["Properties"]["Environment"]["Variables"]
+        self.assertEqual(resolve_env(env["DOCKERHUB_AUDIT_ORG_METRICS"], params), "")
+        self.assertEqual(resolve_env(env["DOCKERHUB_AUDIT_ORG_METRICS"], deploy_parameters()), "")
+
+
 # The view of the spec: a day comes from exactly one side. C lists the compacted (org, day)
 # pairs; `false` when nothing is compacted (the template's and the DDL's).
 VIEW_SQL = ('SELECT account, action, action_description, actor, category, collector, data, event_id, name, '
@@ -751,7 +1022,64 @@ class Trust(unittest.TestCase):
             self.assertFalse(allowed("SecretPrefix", bad), bad)
         self.assertTrue(allowed("SecretPrefix", PARAMETERS["SecretPrefix"]["Default"]))
         [read] = [st for st in role_statements() if st["Action"] == "secretsmanager:GetSecretValue"]
-        self.assertTrue(read["Resource"]["Fn::Sub"].endswith(":secret:${SecretPrefix}*"))
+        condition, per_org, _ = read["Resource"]["Fn::If"]
+        self.assertEqual(condition, "SecretPerOrg")
+        self.assertTrue(per_org["Fn::Sub"].endswith(":secret:${SecretPrefix}*"))
+
+    def test_a_shared_secret_is_the_only_secret_the_role_can_read(self):
+        [read] = [st for st in role_statements() if st["Action"] == "secretsmanager:GetSecretValue"]
+        self.assertEqual(read["Sid"], "ReadDockerHubSecrets")
+        condition, per_org, shared = read["Resource"]["Fn::If"]
+        self.assertEqual(TEMPLATE["Conditions"][condition], {"Fn::Equals": [{"Ref": "SecretMode"}, "per-org"]})
+        self.assertTrue(holds(condition, deploy_parameters()))
+        self.assertFalse(holds(condition, deploy_parameters({"SecretMode": "shared"})))
+        arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:"
+        env = {**DEPLOYED, "SecretPrefix": "dockerhub-audit/", "SharedSecretName": "dockerhub-audit-shared"}
+        per_org, shared = resolve(per_org, env), resolve(shared, env)
+        self.assertEqual(per_org, arn + "dockerhub-audit/*")
+        self.assertEqual(shared, arn + "dockerhub-audit-shared-??????")
+        # Shared: exactly that secret (Secrets Manager appends '-' and 6 random characters), not
+        # the prefix's, not one whose name merely starts the same.
+        self.assertTrue(iam_like(shared, arn + "dockerhub-audit-shared-AbC123"))
+        for other in [arn + "dockerhub-audit/acme-AbC123", arn + "dockerhub-audit-shared2-AbC123",
+                      arn + "dockerhub-audit-shared-AbC123-xyzXYZ", arn + "dockerhub-audit-sharedx-AbC12",
+                      arn + "other-AbC123"]:
+            self.assertFalse(iam_like(shared, other), other)
+        # Per org: every secret below the prefix, and not the shared one.
+        self.assertTrue(iam_like(per_org, arn + "dockerhub-audit/acme-AbC123"))
+        self.assertFalse(iam_like(per_org, arn + "dockerhub-audit-shared-AbC123"))
+        # The name becomes part of the ARN: no wildcards, no ARN.
+        for good in ["dockerhub-audit-shared", "team/hub", "a", "x_y+z=w.v@u"]:
+            self.assertTrue(allowed("SharedSecretName", good), good)
+        for bad in ["", "a*", "a?b", "*", "arn:aws:secretsmanager:us-east-1:123456789012:secret:x", "a b"]:
+            self.assertFalse(allowed("SharedSecretName", bad), bad)
+        self.assertTrue(allowed("SharedSecretName", PARAMETERS["SharedSecretName"]["Default"]))
+        # docs/aws.md says what shared mode grants instead.
+        self.assertIn("arn:aws:secretsmanager:<region>:<account>:secret:<SharedSecretName>-??????",
+                      AWS_DOC.split("### IAM permissions\n", 1)[1].split("\n#", 1)[0])
+
+    def test_the_watchdog_may_scan_notify_and_dispatch_and_nothing_more(self):
+        statements = {st["Sid"]: st for st in role_statements()}
+        self.assertIn("dynamodb:Scan", actions_of(statements["CheckpointsAndLeases"]))
+        notify = statements["NotifyAlarmTopic"]
+        self.assertEqual((notify["Effect"], notify["Action"], notify["Resource"]),
+                         ("Allow", "sns:Publish", {"Ref": "AlarmTopic"}))
+        # Dispatch: its own policy on the role (the role's inline policy cannot name the
+        # function that uses the role), invoking exactly the two functions.
+        [(name, policy)] = attached_policies("FunctionRole")
+        self.assertEqual(name, "DispatchPolicy")
+        p = policy["Properties"]
+        self.assertEqual((p["PolicyName"], p["Roles"]), ("dispatch", [{"Ref": "FunctionRole"}]))
+        [st] = p["PolicyDocument"]["Statement"]
+        self.assertEqual((st["Effect"], st["Action"]), ("Allow", "lambda:InvokeFunction"))
+        self.assertEqual(st["Resource"], [{"Fn::GetAtt": ["Function", "Arn"]}, {"Fn::GetAtt": ["Compactor", "Arn"]}])
+        self.assertNotIn("Condition", st)
+        # Nowhere else does the collector's role get these.
+        inline = [s["Fn::If"][1] if "Fn::If" in s else s for pol in RESOURCES["FunctionRole"]["Properties"]["Policies"]
+                  for s in (pol["Fn::If"][1] if "Fn::If" in pol else pol)["PolicyDocument"]["Statement"]]
+        for s in inline:
+            self.assertNotIn("lambda:InvokeFunction", actions_of(s))
+        self.assertEqual([s["Sid"] for s in inline if "sns:Publish" in actions_of(s)], ["NotifyAlarmTopic"])
 
     def test_organizations_are_checked_like_the_functions_org_names(self):
         # Each member: the function's Org rules, plus a length that keeps the schedule names
@@ -790,21 +1118,22 @@ class Trust(unittest.TestCase):
         self.assertNotIn("Organizations", overrides_of(config["parameter_overrides"]))
         expanded(overrides_of(config["parameter_overrides"]))
 
-    def test_each_org_gets_its_own_schedules_with_its_own_input(self):
+    def test_each_org_gets_its_own_schedule_with_its_own_input(self):
         orgs = ["acme-corp", "example", "a_b", "x" * 56]
-        resources = expanded({"Organizations": ",".join(orgs)})["Resources"]
-        schedules = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Scheduler::Schedule"]
-        self.assertEqual(len(schedules), 3 * len(orgs))
-        for org in orgs:
-            mine = [s for s in schedules if json.loads(s["Target"]["Input"])["org"] == org]
-            self.assertEqual(sorted(s["Name"] for s in mine), [f"collect-{org}", f"compact-{org}", f"verify-{org}"])
-            # One compaction per org, by the compactor.
-            [compact] = [s for s in mine if s["Name"] == f"compact-{org}"]
-            self.assertEqual(compact["Target"]["Arn"], {"Fn::GetAtt": ["Compactor", "Arn"]})
-            self.assertEqual(json.loads(compact["Target"]["Input"]), {"org": org})
-            alarms = [r for r in resources.values() if r["Type"] == "AWS::CloudWatch::Alarm"
-                      and r["Properties"].get("Dimensions") == [{"Name": "org", "Value": org}]]
-            self.assertEqual(len(alarms), 3, org)
+        for org_alarms, per_org_alarms in [("none", 0), ("watermark", 1), ("all", 3)]:
+            params = deploy_parameters({"Organizations": ",".join(orgs), "OrgAlarms": org_alarms})
+            declared = expanded({"Organizations": ",".join(orgs), "OrgAlarms": org_alarms})["Resources"]
+            for resources in [declared, created(declared, params)]:
+                schedules = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Scheduler::Schedule"]
+                # One per org, and the watchdog's.
+                self.assertEqual(len(schedules), len(orgs) + 1)
+                for org in orgs:
+                    [mine] = [s for s in schedules if json.loads(s["Target"]["Input"]).get("org") == org]
+                    self.assertEqual(mine["Name"], f"collect-{org}")
+                    self.assertEqual(mine["Target"]["Arn"], {"Fn::GetAtt": ["Function", "Arn"]})
+                    alarms = [r for r in resources.values() if r["Type"] == "AWS::CloudWatch::Alarm"
+                              and r["Properties"].get("Dimensions") == [{"Name": "org", "Value": org}]]
+                    self.assertEqual(len(alarms), per_org_alarms, (org, org_alarms))
 
     def test_orgs_that_would_share_logical_ids_are_refused(self):
         # Logical ids keep letters and digits only (&{Org}), and CloudFormation's collection
@@ -948,7 +1277,7 @@ class Trust(unittest.TestCase):
         self.assertEqual(trust["Condition"]["ArnLike"], {"aws:SourceArn": {"Fn::Sub":
             "arn:${AWS::Partition}:scheduler:${AWS::Region}:${AWS::AccountId}:schedule-group/${ScheduleGroup}"}})
         # ... the group every schedule is in.
-        for schedule in RESOURCES["Fn::ForEach::Schedules"][2].values():
+        for _, schedule in resources_of("AWS::Scheduler::Schedule"):
             self.assertEqual(schedule["Properties"]["GroupName"], {"Ref": "ScheduleGroup"})
             self.assertEqual(schedule["Properties"]["Target"]["RoleArn"], {"Fn::GetAtt": ["SchedulerRole", "Arn"]})
 
@@ -1006,7 +1335,8 @@ class Trust(unittest.TestCase):
             if condition:
                 for placeholder, value in defaults.items():
                     condition = condition.replace(placeholder, value)
-            function[actions] = condition
+            # The watchdog's actions are the Lambda's alone (its Scan of every checkpoint too).
+            function[actions - WATCHDOG_ONLY] = condition
         for st in policy["Statement"]:
             actions = frozenset(actions_of(st))
             self.assertIn(actions, function, st["Sid"])
