@@ -270,3 +270,88 @@ async fn the_watchdog_names_exactly_the_stale_orgs_once_per_change() {
     );
     assert_eq!(store.list().await.unwrap().len(), 6);
 }
+
+/// The watch's cost over many orgs, for docs/aws.md's cost table: `cargo test --features
+/// integration --test watch -- --ignored --nocapture` with moto running. Prints the items'
+/// sizes, the Scan's pages, and the CPU and wall time of a watch (medians of 9).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a test: run it by name with --ignored"]
+async fn measure_a_watch_of_240_orgs() {
+    let cfg = sdk(&moto()).await;
+    let table = unique("watch-cost");
+    create_table(&cfg, &table).await;
+    let now = Utc::now();
+    let store = DynamoCheckpoints::new(aws_sdk_dynamodb::Client::new(&cfg), &table);
+    let orgs: BTreeSet<Org> = (0..240).map(|i| org(&format!("org-{i:03}"))).collect();
+    for o in &orgs {
+        let (lease, mut cp) = store.acquire(o, &RunId("seed".into())).await.unwrap().unwrap();
+        cp.watermark = Some(now - Duration::minutes(3));
+        cp.last_run = Some(run(now - Duration::minutes(2), None, 0));
+        // An org of 2,000 events a day holds ~21 ids in a 15-minute overlap.
+        for i in 0..21u128 {
+            let id = format!(
+                "{:064x}",
+                (i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835)
+            );
+            cp.seen.insert(dockerhub_audit::types::EventId(id), now);
+        }
+        store.save_and_release(lease, &mut cp).await.unwrap();
+    }
+    let raw = aws_sdk_dynamodb::Client::new(&cfg)
+        .scan()
+        .table_name(&table)
+        .return_consumed_capacity(aws_sdk_dynamodb::types::ReturnConsumedCapacity::Total)
+        .send()
+        .await
+        .unwrap();
+    let bytes: usize = raw
+        .items()
+        .iter()
+        .map(|i| {
+            i.iter()
+                .map(|(k, v)| {
+                    k.len()
+                        + match v {
+                            aws_sdk_dynamodb::types::AttributeValue::S(s) => s.len(),
+                            aws_sdk_dynamodb::types::AttributeValue::N(n) => n.len(),
+                            aws_sdk_dynamodb::types::AttributeValue::B(b) => b.as_ref().len(),
+                            _ => 8,
+                        }
+                })
+                .sum::<usize>()
+        })
+        .sum();
+    println!(
+        "{} items, {} bytes each on average (DynamoDB's item size: names and values); one Scan page: {}",
+        raw.items().len(),
+        bytes / raw.items().len().max(1),
+        raw.last_evaluated_key().is_none()
+    );
+    let wcfg = WatchConfig {
+        deployed: orgs,
+        stale_after: Duration::minutes(30),
+        name: "cost".into(),
+        window: None,
+    };
+    fn cpu_ms() -> f64 {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+        let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+        ticks * 10.0
+    }
+    // CPU in ticks of 10 ms: measured over many watches.
+    let mut wall = Vec::new();
+    let c = cpu_ms();
+    for _ in 0..25 {
+        let w = std::time::Instant::now();
+        let r = watch(&store, None, None, &wcfg, now).await.unwrap();
+        wall.push(w.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!((r.orgs, r.stale.len()), (240, 0));
+    }
+    let cpu = (cpu_ms() - c) / 25.0;
+    wall.sort_by(f64::total_cmp);
+    println!(
+        "a watch of 240 orgs: median {:.0} ms wall, {:.1} ms CPU of this process per watch (moto's own CPU not counted)",
+        wall[12], cpu
+    );
+}

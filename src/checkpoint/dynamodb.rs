@@ -675,7 +675,8 @@ impl CheckpointIndex for DynamoCheckpoints {
                 .scan()
                 .table_name(&self.table)
                 .projection_expression(LISTED)
-                .consistent_read(true)
+                // Eventually consistent: half the read units; a watch a second behind a save
+                // sees the next one five minutes later.
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await

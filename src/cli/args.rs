@@ -231,6 +231,10 @@ pub struct CompactArgs {
     /// How long after a day ends it may still change; only older days are compacted.
     #[arg(long, default_value_t = HumanDuration(crate::compact::CompactConfig::DEFAULT_LATE_HORIZON))]
     pub late_horizon: HumanDuration,
+    /// Compacted days this recent are compared with their raw objects again, and rebuilt if
+    /// they differ (`--recheck 400d`: every compacted day).
+    #[arg(long, default_value_t = HumanDuration(crate::compact::CompactConfig::DEFAULT_RECHECK))]
+    pub recheck: HumanDuration,
     /// Stop starting days after this long (the rest waits for the next run).
     #[arg(long, value_parser = parse_duration)]
     pub max_duration: Option<chrono::Duration>,

@@ -21,6 +21,7 @@ pub async fn compact(a: CompactArgs, format: LogFormat) -> Result<(), Failed> {
     let clock = SystemClock;
     let mut cfg = CompactConfig::new(a.org.clone());
     cfg.late_horizon = a.late_horizon.0;
+    cfg.recheck = a.recheck.0;
     let deadline = a.max_duration.and_then(|d| clock.now().checked_add_signed(d));
     let report = run(sink.as_ref(), &surface, &checkpoints, &clock, &cfg, deadline)
         .await

@@ -38,7 +38,10 @@ impl CompactConfig {
     pub const DEFAULT_LATE_AFTER: Duration = Duration::days(3);
     // Its rows take about twice its bytes in memory: within the compactor function's 512 MB.
     pub const DEFAULT_MAX_DAY_BYTES: u64 = 128 * 1024 * 1024;
-    pub const DEFAULT_RECHECK: Duration = Duration::days(7);
+    /// Each compacted day is compared again on the runs of its first days (it is compacted
+    /// about two days after it ends), where a repair or a stray write would show; every day,
+    /// with `compact --recheck 400d` or `verify`. Each day of it costs ~300 S3 GETs a run.
+    pub const DEFAULT_RECHECK: Duration = Duration::days(3);
 
     pub fn new(org: Org) -> Self {
         CompactConfig {

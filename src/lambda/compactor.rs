@@ -161,8 +161,10 @@ fn refuse(error: String) -> Value {
     json!({"ok": false, "error": error})
 }
 
-/// The metrics of one compaction (EMF, no dimension: the alarms are deployment-wide; the
-/// org is a field for Logs Insights). `report` is `None` when the run failed as a whole.
+/// The metrics of one compaction (EMF, no dimension: the alarm is deployment-wide; the org
+/// is a field for Logs Insights). `report` is `None` when the run failed as a whole. Each
+/// metric is sent only when it is not zero (CloudWatch bills a metric for every hour it is
+/// sent in): a healthy compaction sends none, and every count stays a field of the line.
 pub fn emf(org: &Org, at: DateTime<Utc>, report: Option<&CompactReport>, ms: f64) -> Value {
     let (compacted, failed, late, disagreeing, events) = match report {
         Some(r) => (
@@ -176,19 +178,24 @@ pub fn emf(org: &Org, at: DateTime<Utc>, report: Option<&CompactReport>, ms: f64
         ),
         None => (0, 1, 0, 0, 0),
     };
+    let metrics: Vec<Value> = [
+        ("CompactionFailed", failed),
+        ("DaysAwaitingCompaction", late),
+        ("CompactedDaysDisagreeing", disagreeing),
+    ]
+    .into_iter()
+    .filter(|(_, v)| *v > 0)
+    .map(|(name, _)| json!({"Name": name, "Unit": "Count"}))
+    .collect();
+    let directives: Vec<Value> = if metrics.is_empty() {
+        Vec::new()
+    } else {
+        vec![json!({"Namespace": NAMESPACE, "Dimensions": [[]], "Metrics": metrics})]
+    };
     json!({
         "_aws": {
             "Timestamp": at.timestamp_millis(),
-            "CloudWatchMetrics": [{
-                "Namespace": NAMESPACE,
-                "Dimensions": [[]],
-                "Metrics": [
-                    {"Name": "CompactionFailed", "Unit": "Count"},
-                    {"Name": "DaysCompacted", "Unit": "Count"},
-                    {"Name": "DaysAwaitingCompaction", "Unit": "Count"},
-                    {"Name": "CompactedDaysDisagreeing", "Unit": "Count"},
-                ],
-            }],
+            "CloudWatchMetrics": directives,
         },
         "org": org.to_string(),
         "CompactionFailed": failed,
@@ -198,4 +205,38 @@ pub fn emf(org: &Org, at: DateTime<Utc>, report: Option<&CompactReport>, ms: f64
         "EventsCompacted": events,
         "CompactionDuration": ms,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_healthy_compaction_sends_no_metric_and_a_failure_or_a_late_day_does() {
+        let org = Org::new("acme").unwrap();
+        let report = CompactReport {
+            org: "acme".into(),
+            compacted: Vec::new(),
+            failed: Vec::new(),
+            disagreeing: Vec::new(),
+            already: 3,
+            open: 1,
+            unverified: 0,
+            late: 0,
+            complete: true,
+        };
+        let declared = |doc: &Value| crate::lambda::metrics::declared(doc, &json!([[]]));
+        let healthy = emf(&org, Utc::now(), Some(&report), 5.0);
+        assert!(declared(&healthy).is_empty(), "{healthy}");
+        assert_eq!(
+            (
+                healthy["DaysCompacted"].clone(),
+                healthy["CompactionFailed"].clone()
+            ),
+            (json!(0), json!(0))
+        );
+        let late = emf(&org, Utc::now(), Some(&CompactReport { late: 2, ..report }), 5.0);
+        assert_eq!(declared(&late), ["DaysAwaitingCompaction"]);
+        assert_eq!(declared(&emf(&org, Utc::now(), None, 5.0)), ["CompactionFailed"]);
+    }
 }

@@ -198,7 +198,8 @@ impl<A: AuditLog, K: Checkpoints + CheckpointIndex, S: Sink> App<A, K, S> {
         let finished = self.clock.now();
         metrics.run_duration_ms = (finished - started).num_milliseconds() as f64;
         // Only failures a retry does not fix: a passing Docker Hub or AWS hiccup returns a
-        // retryable error, which Lambda retries and FunctionErrorsAlarm watches.
+        // retryable error, which Lambda retries; one that persists leaves the org stale, and the
+        // watchdog names it.
         let failed = matches!(&answer, Ok(v) if v["ok"] == json!(false));
         metrics.runs_failed = u64::from(failed);
         if metrics.watermark_age_seconds.is_none() {

@@ -289,13 +289,15 @@ def org_list(n):
 
 def resolve_env(value, params):
     """A variable of the function's environment for these parameter values (Fn::If evaluated;
-    a Ref to a resource as <Logical id>)."""
+    a Ref to a resource as <Logical id>; None for a variable left out, AWS::NoValue)."""
     if isinstance(value, str):
         return value
     (fn, args), = value.items()
     if fn == "Fn::If":
         return resolve_env(args[1] if holds(args[0], params) else args[2], params)
     if fn == "Ref":
+        if args == "AWS::NoValue":
+            return None
         return str(params[args]) if args in params else f"<{args}>"
     if fn == "Fn::Sub":
         return re.sub(r"\$\{(\w+)\}", lambda m: str(params[m.group(1)]), args)
@@ -470,13 +472,14 @@ class Template(unittest.TestCase):
         self.assertEqual(env["DOCKERHUB_AUDIT_VERIFY_RANGE"], {"Ref": "VerifyRange"})
         self.assertEqual(env["DOCKERHUB_AUDIT_VERIFY_START"], {"Ref": "VerifyStartUtc"})
         self.assertEqual(env["DOCKERHUB_AUDIT_VERIFY_SPREAD"], {"Ref": "VerifySpread"})
-        self.assertEqual(env["DOCKERHUB_AUDIT_SECRET_MODE"], {"Ref": "SecretMode"})
-        for params, metrics, shared in [({}, "", ""), ({"OrgAlarms": "watermark"}, "watermark", ""),
-                                        ({"OrgAlarms": "all", "SecretMode": "shared"}, "watermark",
-                                         "dockerhub-audit-shared"),
-                                        ({"SecretMode": "shared", "SharedSecretName": "team/hub"}, "", "team/hub")]:
+        # A variable whose value would be the function's default is left out (the 4 KB limit).
+        for params, metrics, mode, shared in [
+                ({}, None, None, None), ({"OrgAlarms": "watermark"}, "watermark", None, None),
+                ({"OrgAlarms": "all", "SecretMode": "shared"}, "watermark", "shared", "dockerhub-audit-shared"),
+                ({"SecretMode": "shared", "SharedSecretName": "team/hub"}, None, "shared", "team/hub")]:
             values = deploy_parameters(params)
             self.assertEqual(resolve_env(env["DOCKERHUB_AUDIT_ORG_METRICS"], values), metrics, params)
+            self.assertEqual(resolve_env(env["DOCKERHUB_AUDIT_SECRET_MODE"], values), mode, params)
             self.assertEqual(resolve_env(env["DOCKERHUB_AUDIT_SHARED_SECRET"], values), shared, params)
         self.assertEqual(resolve_env(env["DOCKERHUB_AUDIT_STALE_AFTER"], deploy_parameters()), "30m")
         # Verifications are dispatched, no longer scheduled: the range reaches the function here.
@@ -605,12 +608,8 @@ class Template(unittest.TestCase):
                          ("AlertsFailed", None, "Sum", 900))
         self.assertEqual((failed["Threshold"], failed["ComparisonOperator"], failed["TreatMissingData"]),
                          (1, "GreaterThanOrEqualToThreshold", "notBreaching"))
-        # The compactor: any failed day or run, and any closed day left uncompacted too long, in
-        # the last day (it runs daily). Its crashes and timeouts leave days uncompacted.
-        compaction = seen["CompactionFailedAlarm"]
-        self.assertEqual((compaction["MetricName"], compaction.get("Dimensions"), compaction["Statistic"],
-                          compaction["Period"], compaction["Threshold"], compaction["ComparisonOperator"]),
-                         ("CompactionFailed", None, "Sum", 86400, 1, "GreaterThanOrEqualToThreshold"))
+        # The compactor: any closed day left uncompacted too long, whatever the cause (a failure,
+        # a crash, a timeout), in the last day (it runs daily).
         late = seen["CompactionLateAlarm"]
         self.assertEqual((late["MetricName"], late.get("Dimensions"), late["Statistic"], late["Period"],
                           late["Threshold"], late["ComparisonOperator"]),
@@ -620,12 +619,12 @@ class Template(unittest.TestCase):
         # the dead-letter queue (DeadLetterAlarm), and a compactor's crash leaves days late.
         self.assertEqual([name for name, a in resources_of("AWS::CloudWatch::Alarm")
                           if a["Properties"].get("Namespace") == "AWS/Lambda"], [])
-        for name in ["FunctionErrorsAlarm", "CompactorErrorsAlarm"]:
+        for name in ["FunctionErrorsAlarm", "CompactorErrorsAlarm", "CompactionFailedAlarm"]:
             self.assertNotIn(name, RESOURCES)
             self.assertNotIn(f"`{name}`", alarms_section())
         late_description = RESOURCES["CompactionLateAlarm"]["Properties"]["AlarmDescription"]
         self.assertIn("crashed or timed out", late_description)
-        for name in ["CompactionFailedAlarm", "CompactionLateAlarm", "StaleOrgsAlarm"]:
+        for name in ["CompactionLateAlarm", "StaleOrgsAlarm"]:
             # Emulators refuse metric math: every alarm is a plain one.
             self.assertNotIn("Metrics", RESOURCES[name]["Properties"], name)
             self.assertIn(f"`{name}`", AWS_DOC)
@@ -662,7 +661,7 @@ class Template(unittest.TestCase):
         self.assertEqual([t["Arn"] for t in rule["Targets"]], [{"Ref": "AlertTopic"}])
         self.assertEqual(RESOURCES["AlertTopic"]["Type"], "AWS::SNS::Topic")
         env = RESOURCES["Function"]["Properties"]["Environment"]["Variables"]
-        self.assertEqual(env["DOCKERHUB_AUDIT_ALERT_BUS"], {"Fn::If": ["AlertsOn", bus, ""]})
+        self.assertEqual(env["DOCKERHUB_AUDIT_ALERT_BUS"], {"Fn::If": ["AlertsOn", bus, {"Ref": "AWS::NoValue"}]})
         # EventBridge may publish to the topic, for this rule only.
         policies = [r["Properties"] for _, r in resources_of("AWS::SNS::TopicPolicy")
                     if {"Ref": "AlertTopic"} in r["Properties"]["Topics"]]
@@ -855,7 +854,7 @@ class Scale(unittest.TestCase):
         # the same whatever the orgs; docs and scripts/scale.py quote it.
         self.assertLessEqual(fixed + 240 * per_org, 500)
         self.assertEqual(self.counts(240)[0], fixed + 240)
-        self.assertEqual(fixed, 51)
+        self.assertEqual(fixed, 50)
         # Per-org alarms cost resources: OrgAlarms=watermark two per org, all four.
         for org_alarms, resources in [("watermark", 2), ("all", 4)]:
             a, b = self.counts(2, {"OrgAlarms": org_alarms})[0], self.counts(3, {"OrgAlarms": org_alarms})[0]
@@ -871,35 +870,31 @@ class Scale(unittest.TestCase):
         # Their loops iterate over the orgs only when OrgAlarms asks for them (a resource whose
         # Condition is false would still count against the 500): over an empty list of the
         # mapping OrgAlarmsLeftOut, or the orgs (FindInMap's DefaultValue). Not an Fn::If: the
-        # transform does not resolve one in a collection (ministack refuses it). The Conditions
-        # say the same.
-        loops = {"Fn::ForEach::WatermarkAlarmPerOrg": ("Watermark", "OrgWatermarkAlarms",
+        # transform does not resolve one in a collection (ministack refuses it).
+        loops = {"Fn::ForEach::WatermarkAlarmPerOrg": ("Watermark", {"watermark", "all"},
                                                        {"OrgWatermarkAgeAlarm&{Org}"}),
-                 "Fn::ForEach::FailureAlarmsPerOrg": ("Failures", "PerOrgFailureAlarms",
+                 "Fn::ForEach::FailureAlarmsPerOrg": ("Failures", {"all"},
                                                       {"OrgRunsFailedAlarm&{Org}", "OrgThrottlingAlarm&{Org}"})}
         left_out = TEMPLATE["Mappings"]["OrgAlarmsLeftOut"]
-        for loop, (key, condition, alarms) in loops.items():
+        for loop, (key, wanted, alarms) in loops.items():
             identifier, collection, fragments = RESOURCES[loop]
             self.assertEqual(collection, {"Fn::FindInMap": ["OrgAlarmsLeftOut", {"Ref": "OrgAlarms"}, key,
                                                             {"DefaultValue": {"Ref": "Organizations"}}]}, loop)
             self.assertEqual(set(fragments), alarms)
-            for alarm in fragments.values():
-                self.assertEqual(alarm["Condition"], condition)
-            # Left out exactly when the condition does not hold.
+            # Left out exactly unless OrgAlarms asks for them.
             for value in PARAMETERS["OrgAlarms"]["AllowedValues"]:
                 omitted = left_out.get(value, {}).get(key)
                 self.assertIn(omitted, [None, []], (value, key))
-                self.assertEqual(omitted is None, holds(condition, deploy_parameters({"OrgAlarms": value})),
-                                 (value, key))
-        truth = {"none": (False, False, True, False), "watermark": (True, False, True, True),
-                 "all": (True, True, False, False)}
+                self.assertEqual(omitted is None, value in wanted, (value, key))
+        # none: the watchdog alone; watermark: the age per org (and the function publishes it),
+        # failures and throttling for all orgs at once; all: everything per org.
+        truth = {"none": (False, False), "watermark": (True, True), "all": (True, False)}
         for value, expected in truth.items():
             params = deploy_parameters({"OrgAlarms": value})
-            self.assertEqual(tuple(holds(c, params) for c in ["OrgWatermarkAlarms", "PerOrgFailureAlarms",
-                                                              "SharedRunsFailedAlarm", "SharedThrottlingAlarm"]),
+            self.assertEqual(tuple(holds(c, params) for c in ["OrgWatermarkAlarms", "SharedFailureAlarms"]),
                              expected, value)
-        self.assertEqual(RESOURCES["RunsFailedAlarm"]["Condition"], "SharedRunsFailedAlarm")
-        self.assertEqual(RESOURCES["ThrottlingAlarm"]["Condition"], "SharedThrottlingAlarm")
+        self.assertEqual(RESOURCES["RunsFailedAlarm"]["Condition"], "SharedFailureAlarms")
+        self.assertEqual(RESOURCES["ThrottlingAlarm"]["Condition"], "SharedFailureAlarms")
 
     def test_without_org_alarms_no_org_alarm_and_no_per_org_metric(self):
         overrides = {"Organizations": "acme,example", "OrgAlarms": "none"}
@@ -911,11 +906,11 @@ class Scale(unittest.TestCase):
                               == "org"])
         made = created(declared, params)
         self.assertIn("StaleOrgsAlarm", made)
-        self.assertIn("RunsFailedAlarm", made)
+        self.assertNotIn("RunsFailedAlarm", made)
         self.assertNotIn("ThrottlingAlarm", made)
         env = RESOURCES["Function"]["Properties"]["Environment"]["Variables"]
-        self.assertEqual(resolve_env(env["DOCKERHUB_AUDIT_ORG_METRICS"], params), "")
-        self.assertEqual(resolve_env(env["DOCKERHUB_AUDIT_ORG_METRICS"], deploy_parameters()), "")
+        self.assertIsNone(resolve_env(env["DOCKERHUB_AUDIT_ORG_METRICS"], params))
+        self.assertIsNone(resolve_env(env["DOCKERHUB_AUDIT_ORG_METRICS"], deploy_parameters()))
 
 
 # The view of the spec: a day comes from exactly one side. C lists the compacted (org, day)
