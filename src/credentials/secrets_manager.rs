@@ -45,8 +45,7 @@ impl SecretsManagerCredentials {
 
 /// The secret's text. Errors name the secret and say what to do, never its value.
 async fn read_secret(client: &Client, id: &str) -> Result<String, CredentialsError> {
-    {
-        let out = client.get_secret_value().secret_id(id).send().await.map_err(|e| {
+    let out = client.get_secret_value().secret_id(id).send().await.map_err(|e| {
             let not_found = e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception());
             if not_found {
                 CredentialsError(format!(
@@ -61,14 +60,16 @@ async fn read_secret(client: &Client, id: &str) -> Result<String, CredentialsErr
                 ))
             }
         })?;
-        let text = out.secret_string().ok_or_else(|| {
-            CredentialsError(format!(
-                "secret {id:?} holds binary data; store it as a JSON string"
-            ))
-        })?;
-        Ok(text.to_string())
-    }
+    let text = out.secret_string().ok_or_else(|| {
+        CredentialsError(format!(
+            "secret {id:?} holds binary data; store it as a JSON string"
+        ))
+    })?;
+    Ok(text.to_string())
 }
+
+/// A shared secret's entries by org.
+type Entries = std::sync::Arc<serde_json::Map<String, Value>>;
 
 /// One secret for many orgs: `{"<org>": {"username": "...", "token": "..."}, ...}`, read
 /// once for all of them and cached as a per-org secret is; a 401 of any org forgets it, so
@@ -76,7 +77,7 @@ async fn read_secret(client: &Client, id: &str) -> Result<String, CredentialsErr
 pub struct SharedSecret {
     client: Client,
     secret_id: String,
-    cached: Mutex<Option<(std::sync::Arc<serde_json::Map<String, Value>>, Instant)>>,
+    cached: Mutex<Option<(Entries, Instant)>>,
 }
 
 impl SharedSecret {
@@ -96,7 +97,7 @@ impl SharedSecret {
         }
     }
 
-    async fn map(&self) -> Result<std::sync::Arc<serde_json::Map<String, Value>>, CredentialsError> {
+    async fn map(&self) -> Result<Entries, CredentialsError> {
         let mut cached = self.cached.lock().await;
         if let Some((m, at)) = cached.as_ref() {
             if at.elapsed() < CACHE_TTL {

@@ -68,6 +68,9 @@ impl VerifyWindow {
     }
 }
 
+/// An org and one of its slots.
+pub type Slot = (Org, DateTime<Utc>);
+
 /// The orgs whose job is due at `now`: their latest slot (shifted by `after`) is later than
 /// the one last started (`done`). An org not in `done` is not due: its first slot is the
 /// next one (a new deployment does not start every org at once); it is entered in `fresh`.
@@ -78,7 +81,7 @@ pub fn due<'o>(
     done: &BTreeMap<Org, DateTime<Utc>>,
     now: DateTime<Utc>,
     after: Duration,
-) -> (Vec<(Org, DateTime<Utc>)>, Vec<(Org, DateTime<Utc>)>) {
+) -> (Vec<Slot>, Vec<Slot>) {
     let mut due = Vec::new();
     let mut fresh = Vec::new();
     for org in orgs {
