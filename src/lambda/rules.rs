@@ -1,7 +1,7 @@
 //! The Lambda's alert rules, read once per cold start: built in, from an environment
 //! variable, or from an S3 object. A rules file that cannot be read or checked fails the
-//! start (every invocation then errors, and the function-errors alarm fires) rather than
-//! collecting without alerts: the events wait in Docker Hub, and once the rules are fixed
+//! start (every invocation then errors and lands in the dead-letter queue, and the watchdog
+//! stops reporting) rather than collecting without alerts: the events wait in Docker Hub, and once the rules are fixed
 //! the collector catches up and raises their alerts.
 
 use super::settings::{RulesFrom, ENV_ALERT_RULES};

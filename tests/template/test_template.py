@@ -93,7 +93,8 @@ def rust_strings(path, const):
 
 # The collector's actions for the watchdog alone (not the CLI's): reading every checkpoint,
 # its message to the alarm topic, dispatching the verifications and compactions.
-WATCHDOG_ONLY = {"dynamodb:Scan", "sns:Publish", "lambda:InvokeFunction"}
+# (dynamodb:Scan is the CLI's too: `status --all`.)
+WATCHDOG_ONLY = {"sns:Publish", "lambda:InvokeFunction"}
 
 # How docs/aws.md writes what the template computes (see "IAM permissions").
 PSEUDO = {"${AWS::Partition}": "aws", "${AWS::Region}": "<region>", "${AWS::AccountId}": "<account>"}
@@ -334,9 +335,10 @@ class Template(unittest.TestCase):
             self.assertTrue(allowed("VerifyStartUtc", good), good)
         for bad in ["24:00", "4:00", "04:60", "0400", "04:00Z", ""]:
             self.assertFalse(allowed("VerifyStartUtc", bad), bad)
-        for good in ["4h", "90m", "24h", "0m"]:
+        # What the function accepts: 1 minute to 24 hours.
+        for good in ["4h", "90m", "24h", "1m", "1440m", "999m"]:
             self.assertTrue(allowed("VerifySpread", good), good)
-        for bad in ["4d", "30s", "h", "", "1h30m"]:
+        for bad in ["4d", "30s", "h", "", "1h30m", "0m", "0h", "25h", "1441m", "2000m"]:
             self.assertFalse(allowed("VerifySpread", bad), bad)
         for name in ["LateHorizon", "CompactionLateAfter"]:
             self.assertEqual(PARAMETERS[name]["AllowedPattern"], PARAMETERS["VerifyRange"]["AllowedPattern"])
