@@ -600,7 +600,8 @@ async fn sam_deploy_then_each_schedule_input_collects_its_org_exactly() {
     );
     assert_eq!(answer["ok"], false, "{answer}");
     assert!(
-        s(&answer["error"]).contains("not one of the organizations this stack collects (acme, example)"),
+        s(&answer["error"])
+            .contains("not one of the organizations this stack collects (acme, dormant, example)"),
         "{answer}"
     );
 
@@ -759,7 +760,10 @@ async fn sam_deploy_then_each_schedule_input_collects_its_org_exactly() {
     let p = &table["Parameters"];
     assert_eq!(p["projection.enabled"], "true");
     assert_eq!(p["projection.org.type"], "enum");
-    assert_eq!(p["projection.org.values"], ORGS.join(","));
+    assert_eq!(
+        p["projection.org.values"],
+        format!("{},{DORMANT}", ORGS.join(","))
+    );
     assert_eq!(p["projection.dt.type"], "date");
     assert_eq!(p["projection.dt.format"], "yyyy-MM-dd");
     assert_eq!(p["projection.dt.range"], "2021-01-01,NOW");
