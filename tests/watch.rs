@@ -198,6 +198,7 @@ async fn the_watchdog_names_exactly_the_stale_orgs_once_per_change() {
         stale_after: Duration::minutes(30),
         name: "dha-test".into(),
         window: None,
+        deadline: None,
     };
     let report = watch(&store, Some(&sns), None, &wcfg, now).await.unwrap();
     let named: Vec<(&str, &str)> = report
@@ -332,6 +333,7 @@ async fn measure_a_watch_of_240_orgs() {
         stale_after: Duration::minutes(30),
         name: "cost".into(),
         window: None,
+        deadline: None,
     };
     fn cpu_ms() -> f64 {
         let stat = std::fs::read_to_string("/proc/self/stat").unwrap();

@@ -633,8 +633,9 @@ impl Checkpoints for DynamoCheckpoints {
 const WATCH_KEY: &str = "#watch";
 
 /// The attributes the watchdog reads of every org (never the body: a Scan of them stays
-/// small however large the checkpoints grow).
-const LISTED: &str = "org, watermark, lease_owner, lease_until, last_run";
+/// small however large the checkpoints grow), each through a placeholder, so that no
+/// attribute name can collide with one of DynamoDB's reserved words.
+const LISTED: [&str; 5] = ["org", "watermark", "lease_owner", "lease_until", "last_run"];
 
 /// One org's listing from its item's small attributes.
 fn org_state(item: &HashMap<String, AttributeValue>) -> Option<OrgState> {
@@ -670,11 +671,16 @@ impl CheckpointIndex for DynamoCheckpoints {
         let mut out = Vec::new();
         let mut start: Option<HashMap<String, AttributeValue>> = None;
         loop {
-            let page = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .projection_expression(LISTED)
+            let mut scan = self.client.scan().table_name(&self.table).projection_expression(
+                (0..LISTED.len())
+                    .map(|i| format!("#a{i}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            );
+            for (i, name) in LISTED.iter().enumerate() {
+                scan = scan.expression_attribute_names(format!("#a{i}"), *name);
+            }
+            let page = scan
                 // Eventually consistent: half the read units; a watch a second behind a save
                 // sees the next one five minutes later.
                 .set_exclusive_start_key(start.take())

@@ -68,6 +68,14 @@ impl Checkpoints for AnyCheckpoints {
             _ => Err(mismatch()),
         }
     }
+    async fn save_and_release(&self, lease: AnyLease, cp: &mut Checkpoint) -> Result<(), StoreError> {
+        match (self, lease) {
+            (AnyCheckpoints::File(s), AnyLease::File(l)) => s.save_and_release(l, cp).await,
+            (AnyCheckpoints::Dynamo(s), AnyLease::Dynamo(l)) => s.save_and_release(l, cp).await,
+            _ => Err(StoreError::Conflict("a lease of another store".into())),
+        }
+    }
+
     async fn peek(&self, org: &Org) -> Result<Option<Checkpoint>, StoreError> {
         match self {
             AnyCheckpoints::File(s) => s.peek(org).await,

@@ -181,7 +181,7 @@ impl<A: AuditLog, K: Checkpoints + CheckpointIndex, S: Sink> App<A, K, S> {
     ) -> (Result<Value, RetryableError>, Value) {
         let started = self.clock.now();
         if input.get("watch").is_some() {
-            return self.watch(input, started).await;
+            return self.watch(input, started, deadline).await;
         }
         // Only an org the stack was deployed for gets a metric of its own or a look at its
         // checkpoint: an input naming another touches nothing.
@@ -217,7 +217,12 @@ impl<A: AuditLog, K: Checkpoints + CheckpointIndex, S: Sink> App<A, K, S> {
     /// The watch mode (`{"watch": true}`): every org's health from one listing of the
     /// checkpoints, a message when the set of stale orgs changed, the daily jobs that are
     /// due; answered with the report, measured with `StaleOrgs` and `OldestWatermarkAge`.
-    async fn watch(&self, input: Value, started: DateTime<Utc>) -> (Result<Value, RetryableError>, Value) {
+    async fn watch(
+        &self,
+        input: Value,
+        started: DateTime<Utc>,
+        deadline: DateTime<Utc>,
+    ) -> (Result<Value, RetryableError>, Value) {
         if input != json!({"watch": true}) {
             let error = "the watch input is {\"watch\": true}, with nothing else".to_string();
             tracing::error!(%error, "invalid input");
@@ -231,6 +236,11 @@ impl<A: AuditLog, K: Checkpoints + CheckpointIndex, S: Sink> App<A, K, S> {
             stale_after: self.settings.watch.stale_after,
             name: std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "dockerhub-audit".into()),
             window: self.dispatcher.as_ref().map(|_| self.settings.watch.window),
+            // Jobs are started only while well inside the invocation's time.
+            deadline: (deadline - started - self.settings.safety_margin.min((deadline - started) / 3))
+                .to_std()
+                .ok()
+                .map(|left| std::time::Instant::now() + left),
         };
         let outcome = crate::watch::watch(
             &self.checkpoints,

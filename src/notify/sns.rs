@@ -6,9 +6,23 @@ use async_trait::async_trait;
 use crate::aws_call::SignedClient;
 use crate::ports::{AlertError, Notifier};
 
-/// SNS limits a message to 256 KB; a watch over hundreds of stale orgs stays far below, but
-/// a message is cut rather than refused.
-const MESSAGE_MAX: usize = 200_000;
+/// SNS limits a message to 256 KB (bytes, UTF-8): a longer one is cut at this many bytes
+/// rather than refused (hundreds of stale orgs with long errors could reach it).
+const MESSAGE_MAX: usize = 250_000;
+
+/// `s` cut to at most `max` bytes, on a character boundary, saying so.
+fn clip_bytes(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= max {
+        return s.into();
+    }
+    let note =
+        "\n… (cut: the message was longer than SNS takes; `dockerhub-audit status --all` shows every org)";
+    let mut end = max.saturating_sub(note.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{note}", &s[..end]).into()
+}
 
 #[derive(Debug, Clone)]
 pub struct SnsNotifier {
@@ -34,7 +48,7 @@ fn form(pairs: &[(&str, &str)]) -> String {
 #[async_trait]
 impl Notifier for SnsNotifier {
     async fn notify(&self, subject: &str, message: &str) -> Result<(), AlertError> {
-        let message = crate::types::clip(message, MESSAGE_MAX);
+        let message = clip_bytes(message, MESSAGE_MAX);
         let body = form(&[
             ("Action", "Publish"),
             ("Version", "2010-03-31"),
@@ -70,5 +84,16 @@ impl Notifier for SnsNotifier {
             between("<Code>", "</Code>"),
             between("<Message>", "</Message>")
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_long_message_is_cut_to_what_sns_takes_in_bytes() {
+        let long = "é".repeat(200_000);
+        let cut = super::clip_bytes(&long, super::MESSAGE_MAX);
+        assert!(cut.len() <= super::MESSAGE_MAX && cut.ends_with("shows every org)"));
+        assert_eq!(super::clip_bytes("short", 10), "short");
     }
 }

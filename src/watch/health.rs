@@ -10,15 +10,16 @@ use crate::checkpoint_model::LastRun;
 use crate::ports::{LeaseHold, OrgState};
 use crate::types::Org;
 
-/// A lease set to expire further ahead than this was not set by a live run (runs renew a
-/// minute at a time): a writer's clock far ahead, or a run that never ends.
-pub const LEASE_HORIZON: Duration = Duration::minutes(5);
+/// A lease set to expire further ahead than this was not set by a live run: runs renew it a
+/// minute at a time, and the CLI's `--lease-ttl` takes at most an hour. A writer's clock far
+/// ahead, or a run that never ends.
+pub const LEASE_HORIZON: Duration = Duration::minutes(65);
 
 /// No run finished for this long: the org's runs stopped (the schedule fires every 5
 /// minutes, a run lasts at most 4).
 pub const RUN_GAP: Duration = Duration::minutes(15);
 
-/// Why an org is stale. The first that applies, in this order.
+/// Why an org is stale (see `why` for the order in which they are told apart).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Why {
@@ -31,8 +32,8 @@ pub enum Why {
         until: DateTime<Utc>,
         stuck: bool,
     },
-    /// Runs happened but none stored anything yet.
-    NeverCollected { error: Option<String> },
+    /// Runs finish, without an error, but none stored anything yet.
+    NeverCollected,
     /// Its last runs failed, `failures` in a row.
     Failing { failures: u32, error: String },
     /// No run finished for [`RUN_GAP`]: the schedule is gone or disabled, or runs crash or
@@ -51,7 +52,7 @@ impl Why {
             Why::NeverRan => "never_ran",
             Why::LeaseHeld { stuck: true, .. } => "lease_stuck",
             Why::LeaseHeld { .. } => "lease_held",
-            Why::NeverCollected { .. } => "never_collected",
+            Why::NeverCollected => "never_collected",
             Why::Failing { .. } => "failing",
             Why::NoRecentRun { .. } => "no_recent_run",
             Why::CatchingUp => "catching_up",
@@ -174,31 +175,37 @@ fn assess_one(
     }
 }
 
-/// Why a stale org is stale (see [`Why`] for the order).
+/// Why a stale org is stale: a stuck lease first (no run can get past it); then, when a
+/// run finished lately, what that run says (it failed; it stored nothing yet; it did not
+/// catch up); when none did, a lease held by a long run elsewhere, or else runs that stopped.
 fn why(st: &OrgState, now: DateTime<Utc>) -> Why {
-    if let Some(l) = st.lease.as_ref().filter(|l| l.until > now) {
+    let held = st.lease.as_ref().filter(|l| l.until > now);
+    if let Some(l) = held.filter(|l| l.until > now + LEASE_HORIZON) {
         return Why::LeaseHeld {
             owner: l.owner.clone(),
             until: l.until,
-            stuck: l.until > now + LEASE_HORIZON,
+            stuck: true,
         };
     }
-    let last = st.last_run.as_ref();
-    if st.watermark.is_none() {
-        return Why::NeverCollected {
-            error: last.and_then(|r| r.error.clone()),
-        };
-    }
-    match last {
-        Some(r) if r.error.is_some() => Why::Failing {
-            failures: r.failures.max(1),
-            error: r.error.clone().unwrap_or_default(),
+    match st.last_run.as_ref() {
+        Some(r) if r.finished_at + RUN_GAP >= now => match &r.error {
+            Some(e) => Why::Failing {
+                failures: r.failures.max(1),
+                error: e.clone(),
+            },
+            None if st.watermark.is_none() => Why::NeverCollected,
+            None if !r.caught_up => Why::CatchingUp,
+            None => Why::Behind,
         },
-        Some(r) if r.finished_at + RUN_GAP < now => Why::NoRecentRun {
-            last: Some(r.finished_at),
+        last => match held {
+            Some(l) => Why::LeaseHeld {
+                owner: l.owner.clone(),
+                until: l.until,
+                stuck: false,
+            },
+            None => Why::NoRecentRun {
+                last: last.map(|r| r.finished_at),
+            },
         },
-        None => Why::NoRecentRun { last: None },
-        Some(r) if !r.caught_up => Why::CatchingUp,
-        Some(_) => Why::Behind,
     }
 }

@@ -42,10 +42,7 @@ pub fn describe(why: &Why, now: DateTime<Utc>) -> String {
         Why::LeaseHeld { owner, until, .. } => {
             format!("its lease is held by {owner} until {}", rfc3339(*until))
         }
-        Why::NeverCollected { error: Some(e) } => {
-            format!("no run has stored anything yet; the last one failed: {e}")
-        }
-        Why::NeverCollected { error: None } => "no run has stored anything yet".into(),
+        Why::NeverCollected => "its runs finish but none has stored anything yet".into(),
         Why::Failing { failures, error } => {
             let runs = if *failures == 1 {
                 "its last run".to_string()
@@ -75,17 +72,16 @@ pub fn advice(why: &Why, org: &Org) -> String {
                 .into()
         }
         Why::LeaseHeld { .. } => {
-            "a long run elsewhere (a backfill from the CLI, say) holds it: wait for it, or stop \
-             it; a lease of a run that died expires by itself within a minute"
+            "a long run elsewhere (a backfill from the CLI, say) holds it and no run finished lately: \
+             wait for it, or stop it; a lease of a run that died expires by itself (within a minute \
+             for the function's runs)"
                 .into()
         }
-        Why::NeverCollected { error: Some(_) } | Why::Failing { .. } => {
-            "the error says what to do (usually: a valid \
+        Why::Failing { .. } => "the error says what to do (usually: a valid \
              token with Audit Log Read in the org's secret); the next good run continues from the watermark, \
              nothing is lost"
-                .into()
-        }
-        Why::NeverCollected { error: None } | Why::CatchingUp => {
+            .into(),
+        Why::NeverCollected | Why::CatchingUp => {
             "wait: each run stores what it read (a first backfill of 90 days takes a few runs)".into()
         }
         Why::Behind => format!("read the function's log for {org}"),

@@ -23,12 +23,23 @@ pub struct WatchConfig {
     pub name: String,
     /// Where daily verifications are spread; `None`: no jobs are started.
     pub window: Option<VerifyWindow>,
+    /// No job is started after this (the invocation's own deadline, less a margin).
+    pub deadline: Option<std::time::Instant>,
 }
 
 impl WatchConfig {
     /// The stale age the template's default alarm uses.
     pub const DEFAULT_STALE_AFTER: Duration = Duration::minutes(30);
 }
+
+/// An org named stale is named recovered only once its data is this much younger than the
+/// stale age (at most half of it): an org whose age hovers at the threshold, as runs come
+/// and go, is not announced stale and well again on every watch.
+const RECOVERY_MARGIN: Duration = Duration::minutes(5);
+
+/// The reasons that ask for someone to act: an org already named for another reason (it was
+/// catching up, say) is named again when its reason becomes one of these.
+const ACTING: [&str; 4] = ["failing", "lease_stuck", "no_recent_run", "never_ran"];
 
 /// A stale org as the answer lists it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -88,45 +99,78 @@ pub async fn watch(
         .iter()
         .map(|s| (s.org.clone(), s.why.kind().to_string()))
         .collect();
-    let changed = now_stale.keys().ne(memory.stale.keys());
-    if changed {
-        let newly: Vec<Org> = now_stale
-            .keys()
-            .filter(|o| !memory.stale.contains_key(*o))
-            .cloned()
-            .collect();
-        let recovered: Vec<Org> = memory
-            .stale
-            .keys()
-            .filter(|o| !now_stale.contains_key(*o))
-            .cloned()
-            .collect();
-        let message = if now_stale.is_empty() {
-            notice::all_well(&health, &cfg.name, &recovered)
-        } else {
-            notice::stale(&health, &cfg.name, &newly, &recovered)
-        };
-        match notifier {
-            None => {
-                memory.stale = now_stale;
-            }
-            Some(n) => match n.notify(&message.subject, &message.body).await {
-                Ok(()) => {
-                    tracing::info!(subject = %message.subject, "watch: notified");
-                    report.notified = Some(message.subject);
-                    memory.stale = now_stale;
-                    memory.notified_at = Some(now);
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "watch: the message could not be sent; the next watch tries again");
-                    report.errors.push(format!("the message could not be sent: {e}"));
-                }
-            },
+    // An org no longer deployed is neither stale nor "collected again": it is forgotten.
+    memory.stale.retain(|org, _| cfg.deployed.contains(org));
+    let margin = RECOVERY_MARGIN.min(cfg.stale_after / 2);
+    let settling = |org: &Org| {
+        health
+            .orgs
+            .iter()
+            .find(|o| &o.org == org)
+            .and_then(|o| o.age)
+            .is_none_or(|age| age > cfg.stale_after - margin)
+    };
+    let mut named = now_stale.clone();
+    for (org, kind) in &memory.stale {
+        if !named.contains_key(org) && settling(org) {
+            named.insert(org.clone(), kind.clone());
         }
-    } else {
-        // The same orgs: their reasons are kept up to date, nothing is sent.
-        memory.stale = now_stale;
     }
+    let worse = named.iter().any(|(org, kind)| {
+        memory
+            .stale
+            .get(org)
+            .is_some_and(|old| old != kind && ACTING.contains(&kind.as_str()))
+    });
+    let changed = named.keys().ne(memory.stale.keys()) || worse;
+    let newly: Vec<Org> = named
+        .keys()
+        .filter(|o| !memory.stale.contains_key(*o))
+        .cloned()
+        .collect();
+    let recovered: Vec<Org> = memory
+        .stale
+        .keys()
+        .filter(|o| !named.contains_key(*o))
+        .cloned()
+        .collect();
+    let message = match () {
+        _ if !changed => None,
+        _ if named.is_empty() => Some(notice::all_well(&health, &cfg.name, &recovered)),
+        // Only orgs still settling are left: nothing to say until they are well below.
+        _ if now_stale.is_empty() => None,
+        _ => Some(notice::stale(&health, &cfg.name, &newly, &recovered)),
+    };
+    match (message, notifier) {
+        (Some(message), Some(n)) => match n.notify(&message.subject, &message.body).await {
+            Ok(()) => {
+                tracing::info!(subject = %message.subject, "watch: notified");
+                report.notified = Some(message.subject);
+                memory.stale = named;
+                memory.notified_at = Some(now);
+                // Remembered at once: whatever happens to the rest of this watch, the next one
+                // does not send it again.
+                if let Err(e) = index.remember(&mut memory).await {
+                    tracing::warn!(error = %e, "watch: could not remember the message sent");
+                    report
+                        .errors
+                        .push(format!("could not remember the message sent: {e}"));
+                    memory = index.memory().await?;
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "watch: the message could not be sent; the next watch tries again");
+                report.errors.push(format!("the message could not be sent: {e}"));
+            }
+        },
+        // Nothing to send, or nowhere to send it: the reasons and the set are kept up to date.
+        _ => memory.stale = named,
+    }
+    let before = if report.notified.is_some() {
+        memory.clone()
+    } else {
+        before
+    };
 
     if let (Some(window), Some(d)) = (&cfg.window, dispatcher) {
         let deployed = || cfg.deployed.iter();
@@ -143,6 +187,10 @@ pub async fn watch(
                     "verify" => Job::Verify { org: org.clone() },
                     _ => Job::Compact { org: org.clone() },
                 };
+                if cfg.deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                    tracing::warn!(%org, job = kind, "watch: out of time; the next watch starts it");
+                    break;
+                }
                 match d.start(&job).await {
                     Ok(()) => {
                         tracing::info!(%org, job = kind, slot = %slot, "watch: started");

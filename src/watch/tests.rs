@@ -10,7 +10,9 @@ use chrono::{DateTime, Duration, Utc};
 use super::*;
 use crate::checkpoint::file::FileCheckpoints;
 use crate::checkpoint_model::{Checkpoint, LastRun};
-use crate::ports::{AlertError, Checkpoints, Dispatcher, Job, LeaseHold, Notifier, OrgState};
+use crate::ports::{
+    AlertError, CheckpointIndex, Checkpoints, Dispatcher, Job, LeaseHold, Notifier, OrgState,
+};
 use crate::types::{Org, RunId};
 
 #[derive(Default)]
@@ -187,6 +189,7 @@ async fn one_message_per_change_none_on_a_repeat_and_one_when_all_are_well() {
         stale_after: Duration::minutes(30),
         name: "dha".into(),
         window: None,
+        deadline: None,
     };
     let inbox = Inbox::default();
     let r = watch(&store, Some(&inbox), None, &cfg, now).await.unwrap();
@@ -253,6 +256,7 @@ async fn daily_jobs_start_once_per_slot_spread_over_the_window() {
         stale_after: Duration::minutes(30),
         name: "dha".into(),
         window: Some(window),
+        deadline: None,
     };
     let started = Started::default();
     let day = DateTime::parse_from_rfc3339("2026-03-10T00:00:00Z")
@@ -311,4 +315,110 @@ fn a_window_is_parsed_or_refused_with_the_reason() {
         assert!(slot <= now && slot > now - Duration::days(1), "{o}: {slot}");
     }
     let _ = Checkpoint::new(org("a"));
+}
+
+#[tokio::test]
+async fn no_flapping_at_the_threshold_a_worse_reason_is_said_and_a_removed_org_is_forgotten() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileCheckpoints::new(dir.path());
+    let now = t0();
+    let backfilling = LastRun {
+        caught_up: false,
+        ..last(now, None, 0)
+    };
+    put(
+        &store,
+        "acme",
+        Some(now - Duration::minutes(40)),
+        Some(backfilling),
+    )
+    .await;
+    put(
+        &store,
+        "example",
+        Some(now - Duration::minutes(35)),
+        Some(last(now, None, 0)),
+    )
+    .await;
+    let mut cfg = WatchConfig {
+        deployed: ["acme", "example"].into_iter().map(org).collect(),
+        stale_after: Duration::minutes(30),
+        name: "dha".into(),
+        window: None,
+        deadline: None,
+    };
+    let inbox = Inbox::default();
+    let r = watch(&store, Some(&inbox), None, &cfg, now).await.unwrap();
+    assert_eq!(r.notified.as_deref(), Some("dha: 2 stale orgs: acme, example"));
+    // example's data is 27 minutes old: under the threshold, not yet well under it. Counted
+    // fresh (the metric says the truth), announced as nothing.
+    put(
+        &store,
+        "example",
+        Some(now - Duration::minutes(26)),
+        Some(last(now, None, 0)),
+    )
+    .await;
+    let r = watch(&store, Some(&inbox), None, &cfg, now + Duration::minutes(1))
+        .await
+        .unwrap();
+    assert_eq!((r.stale.len(), r.notified.clone()), (1, None));
+    // acme's runs now fail: a reason that asks for someone, said again.
+    put(
+        &store,
+        "acme",
+        Some(now - Duration::minutes(40)),
+        Some(last(now, Some("403: no Audit Log Read"), 2)),
+    )
+    .await;
+    let r = watch(&store, Some(&inbox), None, &cfg, now + Duration::minutes(2))
+        .await
+        .unwrap();
+    assert_eq!(r.notified.as_deref(), Some("dha: 1 stale org: acme"));
+    assert!(inbox.0.lock().unwrap()[1]
+        .1
+        .contains("acme: its last 2 runs failed: 403"));
+    // The same reason again: nothing.
+    let r = watch(&store, Some(&inbox), None, &cfg, now + Duration::minutes(3))
+        .await
+        .unwrap();
+    assert_eq!(r.notified, None);
+    // example well under the threshold: collected again, said with acme still stale.
+    put(&store, "example", Some(now), Some(last(now, None, 0))).await;
+    let r = watch(&store, Some(&inbox), None, &cfg, now + Duration::minutes(4))
+        .await
+        .unwrap();
+    assert_eq!(r.notified.as_deref(), Some("dha: 1 stale org: acme"));
+    assert!(inbox.0.lock().unwrap()[2]
+        .1
+        .contains("Collected again since the last message: example."));
+    // acme is removed from the deployment: forgotten, not "collected again", and all is well.
+    cfg.deployed = ["example"].into_iter().map(org).collect();
+    let r = watch(&store, Some(&inbox), None, &cfg, now + Duration::minutes(5))
+        .await
+        .unwrap();
+    assert_eq!(r.notified, None, "acme was not collected again: it was removed");
+    assert!(store.memory().await.unwrap().stale.is_empty());
+    assert_eq!(inbox.0.lock().unwrap().len(), 3);
+}
+
+#[test]
+fn a_run_that_crashed_before_recording_anything_is_a_run_that_stopped() {
+    let now = t0();
+    // A first run took the lease and died: an item with an expired lease and nothing else.
+    let crashed = OrgState {
+        org: org("acme"),
+        watermark: None,
+        last_run: None,
+        lease: Some(LeaseHold {
+            owner: "dead".into(),
+            until: now - Duration::minutes(1),
+        }),
+    };
+    let deployed: BTreeSet<Org> = [org("acme")].into();
+    let h = Health::assess(Some(&deployed), vec![crashed], now, Duration::minutes(30));
+    assert_eq!(
+        h.stale().next().unwrap().stale,
+        Some(Why::NoRecentRun { last: None })
+    );
 }
