@@ -62,6 +62,11 @@ fn last(at: DateTime<Utc>, error: Option<&str>, failures: u32) -> LastRun {
     }
 }
 
+/// Writes a checkpoint for `o` whose data is `minutes` old at [`t0`], with its last run.
+async fn aged(store: &FileCheckpoints, o: &str, minutes: i64, run: LastRun) {
+    put(store, o, Some(t0() - Duration::minutes(minutes)), Some(run)).await;
+}
+
 /// Writes a checkpoint for `o` as a run would.
 async fn put(store: &FileCheckpoints, o: &str, watermark: Option<DateTime<Utc>>, run: Option<LastRun>) {
     let (lease, mut cp) = store.acquire(&org(o), &RunId("w".into())).await.unwrap().unwrap();
@@ -170,20 +175,8 @@ async fn one_message_per_change_none_on_a_repeat_and_one_when_all_are_well() {
     let dir = tempfile::tempdir().unwrap();
     let store = FileCheckpoints::new(dir.path());
     let now = t0();
-    put(
-        &store,
-        "acme",
-        Some(now - Duration::minutes(2)),
-        Some(last(now, None, 0)),
-    )
-    .await;
-    put(
-        &store,
-        "example",
-        Some(now - Duration::hours(2)),
-        Some(last(now - Duration::hours(2), None, 0)),
-    )
-    .await;
+    aged(&store, "acme", 2, last(now, None, 0)).await;
+    aged(&store, "example", 120, last(now - Duration::hours(2), None, 0)).await;
     let cfg = WatchConfig {
         deployed: ["acme", "example", "newcomer"].into_iter().map(org).collect(),
         stale_after: Duration::minutes(30),
@@ -326,20 +319,8 @@ async fn no_flapping_at_the_threshold_a_worse_reason_is_said_and_a_removed_org_i
         caught_up: false,
         ..last(now, None, 0)
     };
-    put(
-        &store,
-        "acme",
-        Some(now - Duration::minutes(40)),
-        Some(backfilling),
-    )
-    .await;
-    put(
-        &store,
-        "example",
-        Some(now - Duration::minutes(35)),
-        Some(last(now, None, 0)),
-    )
-    .await;
+    aged(&store, "acme", 40, backfilling).await;
+    aged(&store, "example", 35, last(now, None, 0)).await;
     let mut cfg = WatchConfig {
         deployed: ["acme", "example"].into_iter().map(org).collect(),
         stale_after: Duration::minutes(30),
@@ -352,25 +333,13 @@ async fn no_flapping_at_the_threshold_a_worse_reason_is_said_and_a_removed_org_i
     assert_eq!(r.notified.as_deref(), Some("dha: 2 stale orgs: acme, example"));
     // example's data is 27 minutes old: under the threshold, not yet well under it. Counted
     // fresh (the metric says the truth), announced as nothing.
-    put(
-        &store,
-        "example",
-        Some(now - Duration::minutes(26)),
-        Some(last(now, None, 0)),
-    )
-    .await;
+    aged(&store, "example", 26, last(now, None, 0)).await;
     let r = watch(&store, Some(&inbox), None, &cfg, now + Duration::minutes(1))
         .await
         .unwrap();
     assert_eq!((r.stale.len(), r.notified.clone()), (1, None));
     // acme's runs now fail: a reason that asks for someone, said again.
-    put(
-        &store,
-        "acme",
-        Some(now - Duration::minutes(40)),
-        Some(last(now, Some("403: no Audit Log Read"), 2)),
-    )
-    .await;
+    aged(&store, "acme", 40, last(now, Some("403: no Audit Log Read"), 2)).await;
     let r = watch(&store, Some(&inbox), None, &cfg, now + Duration::minutes(2))
         .await
         .unwrap();
