@@ -2,6 +2,7 @@
 //! to build than the rest of the tool (Glue's view, SNS's Publish, Lambda's Invoke). Knows
 //! no adapter: each caller shapes its own request and reads its own answer.
 
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
@@ -12,7 +13,6 @@ use aws_sigv4::sign::v4;
 /// credentials.
 #[derive(Clone)]
 pub struct SignedClient {
-    http: reqwest::Client,
     /// The signing name (`glue`, `sns`, `lambda`).
     service: &'static str,
     endpoint: String,
@@ -40,6 +40,35 @@ impl Answer {
     pub fn ok(&self) -> bool {
         (200..300).contains(&self.status)
     }
+
+    /// A JSON error answer's kind (`__type`, without its namespace) and message (either
+    /// case), each shown safely; empty when the body says neither.
+    pub fn json_error(&self) -> (String, String) {
+        let v: serde_json::Value = serde_json::from_str(&self.text).unwrap_or_default();
+        let kind = v["__type"]
+            .as_str()
+            .unwrap_or("")
+            .rsplit('#')
+            .next()
+            .unwrap_or("");
+        let message = v["message"].as_str().or(v["Message"].as_str()).unwrap_or("");
+        (crate::hub::trust::shown(kind), crate::hub::trust::shown(message))
+    }
+}
+
+/// One HTTP client for every signed call of the process: built once (its TLS setup is
+/// the costly part), on the first call that needs it, not at a cold start.
+fn http() -> Result<&'static reqwest::Client, String> {
+    static HTTP: OnceLock<reqwest::Client> = OnceLock::new();
+    if let Some(c) = HTTP.get() {
+        return Ok(c);
+    }
+    let c = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| format!("cannot build an HTTP client for AWS: {e}"))?;
+    Ok(HTTP.get_or_init(|| c))
 }
 
 impl SignedClient {
@@ -57,13 +86,7 @@ impl SignedClient {
             .ok()
             .or_else(|| sdk.endpoint_url().map(str::to_string))
             .unwrap_or_else(|| format!("https://{service}.{region}.amazonaws.com"));
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(15))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("cannot build an HTTP client for {service}: {e}"))?;
         Ok(SignedClient {
-            http,
             service,
             endpoint: endpoint.trim_end_matches('/').to_string(),
             region,
@@ -101,7 +124,7 @@ impl SignedClient {
         let (instructions, _) = sign(signable, &params)
             .map_err(|e| format!("cannot sign a {service} request: {e}"))?
             .into_parts();
-        let mut req = self.http.post(&url).body(body);
+        let mut req = http()?.post(&url).body(body);
         for (k, v) in headers.iter().copied().chain(instructions.headers()) {
             req = req.header(k, v);
         }

@@ -133,6 +133,19 @@ impl Stack {
         out
     }
 
+    /// The JSON lines of a log group (what a function printed: EMF, JSON logs), and the
+    /// answer they came in, for messages.
+    fn json_lines(&self, group: &str) -> (Vec<Value>, Value) {
+        let logs = self.aws(&["logs", "filter-log-events", "--log-group-name", group]);
+        let lines = logs["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| serde_json::from_str::<Value>(e["message"].as_str()?).ok())
+            .collect();
+        (lines, logs)
+    }
+
     /// A schedule as the Scheduler API reads it back.
     fn schedule(&self, group: &str, name: &str) -> Value {
         self.aws(&["scheduler", "get-schedule", "--group-name", group, "--name", name])
@@ -657,12 +670,9 @@ async fn sam_deploy_then_each_schedule_input_collects_its_org_exactly() {
         config["Timeout"].as_u64().unwrap() < 300,
         "below the 5-minute period"
     );
-    let logs = stack.aws(&["logs", "filter-log-events", "--log-group-name", &log_group]);
-    let emf: Vec<Value> = logs["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|e| serde_json::from_str::<Value>(e["message"].as_str()?).ok())
+    let (emf, logs) = stack.json_lines(&log_group);
+    let emf: Vec<Value> = emf
+        .into_iter()
         .filter(|v| v.get("_aws").is_some() && v.get("mode").is_none())
         .collect();
     // Three runs per org, the first org's verify of its whole history, the bad input and the
@@ -703,19 +713,8 @@ async fn sam_deploy_then_each_schedule_input_collects_its_org_exactly() {
         "--function-name",
         compactor,
     ]);
-    let logs = stack.aws(&[
-        "logs",
-        "filter-log-events",
-        "--log-group-name",
-        &s(&config["LoggingConfig"]["LogGroup"]),
-    ]);
-    let emf: Vec<Value> = logs["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|e| serde_json::from_str::<Value>(e["message"].as_str()?).ok())
-        .filter(|v| v.get("_aws").is_some())
-        .collect();
+    let (emf, logs) = stack.json_lines(&s(&config["LoggingConfig"]["LogGroup"]));
+    let emf: Vec<Value> = emf.into_iter().filter(|v| v.get("_aws").is_some()).collect();
     assert_eq!(emf.len(), 2, "{logs}");
     assert_eq!(
         (
@@ -849,14 +848,8 @@ async fn sam_deploy_then_each_schedule_input_collects_its_org_exactly() {
         "{message}"
     );
     // Its metric line: one stale org, the oldest watermark minutes old.
-    let logs = stack.aws(&["logs", "filter-log-events", "--log-group-name", &log_group]);
-    let watched: Vec<Value> = logs["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|e| serde_json::from_str::<Value>(e["message"].as_str()?).ok())
-        .filter(|v| v["mode"] == "watch")
-        .collect();
+    let (watched, logs) = stack.json_lines(&log_group);
+    let watched: Vec<Value> = watched.into_iter().filter(|v| v["mode"] == "watch").collect();
     assert_eq!(watched.len(), 1, "{logs}");
     assert_eq!(
         dockerhub_audit::lambda::metrics::declared(&watched[0], &json!([[]])),

@@ -369,16 +369,15 @@ impl DynamoCheckpoints {
             ("version".to_string(), n(next.version)),
             ("write_id".to_string(), s(write_id)),
             ("chunks".to_string(), n(chunks)),
-            ("lease_owner".to_string(), s(lease.owner.0.clone())),
-            ("lease_until".to_string(), self.until()),
             (
                 "watermark".to_string(),
                 s(next.watermark.map(rfc3339).unwrap_or_default()),
             ),
         ]);
-        if hold == Hold::Release {
-            item.remove("lease_owner");
-            item.remove("lease_until");
+        // The whole item is replaced: without these, the write gives the lease up.
+        if hold == Hold::Keep {
+            item.insert("lease_owner".to_string(), s(lease.owner.0.clone()));
+            item.insert("lease_until".to_string(), self.until());
         }
         // Beside the body, small, for the watchdog's one Scan of every org.
         if let Some(json) = next.last_run.as_ref().and_then(|r| serde_json::to_string(r).ok()) {

@@ -70,13 +70,11 @@ impl Dispatcher for LambdaDispatcher {
         if answer.ok() {
             return Ok(());
         }
-        let v: Value = serde_json::from_str(&answer.text).unwrap_or(Value::Null);
-        let message = v["message"].as_str().or(v["Message"].as_str()).unwrap_or("");
+        let (kind, message) = answer.json_error();
         Err(format!(
-            "Lambda Invoke of {function} failed ({}: {}); check that the function exists and the role may \
-             lambda:InvokeFunction it",
-            answer.status,
-            crate::hub::trust::shown(message)
+            "Lambda Invoke of {function} failed ({} {kind}: {message}); check that the function exists and the \
+             role may lambda:InvokeFunction it",
+            answer.status
         ))
     }
 }

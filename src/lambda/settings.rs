@@ -199,12 +199,7 @@ impl Settings {
             }
         };
         let verify_range = get(ENV_VERIFY_RANGE).unwrap_or_else(|| Self::DEFAULT_VERIFY_RANGE.into());
-        let range = parse_duration(&verify_range).map_err(|e| format!("{ENV_VERIFY_RANGE}: {e}"))?;
-        if range <= Duration::zero() || range > Duration::days(400) {
-            return Err(format!(
-                "{ENV_VERIFY_RANGE}: {verify_range:?} is not between 1s and 400d"
-            ));
-        }
+        verify_span(&verify_range).map_err(|e| format!("{ENV_VERIFY_RANGE}: {e}"))?;
         let window = crate::watch::VerifyWindow::parse(
             get(ENV_VERIFY_START)
                 .as_deref()
@@ -277,6 +272,17 @@ impl Settings {
     }
 }
 
+/// How far back a verification reaches, from its text: longer than 0s, at most 400d.
+fn verify_span(text: &str) -> Result<Duration, String> {
+    let d = parse_duration(text)?;
+    if d <= Duration::zero() || d > Duration::days(400) {
+        return Err(format!(
+            "{text:?} must be longer than 0s and at most 400d (Docker Hub keeps about three months)"
+        ));
+    }
+    Ok(d)
+}
+
 /// The invocation's input: `{"org": "acme"}`, optionally with a longer `lookback` for a
 /// manual backfill; or a verification, `{"org": "acme", "verify": "2d"}` (with
 /// `"repair": true` to write what is missing). An input may only make a run reach further,
@@ -304,16 +310,9 @@ impl Input {
                 Err("input field \"repair\" goes with \"verify\" (e.g. \"verify\": \"2d\")".into())
             }
             None => Ok(None),
-            Some(v) => {
-                let d = parse_duration(v).map_err(|e| format!("input field \"verify\": {e}"))?;
-                if d <= Duration::zero() || d > Duration::days(400) {
-                    return Err(
-                        "input field \"verify\" must be longer than 0s and at most 400d (Docker Hub keeps about three months)"
-                            .into(),
-                    );
-                }
-                Ok(Some(d))
-            }
+            Some(v) => verify_span(v)
+                .map(Some)
+                .map_err(|e| format!("input field \"verify\": {e}")),
         }
     }
 

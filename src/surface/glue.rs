@@ -75,25 +75,17 @@ impl Glue {
             .post("/", &headers, body.to_string().into_bytes())
             .await
             .map_err(|e| GlueError::Other(format!("Glue {action}: {e}")))?;
-        let (status, text) = (answer.status, answer.text);
-        if (200..300).contains(&status) {
-            return serde_json::from_str(&text)
+        if answer.ok() {
+            return serde_json::from_str(&answer.text)
                 .map_err(|_| GlueError::Other(format!("Glue {action} answered something that is not JSON")));
         }
-        let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        let kind = v["__type"]
-            .as_str()
-            .unwrap_or("")
-            .rsplit('#')
-            .next()
-            .unwrap_or("");
+        let (kind, message) = answer.json_error();
         if kind == "ConcurrentModificationException" {
             return Err(GlueError::Concurrent);
         }
-        let message = v["message"].as_str().or(v["Message"].as_str()).unwrap_or("");
         Err(GlueError::Other(format!(
-            "Glue {action} failed ({status} {kind}: {})",
-            crate::hub::trust::shown(message)
+            "Glue {action} failed ({} {kind}: {message})",
+            answer.status
         )))
     }
 }

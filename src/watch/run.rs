@@ -9,8 +9,12 @@ use serde::Serialize;
 use super::dispatch::{self, VerifyWindow, COMPACT_AFTER};
 use super::health::Health;
 use super::notice;
+use crate::checkpoint_model::WatchMemory;
 use crate::ports::{CheckpointIndex, Dispatcher, Job, Notifier, StoreError};
 use crate::types::Org;
+
+/// Makes an org's job of one kind.
+type JobOf = fn(Org) -> Job;
 
 /// What a watch needs to know of the deployment.
 #[derive(Debug, Clone)]
@@ -173,24 +177,25 @@ pub async fn watch(
     };
 
     if let (Some(window), Some(d)) = (&cfg.window, dispatcher) {
-        let deployed = || cfg.deployed.iter();
-        for (kind, after) in [("verify", Duration::zero()), ("compact", COMPACT_AFTER)] {
-            let done = match kind {
-                "verify" => &mut memory.verify_dispatched,
-                _ => &mut memory.compact_dispatched,
-            };
+        let jobs: [(&str, Duration, JobOf); 2] = [
+            ("verify", Duration::zero(), |org| Job::Verify { org }),
+            ("compact", COMPACT_AFTER, |org| Job::Compact { org }),
+        ];
+        let WatchMemory {
+            verify_dispatched,
+            compact_dispatched,
+            ..
+        } = &mut memory;
+        for ((kind, after, job_of), done) in jobs.into_iter().zip([verify_dispatched, compact_dispatched]) {
             done.retain(|org, _| cfg.deployed.contains(org));
-            let (due, fresh) = dispatch::due(window, deployed(), done, now, after);
+            let (due, fresh) = dispatch::due(window, cfg.deployed.iter(), done, now, after);
             done.extend(fresh);
             for (org, slot) in due {
-                let job = match kind {
-                    "verify" => Job::Verify { org: org.clone() },
-                    _ => Job::Compact { org: org.clone() },
-                };
                 if cfg.deadline.is_some_and(|d| std::time::Instant::now() >= d) {
                     tracing::warn!(%org, job = kind, "watch: out of time; the next watch starts it");
                     break;
                 }
+                let job = job_of(org.clone());
                 match d.start(&job).await {
                     Ok(()) => {
                         tracing::info!(%org, job = kind, slot = %slot, "watch: started");

@@ -40,6 +40,17 @@ impl Dispatcher for Started {
     }
 }
 
+/// The watch of deployment `dha` over `deployed`, stale after 30 minutes.
+fn config(deployed: BTreeSet<Org>, window: Option<VerifyWindow>) -> WatchConfig {
+    WatchConfig {
+        deployed,
+        stale_after: Duration::minutes(30),
+        name: "dha".into(),
+        window,
+        deadline: None,
+    }
+}
+
 fn org(s: &str) -> Org {
     Org::new(s).unwrap()
 }
@@ -177,13 +188,10 @@ async fn one_message_per_change_none_on_a_repeat_and_one_when_all_are_well() {
     let now = t0();
     aged(&store, "acme", 2, last(now, None, 0)).await;
     aged(&store, "example", 120, last(now - Duration::hours(2), None, 0)).await;
-    let cfg = WatchConfig {
-        deployed: ["acme", "example", "newcomer"].into_iter().map(org).collect(),
-        stale_after: Duration::minutes(30),
-        name: "dha".into(),
-        window: None,
-        deadline: None,
-    };
+    let cfg = config(
+        ["acme", "example", "newcomer"].into_iter().map(org).collect(),
+        None,
+    );
     let inbox = Inbox::default();
     let r = watch(&store, Some(&inbox), None, &cfg, now).await.unwrap();
     let names: Vec<&str> = r.stale.iter().map(|s| s.org.as_str()).collect();
@@ -244,13 +252,7 @@ async fn daily_jobs_start_once_per_slot_spread_over_the_window() {
     let store = FileCheckpoints::new(dir.path());
     let orgs: BTreeSet<Org> = (0..40).map(|i| org(&format!("org-{i:02}"))).collect();
     let window = VerifyWindow::parse("04:00", "4h").unwrap();
-    let cfg = WatchConfig {
-        deployed: orgs.clone(),
-        stale_after: Duration::minutes(30),
-        name: "dha".into(),
-        window: Some(window),
-        deadline: None,
-    };
+    let cfg = config(orgs.clone(), Some(window));
     let started = Started::default();
     let day = DateTime::parse_from_rfc3339("2026-03-10T00:00:00Z")
         .unwrap()
@@ -321,13 +323,7 @@ async fn no_flapping_at_the_threshold_a_worse_reason_is_said_and_a_removed_org_i
     };
     aged(&store, "acme", 40, backfilling).await;
     aged(&store, "example", 35, last(now, None, 0)).await;
-    let mut cfg = WatchConfig {
-        deployed: ["acme", "example"].into_iter().map(org).collect(),
-        stale_after: Duration::minutes(30),
-        name: "dha".into(),
-        window: None,
-        deadline: None,
-    };
+    let mut cfg = config(["acme", "example"].into_iter().map(org).collect(), None);
     let inbox = Inbox::default();
     let r = watch(&store, Some(&inbox), None, &cfg, now).await.unwrap();
     assert_eq!(r.notified.as_deref(), Some("dha: 2 stale orgs: acme, example"));

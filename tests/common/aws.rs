@@ -200,15 +200,12 @@ pub async fn object_inside_two_days(
         })
 }
 
-/// Creates the EventBridge bus `bus` with a rule sending the collector's events (`source`
-/// dockerhub-audit) to a new SQS queue, as a subscriber of the alerts would; the queue's URL.
-pub async fn bus_to_queue(cfg: &SdkConfig, bus: &str) -> String {
-    let eb = aws_sdk_eventbridge::Client::new(cfg);
-    eb.create_event_bus().name(bus).send().await.expect("bus created");
+/// A new SQS queue named after `what`: its URL and ARN.
+async fn new_queue(cfg: &SdkConfig, what: &str) -> (String, String) {
     let sqs = aws_sdk_sqs::Client::new(cfg);
     let queue = sqs
         .create_queue()
-        .queue_name(unique("alerts"))
+        .queue_name(unique(what))
         .send()
         .await
         .expect("queue created")
@@ -224,6 +221,15 @@ pub async fn bus_to_queue(cfg: &SdkConfig, bus: &str) -> String {
         .await
         .expect("queue attributes");
     let arn = attrs.attributes().expect("attributes")[&arn_attr].clone();
+    (queue, arn)
+}
+
+/// Creates the EventBridge bus `bus` with a rule sending the collector's events (`source`
+/// dockerhub-audit) to a new SQS queue, as a subscriber of the alerts would; the queue's URL.
+pub async fn bus_to_queue(cfg: &SdkConfig, bus: &str) -> String {
+    let eb = aws_sdk_eventbridge::Client::new(cfg);
+    eb.create_event_bus().name(bus).send().await.expect("bus created");
+    let (queue, arn) = new_queue(cfg, "alerts").await;
     eb.put_rule()
         .name("dockerhub-audit-alerts")
         .event_bus_name(bus)
@@ -309,25 +315,7 @@ pub async fn topic_to_queue(cfg: &SdkConfig) -> (String, String) {
         .expect("a topic ARN")
         .0
         .to_string();
-    let sqs = aws_sdk_sqs::Client::new(cfg);
-    let queue = sqs
-        .create_queue()
-        .queue_name(unique("pager"))
-        .send()
-        .await
-        .expect("queue created")
-        .queue_url()
-        .expect("a queue URL")
-        .to_string();
-    let arn_attr = aws_sdk_sqs::types::QueueAttributeName::QueueArn;
-    let attrs = sqs
-        .get_queue_attributes()
-        .queue_url(&queue)
-        .attribute_names(arn_attr.clone())
-        .send()
-        .await
-        .expect("queue attributes");
-    let arn = attrs.attributes().expect("attributes")[&arn_attr].clone();
+    let (queue, arn) = new_queue(cfg, "pager").await;
     call(vec![
         ("Action", "Subscribe".into()),
         ("Version", "2010-03-31".into()),
