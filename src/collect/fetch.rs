@@ -9,7 +9,7 @@
 //! - a window that fits in **one page** is taken from that page: one response is one
 //!   snapshot, whatever the order;
 //! - a page is the last one only when it is **less than half** the smallest full page seen
-//!   (in this run, or in an earlier run of the process: [`PageSizeMemory`](super::page_size::PageSizeMemory)): a server whose
+//!   (in this run, or in an earlier run of the process: [`ServerMemory`](super::server_memory::ServerMemory)): a server whose
 //!   page size wanders (by up to half) cannot pass a cut page for the end; otherwise the
 //!   next page must come back empty;
 //! - a window with more than a page is **paged through** (up to [`ReadLimits`], the bound
@@ -42,7 +42,8 @@ use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::page_size::{PageSizeBelief, PageSizeMemory};
+use super::page_size::PageSizeBelief;
+use super::server_memory::ServerMemory;
 use crate::event::id::canonical;
 use crate::event::HubEvent;
 use crate::ports::{AuditLog, HubError, Page, PageQuery};
@@ -92,11 +93,17 @@ pub struct Fetcher<'a, A: AuditLog + ?Sized> {
     api: &'a A,
     org: &'a Org,
     /// What the process remembers of the server's page size, across runs.
-    memory: &'a PageSizeMemory,
+    memory: &'a ServerMemory,
     /// What we ask for, and what we learned of the server's page size.
     page_size: PageSizeBelief,
     /// What one read holds at most before it stands (the bound on its memory).
     limits: ReadLimits,
+    /// Before this instant nothing lands any more (the run's end less its overlap), so a
+    /// window wholly before it cannot shift while it is paged. `None`: no window is.
+    settled_before: Option<DateTime<Utc>>,
+    /// Whether what the server has shown of its tie order may spare a check (a
+    /// verification, which checks what the poller assumed, spares none).
+    trust_ties: bool,
     pub requests: u64,
 }
 
@@ -159,6 +166,21 @@ impl Pages {
             all.extend(p);
         }
         all
+    }
+
+    /// How many of `seconds` hold events that are not all alike (so a check of how its
+    /// pages split them tells something of the server's tie order).
+    fn splits_different_ties(&self, seconds: &BTreeSet<DateTime<Utc>>) -> u32 {
+        let mut first: BTreeMap<DateTime<Utc>, (&HubEvent, bool)> = BTreeMap::new();
+        for e in self.0.iter().flat_map(|p| p.events.iter()) {
+            let s = floor_second(e.timestamp());
+            if !seconds.contains(&s) {
+                continue;
+            }
+            let (f, differ) = first.entry(s).or_insert((e, false));
+            *differ |= f.timestamp() != e.timestamp() || !f.same_but_timestamp(e);
+        }
+        first.values().filter(|(_, differ)| *differ).count() as u32
     }
 
     /// The index of the last page holding an event of one of `seconds`.
@@ -244,7 +266,7 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
         org: &'a Org,
         page_size: u32,
         limits: ReadLimits,
-        memory: &'a PageSizeMemory,
+        memory: &'a ServerMemory,
     ) -> Self {
         Fetcher {
             api,
@@ -252,7 +274,52 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
             memory,
             page_size: PageSizeBelief::new(memory, page_size),
             limits,
+            settled_before: None,
+            trust_ties: true,
             requests: 0,
+        }
+    }
+
+    /// Takes windows wholly before `t` for history too old to change (`None`: none).
+    pub fn settle_before(&mut self, t: Option<DateTime<Utc>>) {
+        self.settled_before = t;
+    }
+
+    /// Checks every split of identical events, whatever the server has shown of its tie
+    /// order (what it learns is still remembered).
+    pub fn check_every_split(&mut self) {
+        self.trust_ties = false;
+    }
+
+    /// Whether the server may be taken to order ties the same way from page to page.
+    fn ties_trusted(&self) -> bool {
+        self.trust_ties && self.memory.ties_trusted()
+    }
+
+    /// Whether `w`, padded as it is asked, lies wholly in history too old to change.
+    fn settled(&self, w: Window) -> bool {
+        self.settled_before
+            .is_some_and(|t| w.to + Duration::seconds(1) <= t)
+    }
+
+    /// Whether a form that came in two pages of `w` is surely two identical events: `w` is
+    /// history too old to change (nothing lands to shift its pages) and the server has
+    /// been seen to order ties the same way from page to page.
+    fn twins_surely(&self, w: Window) -> bool {
+        self.settled(w) && self.ties_trusted()
+    }
+
+    /// Records what a check of the tie order found. Disagreement on history too old to
+    /// change (no event landed in between) proves the order moves. Agreement teaches trust
+    /// only when the check could have failed: the events of a second split by a boundary
+    /// were not all alike (identical events in any order are the same multiset, and say
+    /// nothing of how the server orders different ones).
+    /// `telling`: how many such seconds the check covered (each split on its own).
+    fn tie_check(&self, w: Window, agreed: bool, telling: u32) {
+        if !agreed && self.settled(w) {
+            self.memory.ties_disagreed();
+        } else if agreed {
+            self.memory.ties_agreed(telling);
         }
     }
 
@@ -368,9 +435,28 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
 
     /// Reads `w`: from one page when it fits, else page by page (see the module doc).
     pub async fn read(&mut self, w: Window, deadline: Option<Instant>) -> Result<Read, HubError> {
+        self.read_guarded(w, None, deadline).await
+    }
+
+    /// [`Fetcher::read`], and with `guard`, a window whose first page comes back full is
+    /// probed before it is paged through: `TooMany` when it holds more than `guard` events
+    /// (one probe, where reading it could cost `guard / page` requests before it
+    /// overflows). An empty or short first page costs no probe.
+    pub async fn read_guarded(
+        &mut self,
+        w: Window,
+        guard: Option<usize>,
+        deadline: Option<Instant>,
+    ) -> Result<Read, HubError> {
         let size = self.page_size.asked();
         let first = self.get(w, 1, size, None, deadline).await?;
         let n = first.len() as u32;
+        if let Some(target) = guard.filter(|_| n >= size) {
+            if self.holds_more_than(w, target, deadline).await? {
+                tracing::debug!(window = %w, guard = target, "probed: more events than that; cutting it");
+                return Ok(Read::TooMany);
+            }
+        }
         if n == 0 {
             return Ok(Read::Complete(Page::default()));
         }
@@ -454,6 +540,11 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
         if again.is_empty() {
             return Ok(Settled::Page(pages.into_page()));
         }
+        if self.twins_surely(w) {
+            tracing::debug!(window = %w, seconds = again.len(),
+                "identical events split by a page boundary in history too old to change, from a server seen to order them steadily: taken as read");
+            return Ok(Settled::Page(pages.into_page()));
+        }
         // Where reading the window again up to those pages costs fewer requests than reading
         // each such second on its own (a burst, where twins straddle most page boundaries and
         // each second's padded query takes pages of its own), it is read again with other
@@ -465,8 +556,13 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
                 pages.cost_of_seconds(&again, size)
             };
             let events: usize = pages.0.iter().take(last + 1).map(Page::len).sum();
-            let again_costs = events / size.saturating_sub(1).max(1) as usize + 1;
-            if again_costs < each_second && self.served_again(w, &pages, last, size, deadline).await? {
+            let again_costs = events.div_ceil(self.size_again(size).max(1) as usize).max(1);
+            let telling = pages.splits_different_ties(&again);
+            if again_costs < each_second
+                && self
+                    .served_again(w, &pages, last, size, telling, deadline)
+                    .await?
+            {
                 return Ok(Settled::Page(pages.into_page()));
             }
         }
@@ -490,13 +586,14 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
         for e in page.events {
             let s = floor_second(e.timestamp());
             if again.contains(&s) {
-                *served.entry(s).or_insert(0usize) += 1;
+                served.entry(s).or_insert_with(Page::default).events.push(e);
             } else {
                 kept.push(e);
             }
         }
         page.events = kept;
-        for (s, n) in served {
+        for (s, gave) in served {
+            let n = gave.len();
             let second = Window::new(s, s + Duration::seconds(1));
             let part = match Box::pin(self.read(second, deadline)).await? {
                 Read::Complete(part) => part,
@@ -511,6 +608,11 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
                     part.len()
                 )));
             }
+            // The same events: the pages split identical ones. Others in their place: one
+            // came twice and one not at all, which is the order moving (or, in history young
+            // enough, an event landing); what the second alone served is kept either way.
+            let agreed = fingerprint(&[&gave]) == fingerprint(&[&part]);
+            self.tie_check(w, agreed, u32::from(!all_alike(&gave)));
             page.extend(part);
         }
         Ok(Settled::Page(page))
@@ -538,9 +640,10 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
         pages: &Pages,
         last: usize,
         size: u32,
+        telling: u32,
         deadline: Option<Instant>,
     ) -> Result<bool, HubError> {
-        if size < 2 || pages.0.iter().any(|p| !p.unreadable.is_empty()) {
+        if self.size_again(size) == 0 || pages.0.iter().any(|p| !p.unreadable.is_empty()) {
             return Ok(false);
         }
         let want: Vec<&HubEvent> = pages
@@ -549,7 +652,7 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
             .take(last + 1)
             .flat_map(|p| p.events.iter())
             .collect();
-        let other = size - 1;
+        let other = self.size_again(size);
         let mut checked = 0;
         let mut number = 1;
         while checked < want.len() {
@@ -564,6 +667,9 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
                 }
                 if e != want[checked] {
                     tracing::debug!(window = %w, page = number, "read again, the window came back in another order");
+                    if other != size {
+                        self.tie_check(w, false, telling);
+                    }
                     return Ok(false);
                 }
                 checked += 1;
@@ -573,7 +679,23 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
             }
             number += 1;
         }
-        Ok(checked == want.len())
+        let agreed = checked == want.len();
+        if agreed && other != size {
+            self.tie_check(w, true, telling);
+        }
+        Ok(agreed)
+    }
+
+    /// The page size a window is read again with to check it: one event smaller, so its
+    /// boundaries fall elsewhere and an order that depends on the page shows; the same
+    /// size once the server is trusted to order ties steadily, where only events landing
+    /// meanwhile are left to show (and they show at any size).
+    fn size_again(&self, size: u32) -> u32 {
+        if self.ties_trusted() {
+            size
+        } else {
+            size.saturating_sub(1)
+        }
     }
 
     /// Reads a window that cannot be cut (one second with more than a page of events). The
@@ -625,7 +747,10 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
                 )),
             });
         }
-        let settled = first.0.len() <= 1 || first.repeated_seconds().is_ok_and(|s| s.is_empty());
+        let settled = first.0.len() <= 1
+            || first
+                .repeated_seconds()
+                .is_ok_and(|s| s.is_empty() || self.twins_surely(w));
         let first = first.into_page();
         if settled || all_alike(&first) {
             return Ok(AgreeingRead {
@@ -637,6 +762,10 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
         let other = (served * 2 / 3).max(1);
         let second = self.read_all_pages(w, action, other, deadline).await?;
         let same = fingerprint(&second.0.iter().collect::<Vec<_>>()) == fingerprint(&[&first]);
+        if second.steady() {
+            // Read again only when not all alike: telling.
+            self.tie_check(w, same, 1);
+        }
         let verdict = if second.steady() && same {
             Settled::Page(second.into_page())
         } else {

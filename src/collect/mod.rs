@@ -36,6 +36,7 @@ pub mod rebuild;
 pub mod reconcile;
 pub mod recover;
 pub mod repair;
+pub mod server_memory;
 pub mod stored;
 pub mod verify;
 pub mod window;
@@ -46,8 +47,8 @@ use serde::Serialize;
 pub use self::alerts::Alerting;
 use self::commit::Durable;
 use self::lease::LeaseKeeper;
-use self::page_size::PageSizeMemory;
 use self::reader::Reader;
+use self::server_memory::ServerMemory;
 use crate::checkpoint_model::{Checkpoint, LastRun};
 use crate::clock::Clock;
 use crate::config::PollConfig;
@@ -127,7 +128,7 @@ pub struct Poller<'a, A: ?Sized, K, S: ?Sized> {
     pub alerts: Option<Alerting<'a>>,
     /// What the process remembers of the server's page size across runs (a warm Lambda
     /// keeps one per org); `None`: this run learns it alone.
-    pub page_sizes: Option<&'a PageSizeMemory>,
+    pub page_sizes: Option<&'a ServerMemory>,
     /// The query surface a repair takes a compacted day off before writing into it (and
     /// verify reads compacted days from); `None`: nothing is compacted.
     pub surface: Option<&'a dyn crate::surface::QuerySurface>,
@@ -272,7 +273,7 @@ where
     ) -> Result<(), CollectError> {
         let output = self.sink.identity().await?;
         reconcile::claim_output(&run.cfg.org, cp, output)?;
-        let fresh = PageSizeMemory::default();
+        let fresh = ServerMemory::default();
         let memory = self.page_sizes.unwrap_or(&fresh);
         let mut reader = Reader::for_run(self.api, run.cfg, memory, run.deadline, self.clock);
         if let Some(intent) = cp.pending.clone() {

@@ -6,31 +6,9 @@
 //! lowered its own page size to the server's cap in this run, whether the user was told
 //! of the cap, and whether pages far past the end come back empty (so probes can be
 //! trusted). The smallest full page is also remembered across runs of one process in a
-//! [`PageSizeMemory`] (a warm Lambda keeps one per org); [`PageSizeBelief`] is the one
-//! place that reads and feeds it.
+//! [`ServerMemory`]; [`PageSizeBelief`] is the one place that reads and feeds it.
 
-use std::sync::atomic::{AtomicU32, Ordering};
-
-/// The smallest page a server has given in full, kept across the runs of one process (a
-/// warm Lambda's next run): the page cap is the server's, not a run's. With it, a run that
-/// finds less than half a page needs no second request to know it has all.
-#[derive(Debug, Default)]
-pub struct PageSizeMemory(AtomicU32);
-
-impl PageSizeMemory {
-    /// The smallest full page remembered, if any.
-    pub fn hint(&self) -> Option<u32> {
-        Some(self.0.load(Ordering::Relaxed)).filter(|&n| n > 0)
-    }
-
-    /// Remembers a full page of `events`; the smallest wins (an underestimate costs a
-    /// request, an overestimate an event).
-    pub fn remember(&self, events: u32) {
-        let _ = self.0.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |k| {
-            (k == 0 || events < k).then_some(events)
-        });
-    }
-}
+use super::server_memory::ServerMemory;
 
 /// What pages far past the end of a window have shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,10 +43,10 @@ pub struct PageSizeBelief {
 impl PageSizeBelief {
     /// Asking for pages of `asked`, starting from what `memory` holds of the server's page
     /// size (from an earlier run of the process).
-    pub fn new(memory: &PageSizeMemory, asked: u32) -> Self {
+    pub fn new(memory: &ServerMemory, asked: u32) -> Self {
         PageSizeBelief {
             asked,
-            full: memory.hint().map(|n| n.min(asked)),
+            full: memory.page_hint().map(|n| n.min(asked)),
             stepped_down: false,
             warned_cap: false,
             probes: Probes::Untried,
@@ -83,10 +61,10 @@ impl PageSizeBelief {
     /// The server gave a page of `full` events in full. Keeps the smallest (underestimating
     /// only costs extra requests, overestimating would take a full page for the last one),
     /// and has `memory` keep it for later runs.
-    pub fn learn(&mut self, memory: &PageSizeMemory, full: u32) {
+    pub fn learn(&mut self, memory: &ServerMemory, full: u32) {
         let known = self.full.map_or(full, |k| k.min(full));
         self.full = Some(known);
-        memory.remember(known);
+        memory.remember_page(known);
     }
 
     /// Whether a page of `n` events, asked with pages of `size`, is surely the last one:

@@ -7,7 +7,7 @@ use std::time::Instant;
 use chrono::{DateTime, Duration, Utc};
 
 use super::fetch::{Fetcher, Read, ReadLimits};
-use super::page_size::PageSizeMemory;
+use super::server_memory::ServerMemory;
 use super::window;
 use crate::clock::Clock;
 use crate::config::PollConfig;
@@ -36,7 +36,7 @@ impl<'a, A: AuditLog + ?Sized> Reader<'a, A> {
         org: &'a Org,
         page_size: u32,
         limits: ReadLimits,
-        memory: &'a PageSizeMemory,
+        memory: &'a ServerMemory,
         deadline: Option<DateTime<Utc>>,
         clock: &'a dyn Clock,
     ) -> Self {
@@ -56,7 +56,7 @@ impl<'a, A: AuditLog + ?Sized> Reader<'a, A> {
     pub fn for_run(
         api: &'a A,
         cfg: &'a PollConfig,
-        memory: &'a PageSizeMemory,
+        memory: &'a ServerMemory,
         deadline: Option<DateTime<Utc>>,
         clock: &'a dyn Clock,
     ) -> Self {
@@ -64,7 +64,15 @@ impl<'a, A: AuditLog + ?Sized> Reader<'a, A> {
             events: cfg.read_events,
             bytes: cfg.read_bytes,
         };
-        Self::new(api, &cfg.org, cfg.page_size, limits, memory, deadline, clock)
+        let mut reader = Self::new(api, &cfg.org, cfg.page_size, limits, memory, deadline, clock);
+        // Nothing lands further back than the overlap the run reads again: history older
+        // than that, from the run's end, cannot shift while it is paged.
+        let settled = clock
+            .now()
+            .checked_sub_signed(cfg.lag + cfg.overlap)
+            .map(crate::types::floor_second);
+        reader.fetcher.settle_before(settled);
+        reader
     }
 
     /// Starts the span for a range: its whole length, up to a day.
@@ -92,23 +100,11 @@ impl<'a, A: AuditLog + ?Sized> Reader<'a, A> {
                 },
             };
             let w = Window::new(from, (from + self.span).min(end));
-            if self.probe && w.len() > Duration::seconds(1) {
-                // A window sized from a sparse stretch (the edge of Docker Hub's retention
-                // at the start of a backfill) can hold many times the target: one request
-                // says so, where reading it could cost `limits.events / page` of them before it
-                // overflows, and would hold more events (memory) than the target.
-                if self
-                    .fetcher
-                    .holds_more_than(w, self.target, request_deadline)
-                    .await?
-                {
-                    tracing::debug!(window = %w, "probed: more than the target; cutting it");
-                    self.span = window::shrink(w.len());
-                    continue;
-                }
-                self.probe = false;
-            }
-            let page = match self.fetcher.read(w, request_deadline).await? {
+            // A window sized from a sparse stretch (the edge of Docker Hub's retention at
+            // the start of a backfill) can hold many times the target: once its first page
+            // comes back full, one probe says so, and it is cut before it is paged through.
+            let guard = (self.probe && w.len() > Duration::seconds(1)).then_some(self.target);
+            let page = match self.fetcher.read_guarded(w, guard, request_deadline).await? {
                 Read::TooMany if w.len() > Duration::seconds(1) => {
                     self.span = window::shrink(w.len());
                     continue;

@@ -12,8 +12,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::Serialize;
 
-use super::page_size::PageSizeMemory;
 use super::reader::Reader;
+use super::server_memory::ServerMemory;
 use super::{stored, Poller};
 use crate::config::PollConfig;
 use crate::event::id::assign_ids;
@@ -263,9 +263,12 @@ where
             estimated_requests: estimated,
         });
         let mut report = VerifyReport::starting(org, from, estimated);
-        let fresh = PageSizeMemory::default();
+        let fresh = ServerMemory::default();
         let memory = self.page_sizes.unwrap_or(&fresh);
         let mut reader = Reader::for_run(self.api, cfg, memory, deadline, self.clock);
+        // A verification checks what the poller assumed: it trusts no split of identical
+        // events, however old and however steady the server has looked.
+        reader.fetcher.check_every_split();
         let old = self
             .clock
             .now()

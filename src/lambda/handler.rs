@@ -11,7 +11,7 @@ use super::metrics::{age_seconds, emf, RunMetrics};
 use super::settings::{Input, Settings};
 use crate::alert::Rules;
 use crate::clock::Clock;
-use crate::collect::page_size::PageSizeMemory;
+use crate::collect::server_memory::ServerMemory;
 use crate::collect::verify::{Progress, VerifyRange, VerifyReport};
 use crate::collect::Alerting;
 use crate::config::PollConfig;
@@ -80,7 +80,7 @@ pub fn hub_clients(
 }
 
 /// An org's Hub port and what its runs learned of the server's page size.
-type OrgHub<A> = (Arc<A>, Arc<PageSizeMemory>);
+type OrgHub<A> = (Arc<A>, Arc<ServerMemory>);
 
 /// Built once per cold start; reused by every invocation of a warm Lambda.
 pub struct App<A, K, S> {

@@ -14,8 +14,8 @@ pub mod summary;
 use chrono::{DateTime, Utc};
 
 use crate::clock::Clock;
-use crate::collect::page_size::PageSizeMemory;
 use crate::collect::rebuild::{rebuild_under_lease, LeasedRebuild};
+use crate::collect::server_memory::ServerMemory;
 use crate::collect::verify::{Progress, VerifyError, VerifyRange, VerifyReport};
 use crate::collect::{Alerting, Poller, RunReport};
 use crate::config::PollConfig;
@@ -98,7 +98,7 @@ where
 
     /// Starts each run from what `memory` holds of the server's page size, and keeps what it
     /// learns there (a warm Lambda keeps one per org).
-    pub fn with_page_memory(mut self, memory: &'a PageSizeMemory) -> Self {
+    pub fn with_page_memory(mut self, memory: &'a ServerMemory) -> Self {
         self.poller.page_sizes = Some(memory);
         self
     }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use dockerhub_audit::checkpoint::file::FileCheckpoints;
 use dockerhub_audit::clock::{Clock, ManualClock};
-use dockerhub_audit::collect::page_size::PageSizeMemory;
+use dockerhub_audit::collect::server_memory::ServerMemory;
 use dockerhub_audit::collect::{Poller, RunFailed, RunReport};
 use dockerhub_audit::config::PollConfig;
 use dockerhub_audit::credentials::env::StaticCredentials;
@@ -92,14 +92,14 @@ pub async fn run(
     dir: &Path,
     cfg: &PollConfig,
 ) -> Result<RunReport, RunFailed> {
-    run_warm(client, &PageSizeMemory::default(), clock, dir, cfg).await
+    run_warm(client, &ServerMemory::default(), clock, dir, cfg).await
 }
 
 /// [`run`] in a warm process: `memory` keeps what earlier runs learned of the server's
 /// page size, as a warm Lambda keeps it per org.
 pub async fn run_warm(
     client: &HubClient,
-    memory: &PageSizeMemory,
+    memory: &ServerMemory,
     clock: &ManualClock,
     dir: &Path,
     cfg: &PollConfig,
