@@ -8,6 +8,12 @@ figures are the poller's alone: CPU and peak RSS come from the kernel's accounti
 
     cargo build --release
     python3 scripts/bench_backfill.py --bin target/release/dockerhub-audit --events 100000 1000000
+    python3 scripts/bench_backfill.py --bin target/release/dockerhub-audit --burst 4474
+
+`--burst N` measures issue 22's burst instead: N events in one minute, a few minutes old,
+with few distinct payloads (identical events share its seconds), read by one `poll` whose
+window holds just that minute (`--lookback 10m`). Young seconds are read twice, so its
+list requests are about twice the ideal.
 
 Nothing is asserted (a benchmark, not a test); the test command runs it once at a tiny size
 to keep it working. Prints one JSON line per size.
@@ -44,13 +50,13 @@ def wait_port(port, proc):
     sys.exit("the emulator did not start")
 
 
-def one(args, events):
+def one(args, events, burst=0):
     port = free_port()
     env = dict(os.environ, EMULATOR_SECRET=SECRET)
     emu = subprocess.Popen(
         [args.bin, "emulator", "--port", str(port), "--events", str(events), "--days", str(args.days),
          "--seed", str(args.seed), "--page-cap", str(args.page_cap), "--twin-fraction", str(args.twin_fraction),
-         "--log-level", "warn"],
+         "--burst-events", str(burst), "--log-level", "warn"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_port(port, emu)
@@ -60,7 +66,7 @@ def one(args, events):
             started = time.monotonic()
             poll = subprocess.Popen(
                 [args.bin, "poll", "--org", "acme", "--hub-url", f"http://127.0.0.1:{port}",
-                 "--output", out, "--lookback", f"{args.days + 1}d", "--log-format", "json",
+                 "--output", out, "--lookback", "10m" if burst else f"{args.days + 1}d", "--log-format", "json",
                  "--log-level", "warn"],
                 env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
             stdout = poll.stdout.read()
@@ -98,7 +104,14 @@ def main():
     p.add_argument("--page-cap", type=int, default=100,
                    help="the most events the emulator serves a page (poll asks for 100)")
     p.add_argument("--twin-fraction", type=float, default=0.02, help="the emulator's default")
+    p.add_argument("--burst", type=int, nargs="+", default=[],
+                   help="measure a burst of this many events in one minute instead (issue 22)")
     args = p.parse_args()
+    if args.burst:
+        for n in args.burst:
+            # History outside the 10-minute window only: the window holds the burst alone.
+            print(json.dumps(dict(one(args, 0, burst=n), burst=True)), flush=True)
+        return
     for n in args.events:
         print(json.dumps(one(args, n)), flush=True)
 

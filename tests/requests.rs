@@ -6,13 +6,12 @@ mod common;
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration, DurationRound, Utc};
+use chrono::{Duration, DurationRound};
 use serde_json::json;
 
 use common::*;
 use dockerhub_audit::clock::{Clock, ManualClock};
 use dockerhub_audit::collect::server_memory::ServerMemory;
-use dockerhub_audit_emulator::Emulator;
 
 /// One request per page of events is the least a run can make.
 fn ideal(events: usize) -> u64 {
@@ -230,7 +229,7 @@ async fn a_burst_with_identical_events_in_dense_seconds_costs_two_reads() {
             // (history that old cannot change, so a disagreement is the order moving), and
             // the process learns from them how the server orders ties.
             let day_ago = clock.now().duration_trunc(Duration::minutes(1)).unwrap() - Duration::days(1);
-            identical_burst(&emu, day_ago, 600, Duration::seconds(8));
+            emu.add_identical_burst(day_ago, 600, Duration::seconds(8));
         }
         let c = client(&hub.url(), Arc::new(clock.clone()), SECRET);
         let warm = ServerMemory::default();
@@ -241,8 +240,8 @@ async fn a_burst_with_identical_events_in_dense_seconds_costs_two_reads() {
         assert_eq!(warm.ties_trusted(), learned && shape != 1, "{name}");
 
         let minute = clock.now().duration_trunc(Duration::minutes(1)).unwrap() + Duration::minutes(1);
-        let n = 4_474;
-        identical_burst(&emu, minute, n, Duration::minutes(1));
+        let n = 4_474u32;
+        emu.add_identical_burst(minute, n, Duration::minutes(1));
         clock.advance(Duration::minutes(5));
         let before = emu.stats().list_requests;
         let r = run_warm(&c, &warm, &clock, dir.path(), &pc).await;
@@ -287,23 +286,5 @@ async fn a_burst_with_identical_events_in_dense_seconds_costs_two_reads() {
             );
         }
         hub.shutdown();
-    }
-}
-
-/// `n` events over `span` from `start`, with few distinct payloads: within one second, many
-/// are identical (automation creating the same repositories, pushing the same tags again).
-fn identical_burst(emu: &Emulator, start: DateTime<Utc>, n: i64, span: Duration) {
-    for i in 0..n {
-        let at = start + Duration::milliseconds(i * span.num_milliseconds() / n);
-        let mut event = match i % 3 {
-            0 => json!({"account": "acme", "action": "repo.create", "actor": "ci",
-                        "name": format!("acme/svc{}", i % 4)}),
-            _ => json!({"account": "acme", "action": "repo.tag.push", "actor": "ci",
-                        "name": format!("acme/app{}", i % 5), "data": {"tag": format!("v{}", i % 2)}}),
-        };
-        event["timestamp"] = json!(dockerhub_audit::types::rfc3339(
-            dockerhub_audit::types::floor_second(at)
-        ));
-        emu.add_event(event, at);
     }
 }

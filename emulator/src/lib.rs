@@ -26,7 +26,7 @@ use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
 use fastrand::Rng;
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -340,6 +340,27 @@ impl Emulator {
             timestamp,
             visible_at,
         });
+    }
+
+    /// Adds `n` events spread evenly over `span` from `start`, visible at once, with few
+    /// distinct payloads: within one second many are identical, as when automation creates
+    /// the same repositories and pushes the same tags again (issue 22's burst). Timestamps
+    /// are whole seconds, so each second is one crowd of ties.
+    pub fn add_identical_burst(&self, start: DateTime<Utc>, n: u32, span: chrono::Duration) {
+        let n = i64::from(n.max(1));
+        for i in 0..n {
+            let at = start + chrono::Duration::milliseconds(i * span.num_milliseconds() / n);
+            let org = self.cfg().org.clone();
+            let mut event = match i % 3 {
+                0 => serde_json::json!({"account": org, "action": "repo.create", "actor": "ci",
+                            "name": format!("{org}/svc{}", i % 4)}),
+                _ => serde_json::json!({"account": org, "action": "repo.tag.push", "actor": "ci",
+                            "name": format!("{org}/app{}", i % 5), "data": {"tag": format!("v{}", i % 2)}}),
+            };
+            let second = at.with_nanosecond(0).unwrap_or(at);
+            event["timestamp"] = Value::String(second.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+            self.add_event(event, at);
+        }
     }
 
     /// Adds an item that is not a readable event (no timestamp, not an object, a non-string

@@ -343,6 +343,10 @@ pub struct EmulatorArgs {
     /// Cut each page short by up to this many events, offsets following the cut size.
     #[arg(long, default_value_t = 0)]
     pub page_size_varies: u32,
+    /// Add a burst of this many events over the minute that ended two minutes before the
+    /// start, with few distinct payloads (identical events share its seconds).
+    #[arg(long, default_value_t = 0)]
+    pub burst_events: u32,
     /// Give every event a `padding` field of this many characters (pages of megabytes).
     #[arg(long, default_value_t = 0)]
     pub event_padding: usize,

@@ -52,6 +52,15 @@ pub async fn serve(a: EmulatorArgs) -> Result<(), String> {
     let emulators = (0..a.org.len())
         .map(|i| config(&a, i).map(|cfg| Emulator::new(cfg, clock.clone())))
         .collect::<Result<Vec<_>, _>>()?;
+    if a.burst_events > 0 {
+        use chrono::DurationRound;
+        let now = crate::clock::Clock::now(&SystemClock);
+        let minute =
+            now.duration_trunc(chrono::Duration::minutes(1)).unwrap_or(now) - chrono::Duration::minutes(3);
+        for emu in &emulators {
+            emu.add_identical_burst(minute, a.burst_events, chrono::Duration::minutes(1));
+        }
+    }
     if let Some(twice) = a.org.iter().enumerate().find(|(i, o)| a.org[..*i].contains(o)) {
         return Err(format!("--org names {} twice; name each org once", twice.1));
     }

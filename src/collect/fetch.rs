@@ -24,11 +24,16 @@
 //!   consistent multiset, and put in place of what the pages gave; each must hold as many
 //!   events as the pages gave of it (an event read twice because a page started early
 //!   leaves it short), or the window is cut smaller;
-//! - where that would cost more requests than reading the window again up to those pages
-//!   (a burst, whose identical events straddle most boundaries), the window is read again
-//!   once **with pages one event smaller**: if it serves the same sequence, the first read
-//!   stands (`Fetcher::served_again` says why that is exact); if not, each second is read
-//!   on its own as above;
+//! - in **history too old to change** (older than the run's end less its overlap: nothing
+//!   lands there to shift the pages), such a form is taken for two identical events once the
+//!   server has shown that it orders ties steadily ([`ServerMemory`](super::server_memory::ServerMemory)
+//!   says how that is learned, and why identical events split by a boundary cannot show it);
+//! - where reading each second costs more requests than reading the window again up to
+//!   those pages (a burst, whose identical events straddle most boundaries), the window is
+//!   read again once, **with pages one event smaller** while the tie order is not known and
+//!   the same pages once it is: if it serves the same sequence, the first read stands
+//!   (`Fetcher::served_again` says why that is exact); if not, each second is read on its
+//!   own as above;
 //! - a single second with more events than a page that cannot be settled that way is read
 //!   again **with another page size**, and failing that **one action at a time** (the
 //!   API's exact filter), the parts adding up to the whole; what cannot be settled fails
@@ -618,7 +623,8 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
         Ok(Settled::Page(page))
     }
 
-    /// Whether `w` read again from its start, with pages one event smaller than `size`,
+    /// Whether `w` read again from its start, with pages one event smaller than `size` (the
+    /// same size once the server is trusted to order ties steadily: [`Fetcher::size_again`]),
     /// serves the events of pages `1..=last + 1` of `pages` as the same sequence, stopping at
     /// the first difference. `false` too for a read holding unreadable items (they have no
     /// place in a sequence of events) or a page size that cannot be made smaller.

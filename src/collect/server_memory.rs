@@ -4,10 +4,15 @@
 //!
 //! Neither is documented. The page size is learned from full pages
 //! ([`PageSizeBelief`](super::page_size::PageSizeBelief) reads and feeds it). The tie order is
-//! learned from the checks a read makes anyway: a second read again on its own, or a window
-//! read again with other page boundaries, that serves what the pages gave is one agreement;
-//! a read of history too old to change that does not is proof that the order depends on
-//! the page, and the process never trusts it again.
+//! learned from the checks a read makes anyway: a second read again on its own, a window
+//! read again with other page boundaries, or a dense second read at another page size, that
+//! serves what the pages gave is one agreement per second it covered whose events were not
+//! all alike. Identical events in any order are the same multiset, so they cannot show the
+//! order; and an order that depends on the page can make a second of two different events,
+//! `a` and `x`, come as `a` at the end of one page and `a` again at the start of the next:
+//! just like two identical events split by the boundary, with `x` lost. A check of history
+//! too old to change that disagrees proves such an order, and the process never trusts it
+//! again. A verification never relies on the trust (it checks what the poller assumed).
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
