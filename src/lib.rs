@@ -13,6 +13,8 @@
 //! - [`watch`] is the watchdog: every org's health from a listing of the checkpoints, the
 //!   notification when the set of stale orgs changes, the dispatch of daily jobs.
 
+#[cfg(feature = "cli")]
+pub mod activity;
 pub mod alert;
 #[cfg(feature = "aws")]
 pub mod aws;
@@ -34,6 +36,7 @@ pub mod lambda;
 pub mod logging;
 pub mod notify;
 pub mod ports;
+pub mod progress;
 pub mod service;
 pub mod sink;
 pub mod surface;

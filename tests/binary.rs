@@ -369,6 +369,35 @@ async fn status_reports_the_checkpoint() {
         !age.contains("ms") && !age.contains("us ") && !age.contains("ns "),
         "{age}"
     );
+    // The activity view: one line per day, its count the events stored under that day's
+    // partition (counted here from the records themselves, by their day).
+    let mut per_day = std::collections::BTreeMap::<String, u64>::new();
+    for r in inspect::records(dir.path()).unwrap() {
+        let day = r["timestamp"].as_str().unwrap()[..10].to_string();
+        *per_day.entry(day).or_default() += 1;
+    }
+    let shown: std::collections::BTreeMap<String, u64> = s
+        .lines()
+        .filter(|l| l.starts_with("  20"))
+        .map(|l| {
+            let mut tokens = l.split_whitespace();
+            let day = tokens.next().unwrap().to_string();
+            let n = tokens
+                .find_map(|t| t.replace(',', "").parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("no count in {l:?}"));
+            (day, n)
+        })
+        .collect();
+    assert_eq!(shown.len(), 30, "the last 30 days by default\n{s}");
+    let stored_in_view: u64 = shown.values().sum();
+    assert!(stored_in_view > 0, "{s}");
+    for (day, n) in &shown {
+        assert_eq!(per_day.get(day).copied().unwrap_or(0), *n, "{day}\n{s}");
+    }
+    assert!(
+        s.contains(&format!("activity:     {stored_in_view} events stored")),
+        "{s}"
+    );
 
     // Every org at once: acme is collected; `never` was meant to be and has no checkpoint.
     let all = |orgs: &str| {
@@ -759,4 +788,55 @@ fn walk_objects(dir: &Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+/// Issue 23: `--progress always` draws the line on stderr even into a pipe: it reaches 100%
+/// on a backfill, shows the wait Docker Hub asks for (two 429s, each `Retry-After` a second
+/// ahead) with its reason, and puts nothing on stdout; by default, into a pipe, there is no
+/// line at all, and the results on stdout are the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_progress_line_is_drawn_on_stderr_only_and_when_asked() {
+    let (emu, hub) = start(emulator_config(600, 3, 12), Arc::new(SystemClock)).await;
+    let summary_of = |stdout: &str| -> Vec<String> {
+        // The summary's lines, less what differs from run to run (ids, times, paths).
+        stdout
+            .lines()
+            .map(|l| l.split(':').next().unwrap_or_default().to_string())
+            .collect()
+    };
+    let drawn = tempfile::tempdir().unwrap();
+    emu.push_faults([
+        dockerhub_audit_emulator::Fault::TooManyRequests,
+        dockerhub_audit_emulator::Fault::TooManyRequests,
+    ]);
+    let out = poll_cmd(&hub.url(), drawn.path(), &["--progress", "always"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("100%"), "the line reaches 100%:\n{stderr}");
+    assert!(stderr.contains("events written ·"), "{stderr}");
+    assert!(
+        stderr.contains("waiting") && stderr.contains("Docker Hub's rate limit (429)"),
+        "the wait and its reason:\n{stderr}"
+    );
+    assert!(
+        !stdout.contains("events written ·") && !stdout.contains('\u{1b}') && !stdout.contains("100%"),
+        "nothing of the line on stdout:\n{stdout}"
+    );
+
+    let plain = tempfile::tempdir().unwrap();
+    let out = poll_cmd(&hub.url(), plain.path(), &[]).output().unwrap();
+    let (plain_stdout, plain_stderr) = text(&out);
+    assert!(out.status.success(), "{plain_stderr}");
+    assert!(
+        !plain_stderr.contains("events written ·") && !plain_stderr.contains('\u{1b}'),
+        "no line into a pipe by default:\n{plain_stderr}"
+    );
+    assert_eq!(summary_of(&plain_stdout), summary_of(&stdout));
+    assert_eq!(
+        inspect::records(plain.path()).unwrap().len(),
+        inspect::records(drawn.path()).unwrap().len()
+    );
+    hub.shutdown();
 }

@@ -31,6 +31,16 @@ pub enum LogFormatArg {
     Json,
 }
 
+/// When `poll` and `verify` draw their progress line on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressWhen {
+    /// When stderr is a terminal and the logs are text.
+    Auto,
+    /// Always, even into a file or a pipe (to capture it).
+    Always,
+    Never,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Collect new audit events for an organization (credentials from DOCKERHUB_USERNAME and DOCKERHUB_TOKEN).
@@ -104,6 +114,10 @@ pub struct PollArgs {
     /// The organization (Docker Hub namespace).
     #[arg(long)]
     pub org: Org,
+    /// A live line on stderr: how far the read has come, events written, requests, and any
+    /// wait Docker Hub asks for. Logs and the summary stay as they are.
+    #[arg(long, value_enum, default_value_t = ProgressWhen::Auto)]
+    pub progress: ProgressWhen,
     #[command(flatten)]
     pub hub: HubArgs,
     #[command(flatten)]
@@ -181,6 +195,10 @@ pub struct VerifyArgs {
     /// The organization (Docker Hub namespace).
     #[arg(long)]
     pub org: Org,
+    /// A live line on stderr: how far the verification has come, requests, and any wait
+    /// Docker Hub asks for. The day-by-day report stays as it is.
+    #[arg(long, value_enum, default_value_t = ProgressWhen::Auto)]
+    pub progress: ProgressWhen,
     #[command(flatten)]
     pub hub: HubArgs,
     #[command(flatten)]
@@ -275,6 +293,11 @@ pub struct StatusArgs {
     /// checkpoint are stale (they never ran). Default: the orgs the store holds.
     #[arg(long, value_delimiter = ',')]
     pub orgs: Vec<Org>,
+    /// With --org: a picture of the trail over the last N days, one line per day (its stored
+    /// events, read back from the output, and ✓ where a verification found it complete).
+    /// 0: none. On S3 it costs a listing per day and a read per object.
+    #[arg(long, default_value_t = 30)]
+    pub days: u32,
     #[command(flatten)]
     pub store: StoreArgs,
 }

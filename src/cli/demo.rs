@@ -89,6 +89,22 @@ pub async fn demo(a: DemoArgs) -> Result<(), String> {
          -c \"SELECT category, count(*) FROM events GROUP BY 1\""
     );
     say!("Its state:   dockerhub-audit status --org acme --output {dir}");
+    // The last picture: the trail's last 30 days as `status` draws them.
+    let stores = local_stores(&a.dir);
+    let checkpoints = stores.checkpoints().await?;
+    let cp = crate::ports::Checkpoints::peek(&checkpoints, &org)
+        .await
+        .map_err(|e| e.to_string())?;
+    let to = watermark.date_naive();
+    say!();
+    super::poll::activity(
+        &stores,
+        &org,
+        to - chrono::Duration::days(29),
+        to,
+        cp.as_ref().and_then(|c| c.verified.as_ref()),
+    )
+    .await?;
     if !proof.events.exact() {
         return Err("the output does not match the emulator exactly; please report this".into());
     }

@@ -17,6 +17,7 @@ mod compact;
 mod demo;
 mod emulator;
 mod poll;
+mod progress;
 mod stores;
 mod verify;
 
@@ -32,12 +33,15 @@ use crate::logging::{self, LogFormat};
 #[doc(hidden)]
 pub fn say_line(line: std::fmt::Arguments<'_>) {
     use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    if let Err(e) = writeln!(out, "{line}").and_then(|_| out.flush()) {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(0);
+    // Above the progress line, when one is drawn on the same screen.
+    progress::above(|| {
+        let mut out = std::io::stdout().lock();
+        if let Err(e) = writeln!(out, "{line}").and_then(|_| out.flush()) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
         }
-    }
+    });
 }
 
 /// Parses the command line, runs the command, and turns any failure into one line on
@@ -52,7 +56,18 @@ pub fn main() -> ExitCode {
         Command::Demo(_) => "warn",
         _ => cli.log_level.as_str(),
     };
-    logging::init(format, level);
+    let json = matches!(format, LogFormat::Json);
+    let line = match &cli.command {
+        Command::Poll(a) => progress::Line::start(a.progress, json),
+        Command::Verify(a) => progress::Line::start(a.progress, json),
+        _ => None,
+    };
+    logging::init_with(
+        format,
+        level,
+        progress::log_writer(),
+        line.as_ref().map(progress::Line::layer),
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -93,6 +108,9 @@ pub fn main() -> ExitCode {
             Command::Demo(a) => demo::demo(a).await.map_err(Failed::from),
         }
     });
+    if let Some(line) = &line {
+        line.finish();
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {

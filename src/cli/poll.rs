@@ -319,7 +319,41 @@ pub async fn status(a: StatusArgs) -> Result<bool, String> {
         }
     }
     say!("version:      {}", cp.version);
+    if a.days > 0 {
+        let to = now.date_naive();
+        let from = to - chrono::Duration::days(i64::from(a.days) - 1);
+        say!();
+        activity(&stores, &cp.org, from, to, cp.verified.as_ref()).await?;
+    }
     Ok(true)
+}
+
+/// Prints the activity view of `org` over `from..=to` (see [`crate::activity`]).
+pub async fn activity(
+    stores: &Stores,
+    org: &Org,
+    from: chrono::NaiveDate,
+    to: chrono::NaiveDate,
+    verified: Option<&crate::checkpoint_model::Verified>,
+) -> Result<(), String> {
+    use crate::activity::{read, render, thousands};
+    let sink = stores.sink().await?;
+    let (days, objects) = read(sink.as_ref(), org, from, to, verified)
+        .await
+        .map_err(|e| e.to_string())?;
+    let total: u64 = days.iter().map(|d| d.events).sum();
+    say!(
+        "activity:     {} events stored from {from} to {to}, read back from {objects} object(s); ✓ verified complete",
+        thousands(total)
+    );
+    let width = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(100);
+    for line in render(&days, width) {
+        say!("  {line}");
+    }
+    Ok(())
 }
 
 /// `status --all`: a line per org, then each stale org's reason and what to do, as the

@@ -106,11 +106,13 @@ fn show_progress(org: &crate::types::Org, text: bool, p: Progress<'_>) {
             estimated_requests,
         } => {
             if estimated_requests > SAY_COST_ABOVE {
-                eprintln!(
-                    "note: verifying {days} days costs about {estimated_requests} Docker Hub requests, from the \
-                     rate limit the poller also uses; verify leaves the poller half of it, so this can take a while \
-                     (a shorter --since costs less)"
-                );
+                super::progress::above(|| {
+                    eprintln!(
+                        "note: verifying {days} days costs about {estimated_requests} Docker Hub requests, from the \
+                         rate limit the poller also uses; verify leaves the poller half of it, so this can take a while \
+                         (a shorter --since costs less)"
+                    )
+                });
             }
             if text {
                 say!(

@@ -148,6 +148,7 @@ where
         )
         .await?;
         report.events_written += events;
+        crate::progress::written(report.events_written);
         report.objects_written += objects_created;
         report.objects_existing += objects_existing;
         if events > 0 {

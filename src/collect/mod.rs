@@ -303,6 +303,7 @@ where
             return Ok(());
         }
         tracing::info!(org = %run.cfg.org, %window, "reading");
+        crate::progress::span(window.from, window.to);
         self.read_and_commit(run, &mut reader, window, cp, report).await
     }
 

@@ -113,6 +113,7 @@ impl<'a, A: AuditLog + ?Sized> Reader<'a, A> {
                 Read::Complete(page) => page,
             };
             tracing::debug!(window = %w, events = page.len(), requests = self.fetcher.requests, "read");
+            crate::progress::reached(w.to, self.fetcher.requests);
             let weight = self.limits.weight(page.len(), page.bytes());
             self.span = window::adapt(w.len(), weight, self.target);
             self.probe = self.span > w.len() * 2;
