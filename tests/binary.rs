@@ -395,8 +395,47 @@ async fn status_reports_the_checkpoint() {
         assert_eq!(per_day.get(day).copied().unwrap_or(0), *n, "{day}\n{s}");
     }
     assert!(
-        s.contains(&format!("activity:     {stored_in_view} events stored")),
+        s.contains(&format!(
+            "activity:     {} events stored",
+            dockerhub_audit::activity::thousands(stored_in_view)
+        )),
         "{s}"
+    );
+    // Another output than the checkpoint's: no picture of the wrong trail, but what to give.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["status", "--org", "acme", "--checkpoint"])
+        .arg(dir.path().join("_checkpoints"))
+        .arg("--output")
+        .arg(elsewhere.path())
+        .output()
+        .unwrap();
+    let (o, _) = text(&out);
+    assert!(
+        out.status.success()
+            && o.contains("activity:     this checkpoint belongs to the output local:")
+            && !o.lines().any(|l| l.starts_with("  20")),
+        "{o}"
+    );
+    // An object it cannot read costs the picture, not the status; --days 0 reads none.
+    let damaged = tempfile::tempdir().unwrap();
+    copy_dir(dir.path(), damaged.path());
+    let object = inspect::objects(damaged.path()).unwrap().pop().unwrap();
+    std::fs::write(&object, b"not gzip").unwrap();
+    let d = status(damaged.path());
+    assert!(
+        d.contains("watermark:") && d.contains("activity:     cannot read the output"),
+        "{d}"
+    );
+    let out = Command::new(BIN)
+        .args(["status", "--org", "acme", "--days", "0", "--output"])
+        .arg(damaged.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && !text(&out).0.contains("activity:"),
+        "--days 0 reads no object: {:?}",
+        text(&out)
     );
 
     // Every org at once: acme is collected; `never` was meant to be and has no checkpoint.
@@ -817,7 +856,7 @@ async fn the_progress_line_is_drawn_on_stderr_only_and_when_asked() {
     assert!(stderr.contains("100%"), "the line reaches 100%:\n{stderr}");
     assert!(stderr.contains("events written ·"), "{stderr}");
     assert!(
-        stderr.contains("waiting") && stderr.contains("Docker Hub's rate limit (429)"),
+        stderr.contains("waiting") && stderr.contains("rate limit (429)"),
         "the wait and its reason:\n{stderr}"
     );
     assert!(
@@ -833,10 +872,35 @@ async fn the_progress_line_is_drawn_on_stderr_only_and_when_asked() {
         !plain_stderr.contains("events written ·") && !plain_stderr.contains('\u{1b}'),
         "no line into a pipe by default:\n{plain_stderr}"
     );
+    // The log lines are as they were: the run's own, and none of the progress events.
+    assert!(
+        plain_stderr.contains("reading") && plain_stderr.contains("committed"),
+        "{plain_stderr}"
+    );
+    assert!(!plain_stderr.contains("kind="), "{plain_stderr}");
+    // With the line drawn, each log line still comes whole (above it).
+    assert!(
+        stderr.contains("WARN") && stderr.contains("rate limited (429)"),
+        "the 429 warning above the line:\n{stderr}"
+    );
     assert_eq!(summary_of(&plain_stdout), summary_of(&stdout));
     assert_eq!(
         inspect::records(plain.path()).unwrap().len(),
         inspect::records(drawn.path()).unwrap().len()
     );
     hub.shutdown();
+}
+
+/// A copy of the folder `from` (files and folders) under `to`.
+fn copy_dir(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
 }

@@ -294,9 +294,10 @@ pub struct StatusArgs {
     #[arg(long, value_delimiter = ',')]
     pub orgs: Vec<Org>,
     /// With --org: a picture of the trail over the last N days, one line per day (its stored
-    /// events, read back from the output, and ✓ where a verification found it complete).
-    /// 0: none. On S3 it costs a listing per day and a read per object.
-    #[arg(long, default_value_t = 30)]
+    /// events, read back from the output, and ✓ on days inside the span the checkpoint
+    /// records as verified complete). 0: none. On S3 it costs a listing per day and a read
+    /// per object.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(0..=3660))]
     pub days: u32,
     #[command(flatten)]
     pub store: StoreArgs,

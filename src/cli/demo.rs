@@ -89,27 +89,30 @@ pub async fn demo(a: DemoArgs) -> Result<(), String> {
          -c \"SELECT category, count(*) FROM events GROUP BY 1\""
     );
     say!("Its state:   dockerhub-audit status --org acme --output {dir}");
+    if !proof.events.exact() {
+        return Err("the output does not match the emulator exactly; please report this".into());
+    }
+    if !proof.alerts.exact() {
+        return Err("the alerts raised do not match the stored records exactly; please report this".into());
+    }
     // The last picture: the trail's last 30 days as `status` draws them.
     let stores = local_stores(&a.dir);
-    let checkpoints = stores.checkpoints().await?;
-    let cp = crate::ports::Checkpoints::peek(&checkpoints, &org)
-        .await
-        .map_err(|e| e.to_string())?;
+    let cp = match stores.checkpoints().await {
+        Ok(c) => crate::ports::Checkpoints::peek(&c, &org).await.ok().flatten(),
+        Err(_) => None,
+    };
     let to = watermark.date_naive();
     say!();
-    super::poll::activity(
+    if let Err(e) = super::poll::activity(
         &stores,
         &org,
         to - chrono::Duration::days(29),
         to,
         cp.as_ref().and_then(|c| c.verified.as_ref()),
     )
-    .await?;
-    if !proof.events.exact() {
-        return Err("the output does not match the emulator exactly; please report this".into());
-    }
-    if !proof.alerts.exact() {
-        return Err("the alerts raised do not match the stored records exactly; please report this".into());
+    .await
+    {
+        say!("activity:     cannot read the demo's output back: {e}");
     }
     Ok(())
 }

@@ -33,7 +33,9 @@ use crate::logging::{self, LogFormat};
 #[doc(hidden)]
 pub fn say_line(line: std::fmt::Arguments<'_>) {
     use std::io::Write;
-    // Above the progress line, when one is drawn on the same screen.
+    // Above the progress line, when one is drawn on the same screen. Formatted first: the
+    // line is off the screen only while it is written.
+    let line = line.to_string();
     progress::above(|| {
         let mut out = std::io::stdout().lock();
         if let Err(e) = writeln!(out, "{line}").and_then(|_| out.flush()) {
@@ -58,7 +60,17 @@ pub fn main() -> ExitCode {
     };
     let json = matches!(format, LogFormat::Json);
     let line = match &cli.command {
-        Command::Poll(a) => progress::Line::start(a.progress, json),
+        Command::Poll(a) => {
+            // Alerts written to the terminal's stdout would run through the line.
+            let alerts_on_screen = a.rules.is_some()
+                && a.alerts_out == "-"
+                && std::io::IsTerminal::is_terminal(&std::io::stdout());
+            let when = match a.progress {
+                args::ProgressWhen::Auto if alerts_on_screen => args::ProgressWhen::Never,
+                when => when,
+            };
+            progress::Line::start(when, json)
+        }
         Command::Verify(a) => progress::Line::start(a.progress, json),
         _ => None,
     };
@@ -115,7 +127,7 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
             if !f.message.is_empty() {
-                eprintln!("error: {}", f.message);
+                progress::above(|| eprintln!("error: {}", f.message));
             }
             ExitCode::from(f.code)
         }

@@ -233,7 +233,7 @@ pub async fn poll(a: PollArgs, rules: Option<Rules>, format: LogFormat) -> Resul
     };
     if alerting.is_some() && to_stdout {
         // Alerts own stdout: the summary goes with the logs.
-        eprintln!("{line}");
+        super::progress::above(|| eprintln!("{line}"));
     } else {
         say!("{line}");
     }
@@ -323,9 +323,32 @@ pub async fn status(a: StatusArgs) -> Result<bool, String> {
         let to = now.date_naive();
         let from = to - chrono::Duration::days(i64::from(a.days) - 1);
         say!();
-        activity(&stores, &cp.org, from, to, cp.verified.as_ref()).await?;
+        // The checkpoint above stands on its own: an output this shell cannot read costs
+        // the picture, not the status.
+        if let Some(other) = other_output(cp.output.as_deref(), &stores) {
+            say!(
+                "activity:     this checkpoint belongs to the output {other}, not {}; give that as --output",
+                stores.output
+            );
+        } else if let Err(e) = activity(&stores, &cp.org, from, to, cp.verified.as_ref()).await {
+            say!("activity:     cannot read the output ({e}); `--days 0` leaves this out");
+        }
     }
     Ok(true)
+}
+
+/// The output the checkpoint records, when `stores` surely names another (its picture would
+/// be of the wrong trail). Reads, never writes: a local folder's id is only read.
+fn other_output(recorded: Option<&str>, stores: &Stores) -> Option<String> {
+    let recorded = recorded?;
+    let given = stores.output.trim_end_matches('/');
+    let same = if given.starts_with("s3://") {
+        recorded.trim_end_matches('/') == given
+    } else {
+        let id = std::path::Path::new(given).join(crate::sink::local::OUTPUT_ID);
+        std::fs::read_to_string(id).is_ok_and(|id| id.trim() == recorded)
+    };
+    (!same).then(|| recorded.to_string())
 }
 
 /// Prints the activity view of `org` over `from..=to` (see [`crate::activity`]).
@@ -346,11 +369,13 @@ pub async fn activity(
         "activity:     {} events stored from {from} to {to}, read back from {objects} object(s); ✓ verified complete",
         thousands(total)
     );
-    let width = std::env::var("COLUMNS")
-        .ok()
-        .and_then(|c| c.parse().ok())
+    // The terminal's, else $COLUMNS, else 100; less the two columns of the indent.
+    let width = console::Term::stdout()
+        .size_checked()
+        .map(|(_, w)| usize::from(w))
+        .or_else(|| std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()))
         .unwrap_or(100);
-    for line in render(&days, width) {
+    for line in render(&days, width.saturating_sub(2)) {
         say!("  {line}");
     }
     Ok(())

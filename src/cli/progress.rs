@@ -32,7 +32,8 @@ struct Shown {
     from: i64,
     to: i64,
     reached: Option<i64>,
-    events: u64,
+    /// `None` until the run writes (a verification without --repair never does).
+    events: Option<u64>,
     requests: u64,
     /// Until when Docker Hub asked to wait, and why.
     wait: Option<(Instant, String)>,
@@ -55,8 +56,10 @@ impl Line {
         let target = match when {
             ProgressWhen::Never => return None,
             ProgressWhen::Auto if json_logs || !terminal => return None,
-            _ if terminal => ProgressDrawTarget::stderr(),
-            _ => ProgressDrawTarget::term_like(Box::new(Stderr)),
+            // A terminal indicatif would not draw on (TERM unset or dumb) is drawn on
+            // as a pipe is, when asked.
+            _ if terminal && !ProgressDrawTarget::stderr().is_hidden() => ProgressDrawTarget::stderr(),
+            _ => ProgressDrawTarget::term_like_with_hz(Box::new(Stderr), 4),
         };
         let shown = Arc::new(Mutex::new(Shown::default()));
         let bar = ProgressBar::with_draw_target(Some(SCALE), ProgressDrawTarget::hidden());
@@ -75,9 +78,9 @@ impl Line {
         Box::new(Events(self.clone()).with_filter(only))
     }
 
-    /// Leaves the line as it last was (a finished read shows 100%).
+    /// Leaves the line as it last was: a read that ended early shows how far it came.
     pub fn finish(&self) {
-        self.bar.finish();
+        self.bar.abandon();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Shown> {
@@ -106,15 +109,14 @@ impl Line {
                     s.reached = Some(e.at);
                     s.requests = e.requests;
                     s.wait = None;
-                    let span = (s.to - s.from).max(1) as i128;
-                    ((i128::from(e.at - s.from) * i128::from(SCALE)) / span).clamp(0, i128::from(SCALE))
-                        as u64
+                    let span = (i128::from(s.to) - i128::from(s.from)).max(1);
+                    ((i128::from(e.at) - i128::from(s.from)) * i128::from(SCALE) / span)
+                        .clamp(0, i128::from(SCALE)) as u64
                 };
                 self.bar.set_position(position);
             }
             "written" => {
-                self.lock().events = e.events;
-                self.bar.tick();
+                self.lock().events = Some(e.events);
             }
             "waiting" => {
                 self.lock().wait = Some((Instant::now() + Duration::from_millis(e.wait_ms), e.why.clone()));
@@ -126,15 +128,15 @@ impl Line {
     }
 }
 
-/// The line's look: `2026-11-20 [=====>    ]  48% · 1,234 events written · 57 requests`, and
-/// ` · waiting 41s: Docker Hub's rate limit (429)` while a wait lasts.
+/// The line's look: `2026-11-20 14:05 [=====>    ]  48% · 1,234 events written · 57 requests`,
+/// and ` · waiting 41s: rate limit (429)` while a wait lasts.
 fn style(shown: Arc<Mutex<Shown>>) -> ProgressStyle {
     let lock = |s: &Arc<Mutex<Shown>>| {
         let s = s.lock().unwrap_or_else(|e| e.into_inner());
         (s.reached.or(Some(s.from)), s.events, s.requests, s.wait.clone())
     };
     let (a, b, c) = (shown.clone(), shown.clone(), shown);
-    ProgressStyle::with_template("{reached} [{bar:30.cyan/blue}] {percent:>3}% · {counts}{wait}")
+    ProgressStyle::with_template("{reached} [{bar:20.cyan/blue}] {percent:>3}% · {counts}{wait}")
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> ")
         .with_key(
@@ -148,18 +150,16 @@ fn style(shown: Arc<Mutex<Shown>>) -> ProgressStyle {
         )
         .with_key("counts", move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
             let (_, events, requests, _) = lock(&b);
-            let _ = write!(
-                w,
-                "{} events written · {} requests",
-                crate::activity::thousands(events),
-                crate::activity::thousands(requests)
-            );
+            if let Some(events) = events {
+                let _ = write!(w, "{} events written · ", crate::activity::thousands(events));
+            }
+            let _ = write!(w, "{} requests", crate::activity::thousands(requests));
         })
         .with_key("wait", move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
             if let (.., Some((until, why))) = lock(&c) {
                 let left = until.saturating_duration_since(Instant::now());
                 if !left.is_zero() {
-                    let _ = write!(w, " · waiting {}s: {why}", left.as_secs() + 1);
+                    let _ = write!(w, " · waiting {}s: {why}", left.as_millis().div_ceil(1000));
                 }
             }
         })
@@ -248,6 +248,9 @@ impl Write for Above {
 impl Drop for Above {
     fn drop(&mut self) {
         let bytes = std::mem::take(&mut self.0);
+        if bytes.is_empty() {
+            return;
+        }
         above(|| {
             let _ = std::io::stderr().write_all(&bytes);
         });

@@ -262,7 +262,9 @@ where
             days: days.len() as u64,
             estimated_requests: estimated,
         });
-        crate::progress::span(from, to);
+        if !days.is_empty() {
+            crate::progress::span(from, to);
+        }
         let mut report = VerifyReport::starting(org, from, estimated);
         let fresh = ServerMemory::default();
         let memory = self.page_sizes.unwrap_or(&fresh);

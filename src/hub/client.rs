@@ -357,7 +357,7 @@ impl HubClient {
                 wait.as_secs()
             ))));
         }
-        crate::progress::waiting(wait, "Docker Hub's rate limit (429)");
+        crate::progress::waiting(wait, "rate limit (429)");
         self.sleep_within(what, wait, deadline).await?;
         Ok(())
     }
@@ -383,7 +383,7 @@ impl HubClient {
             backoff(failures - 1, self.cfg.retry_base, self.cfg.retry_cap, &mut j)
         };
         tracing::warn!(request = what, attempt = failures, wait_ms = wait.as_millis() as u64, problem = %problem, "retrying");
-        crate::progress::waiting(wait, "a failed request, before its retry");
+        crate::progress::waiting(wait, "retry after a failed request");
         self.sleep_within(what, wait, deadline).await?;
         Ok(())
     }
@@ -436,7 +436,7 @@ impl HubClient {
         if let Some(until) = until {
             let wait = until.saturating_duration_since(Instant::now());
             if !wait.is_zero() {
-                crate::progress::waiting(wait, "pacing ahead of Docker Hub's rate limit");
+                crate::progress::waiting(wait, "pacing below the rate limit");
                 self.sleep_within(what, wait, deadline).await?;
             }
         }
