@@ -24,7 +24,7 @@
 //!   consistent multiset, and put in place of what the pages gave; each must hold as many
 //!   events as the pages gave of it (an event read twice because a page started early
 //!   leaves it short), or the window is cut smaller;
-//! - in **history too old to change** (older than the run's end less its overlap: nothing
+//! - in **history too old to change** (older than the run's end less its overlap, and an hour for clock skew: nothing
 //!   lands there to shift the pages), such a form is taken for two identical events once the
 //!   server has shown that it orders ties steadily ([`ServerMemory`](super::server_memory::ServerMemory)
 //!   says how that is learned, and why identical events split by a boundary cannot show it);
@@ -103,7 +103,7 @@ pub struct Fetcher<'a, A: AuditLog + ?Sized> {
     page_size: PageSizeBelief,
     /// What one read holds at most before it stands (the bound on its memory).
     limits: ReadLimits,
-    /// Before this instant nothing lands any more (the run's end less its overlap), so a
+    /// Before this instant nothing lands any more (the run's end less its overlap and a skew margin), so a
     /// window wholly before it cannot shift while it is paged. `None`: no window is.
     settled_before: Option<DateTime<Utc>>,
     /// Whether what the server has shown of its tie order may spare a check (a

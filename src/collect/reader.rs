@@ -14,6 +14,10 @@ use crate::config::PollConfig;
 use crate::ports::{AuditLog, HubError, Page};
 use crate::types::{Org, Window};
 
+/// How far this machine's clock may run ahead of Docker Hub's before history it takes for
+/// settled could still change.
+const SKEW_MARGIN: Duration = Duration::hours(1);
+
 pub struct Reader<'a, A: AuditLog + ?Sized> {
     pub fetcher: Fetcher<'a, A>,
     span: Duration,
@@ -66,10 +70,11 @@ impl<'a, A: AuditLog + ?Sized> Reader<'a, A> {
         };
         let mut reader = Self::new(api, &cfg.org, cfg.page_size, limits, memory, deadline, clock);
         // Nothing lands further back than the overlap the run reads again: history older
-        // than that, from the run's end, cannot shift while it is paged.
+        // than that, from the run's end, cannot shift while it is paged. An hour more for a
+        // clock that runs ahead of Docker Hub's (a backfill's history is days old anyway).
         let settled = clock
             .now()
-            .checked_sub_signed(cfg.lag + cfg.overlap)
+            .checked_sub_signed(cfg.lag + cfg.overlap + SKEW_MARGIN)
             .map(crate::types::floor_second);
         reader.fetcher.settle_before(settled);
         reader
