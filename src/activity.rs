@@ -10,10 +10,9 @@ use std::fmt::Write as _;
 
 use chrono::{Duration, NaiveDate};
 use futures_util::stream::{self, StreamExt};
-use serde::Deserialize;
 
 use crate::checkpoint_model::Verified;
-use crate::event::encode;
+use crate::collect::stored;
 use crate::ports::{Sink, StoreError};
 use crate::types::Org;
 
@@ -59,44 +58,18 @@ pub async fn read<S: Sink + ?Sized>(
                 .buffered(READS_AT_ONCE);
             while let Some((o, bytes)) = reads.next().await {
                 objects += 1;
-                count(&bytes?, &o.key.to_string(), &mut categories)?;
+                stored::count_categories(&o.key, &bytes?, &mut categories)?;
             }
         }
         days.push(Day {
             day,
             events: categories.values().sum(),
             categories,
-            verified: verified.is_some_and(|v| {
-                let start = day.and_hms_opt(0, 0, 0).map(|t| t.and_utc());
-                start.is_some_and(|s| v.from <= s && s + Duration::days(1) <= v.to)
-            }),
+            verified: verified.is_some_and(|v| v.covers_day(day)),
         });
         day += Duration::days(1);
     }
     Ok((days, objects))
-}
-
-/// Adds the records of one stored object to `categories`.
-fn count(bytes: &[u8], key: &str, categories: &mut BTreeMap<String, u64>) -> Result<(), StoreError> {
-    #[derive(Deserialize)]
-    struct Category<'a> {
-        #[serde(borrow)]
-        category: Option<std::borrow::Cow<'a, str>>,
-    }
-    for line in encode::lines(bytes) {
-        let line = line.map_err(|e| {
-            StoreError::Invalid(format!(
-                "the stored object {key} cannot be read ({e}): it was damaged or not written by this tool; \
-                 `verify` says which events it should hold"
-            ))
-        })?;
-        let c = serde_json::from_slice::<Category<'_>>(&line)
-            .ok()
-            .and_then(|c| c.category)
-            .unwrap_or(std::borrow::Cow::Borrowed("unknown"));
-        *categories.entry(c.into_owned()).or_insert(0) += 1;
-    }
-    Ok(())
 }
 
 /// The eighths of a block, for bars that end between two cells.

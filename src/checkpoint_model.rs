@@ -66,6 +66,12 @@ pub struct Verified {
 }
 
 impl Verified {
+    /// Whether the whole UTC day `day` lies inside the span.
+    pub fn covers_day(&self, day: chrono::NaiveDate) -> bool {
+        let start = day.and_time(chrono::NaiveTime::MIN).and_utc();
+        self.from <= start && start + chrono::Duration::days(1) <= self.to
+    }
+
     /// The span after a clean verify of `[from, to)` at `at`: joined with this one when they
     /// meet or overlap, else the newer of the two (a gap was never verified clean).
     pub fn extended(

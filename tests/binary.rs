@@ -884,6 +884,16 @@ async fn the_progress_line_is_drawn_on_stderr_only_and_when_asked() {
         "the 429 warning above the line:\n{stderr}"
     );
     assert_eq!(summary_of(&plain_stdout), summary_of(&stdout));
+    // `--progress never`: no line, even where it would be drawn.
+    let never = tempfile::tempdir().unwrap();
+    let out = poll_cmd(&hub.url(), never.path(), &["--progress", "never"])
+        .output()
+        .unwrap();
+    let (_, never_stderr) = text(&out);
+    assert!(
+        out.status.success() && !never_stderr.contains("events written ·"),
+        "{never_stderr}"
+    );
     assert_eq!(
         inspect::records(plain.path()).unwrap().len(),
         inspect::records(drawn.path()).unwrap().len()

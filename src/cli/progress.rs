@@ -179,12 +179,13 @@ struct Fields {
 }
 
 impl Visit for Fields {
+    // Times are i64 and counts u64 as `crate::progress` sends them: tracing keeps the types.
     fn record_i64(&mut self, f: &Field, v: i64) {
         match f.name() {
             "from" => self.from = v,
             "to" => self.to = v,
             "at" => self.at = v,
-            _ => self.record_u64(f, v.max(0) as u64),
+            _ => {}
         }
     }
     fn record_u64(&mut self, f: &Field, v: u64) {
@@ -192,7 +193,6 @@ impl Visit for Fields {
             "requests" => self.requests = v,
             "events" => self.events = v,
             "wait_ms" => self.wait_ms = v,
-            "from" | "to" | "at" => self.record_i64(f, i64::try_from(v).unwrap_or(i64::MAX)),
             _ => {}
         }
     }

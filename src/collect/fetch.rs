@@ -562,11 +562,7 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
             };
             let events: usize = pages.0.iter().take(last + 1).map(Page::len).sum();
             let again_costs = events.div_ceil(self.size_again(size).max(1) as usize).max(1);
-            let telling = pages.splits_different_ties(&again);
-            if again_costs < each_second
-                && self
-                    .served_again(w, &pages, last, size, telling, deadline)
-                    .await?
+            if again_costs < each_second && self.served_again(w, &pages, &again, last, size, deadline).await?
             {
                 return Ok(Settled::Page(pages.into_page()));
             }
@@ -623,7 +619,8 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
         Ok(Settled::Page(page))
     }
 
-    /// Whether `w` read again from its start, with pages one event smaller than `size` (the
+    /// Whether `w` (whose pages repeat a form in the seconds `again`) read again from its
+    /// start, with pages one event smaller than `size` (the
     /// same size once the server is trusted to order ties steadily: [`Fetcher::size_again`]),
     /// serves the events of pages `1..=last + 1` of `pages` as the same sequence, stopping at
     /// the first difference. `false` too for a read holding unreadable items (they have no
@@ -644,12 +641,13 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
         &mut self,
         w: Window,
         pages: &Pages,
+        again: &BTreeSet<DateTime<Utc>>,
         last: usize,
         size: u32,
-        telling: u32,
         deadline: Option<Instant>,
     ) -> Result<bool, HubError> {
-        if self.size_again(size) == 0 || pages.0.iter().any(|p| !p.unreadable.is_empty()) {
+        let other = self.size_again(size);
+        if other == 0 || pages.0.iter().any(|p| !p.unreadable.is_empty()) {
             return Ok(false);
         }
         let want: Vec<&HubEvent> = pages
@@ -658,25 +656,20 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
             .take(last + 1)
             .flat_map(|p| p.events.iter())
             .collect();
-        let other = self.size_again(size);
         let mut checked = 0;
         let mut number = 1;
-        while checked < want.len() {
+        let mut differs = false;
+        while checked < want.len() && !differs {
             let page = self.get(w, number, other, None, deadline).await?;
             if !page.unreadable.is_empty() {
                 return Ok(false);
             }
             let full = page.events.len() >= other as usize;
-            for e in &page.events {
-                if checked == want.len() {
-                    break;
-                }
+            for e in page.events.iter().take(want.len() - checked) {
                 if e != want[checked] {
                     tracing::debug!(window = %w, page = number, "read again, the window came back in another order");
-                    if other != size {
-                        self.tie_check(w, false, telling);
-                    }
-                    return Ok(false);
+                    differs = true;
+                    break;
                 }
                 checked += 1;
             }
@@ -685,9 +678,10 @@ impl<'a, A: AuditLog + ?Sized> Fetcher<'a, A> {
             }
             number += 1;
         }
-        let agreed = checked == want.len();
-        if agreed && other != size {
-            self.tie_check(w, true, telling);
+        let agreed = !differs && checked == want.len();
+        // Only other boundaries say anything of the tie order.
+        if other != size && (agreed || differs) {
+            self.tie_check(w, agreed, pages.splits_different_ties(again));
         }
         Ok(agreed)
     }

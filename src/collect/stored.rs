@@ -20,12 +20,7 @@ pub async fn events_of<S: Sink + ?Sized>(
     key: &ObjectKey,
 ) -> Result<Vec<(EventId, DateTime<Utc>)>, StoreError> {
     let bytes = sink.get(key).await?;
-    let bad = |what: String| {
-        StoreError::Invalid(format!(
-            "the stored object {key} cannot be read ({what}): it was damaged or not written by this tool; \
-             move it out of the output (its events are then reported missing, and verify --repair writes them again)"
-        ))
-    };
+    let bad = |what: String| unreadable(key, what);
     // Line by line, reading only the two fields: memory is one record, however large the
     // object's events are.
     let mut out = Vec::new();
@@ -46,6 +41,37 @@ pub async fn events_of<S: Sink + ?Sized>(
         }
     }
     Ok(out)
+}
+
+/// A stored object that cannot be read back: what was wrong, and what to do.
+fn unreadable(key: &ObjectKey, what: String) -> StoreError {
+    StoreError::Invalid(format!(
+        "the stored object {key} cannot be read ({what}): it was damaged or not written by this tool; \
+         move it out of the output (its events are then reported missing, and verify --repair writes them again)"
+    ))
+}
+
+/// Adds the records of the stored object `key` (its `bytes`) to `categories`, by their
+/// `category` field (`unknown` without one): for the picture of a trail.
+pub fn count_categories(
+    key: &ObjectKey,
+    bytes: &[u8],
+    categories: &mut std::collections::BTreeMap<String, u64>,
+) -> Result<(), StoreError> {
+    #[derive(Deserialize)]
+    struct Category<'a> {
+        #[serde(borrow)]
+        category: Option<Cow<'a, str>>,
+    }
+    for line in encode::lines(bytes) {
+        let line = line.map_err(|e| unreadable(key, e.to_string()))?;
+        let c = serde_json::from_slice::<Category<'_>>(&line)
+            .ok()
+            .and_then(|c| c.category)
+            .unwrap_or(Cow::Borrowed("unknown"));
+        *categories.entry(c.into_owned()).or_insert(0) += 1;
+    }
+    Ok(())
 }
 
 /// The two fields of a record that reading it back needs (every other is skipped).

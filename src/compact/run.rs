@@ -121,7 +121,7 @@ fn late(cfg: &CompactConfig, day: NaiveDate, now: DateTime<Utc>) -> bool {
 
 /// Why `day` is not closed yet, if it is not: `Err(true)` when only a verify is missing.
 fn closed(cp: &Checkpoint, day: NaiveDate, now: DateTime<Utc>, horizon: Duration) -> Result<(), bool> {
-    let (from, to) = (start_of(day), start_of(day) + Duration::days(1));
+    let to = start_of(day) + Duration::days(1);
     let settled = match (cp.watermark, cp.seen_from) {
         (Some(w), Some(f)) => w.min(f),
         (Some(w), None) => w,
@@ -140,7 +140,7 @@ fn closed(cp: &Checkpoint, day: NaiveDate, now: DateTime<Utc>, horizon: Duration
         return Err(false);
     }
     match cp.verified {
-        Some(v) if v.from <= from && to <= v.to => Ok(()),
+        Some(v) if v.covers_day(day) => Ok(()),
         _ => Err(true),
     }
 }
